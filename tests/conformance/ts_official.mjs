@@ -1,0 +1,382 @@
+// Drive the local emulator with the OFFICIAL TypeScript SDK (@nodeops-createos/sandbox), unchanged.
+//
+// Configuration comes from the environment as a user of the official SDK would set it:
+// CREATEOS_SANDBOX_BASE_URL and CREATEOS_SANDBOX_API_KEY (the only key variable this SDK reads).
+// CREATEOS_OTHER_API_KEY, when set, is a second tenant's key.
+//
+// Usage: node ts_official.mjs [scenario ...]   (default: every scenario)
+// Exit status 0 = every assertion held; anything else = a mismatch (the message says which).
+
+import { randomBytes } from "node:crypto";
+import { isDeepStrictEqual, inspect } from "node:util";
+import {
+  CreateosSandboxApiError,
+  CreateosSandboxClient,
+  CreateosSandboxError,
+  VERSION,
+} from "@nodeops-createos/sandbox";
+
+const SHAPE = "s-1vcpu-256mb";
+const ROOTFS = "devbox:1";
+const WAIT = { timeoutMs: 30_000 };
+const REQ = { timeoutMs: 30_000 };
+
+class Mismatch extends Error {}
+
+function check(cond, what, got) {
+  if (!cond) throw new Mismatch(`${what} (got ${inspect(got, { depth: 4 })})`);
+}
+
+function eq(got, want, what) {
+  if (!isDeepStrictEqual(got, want)) {
+    throw new Mismatch(`${what}: want ${inspect(want)}, got ${inspect(got, { depth: 4 })}`);
+  }
+}
+
+/** Run fn and require a CreateosSandboxApiError with one of the given statuses. */
+async function expectStatus(statuses, fn, what) {
+  const allowed = Array.isArray(statuses) ? statuses : [statuses];
+  try {
+    await fn();
+  } catch (err) {
+    if (!(err instanceof CreateosSandboxApiError)) {
+      throw new Mismatch(`${what}: want HTTP ${allowed}, got ${err?.name}: ${err?.message}`);
+    }
+    if (!allowed.includes(err.statusCode)) {
+      throw new Mismatch(`${what}: want HTTP ${allowed}, got ${err.statusCode}: ${err.message}`);
+    }
+    // The TS SDK only parses error bodies labelled application/json (WIRE §4 rule 7).
+    check(
+      err.envelope && (err.envelope.status === "fail" || err.envelope.status === "error"),
+      `${what}: JSend error body with Content-Type application/json`,
+      err.envelope,
+    );
+    check(err.requestId, `${what}: X-Request-Id on the error response`, err.requestId);
+    return err;
+  }
+  throw new Mismatch(`${what}: want HTTP ${allowed}, the call succeeded`);
+}
+
+const unique = (prefix) => `${prefix}-${randomBytes(4).toString("hex")}`;
+
+/** Create a sandbox, run body(sb), destroy it (cleanup errors ignored). */
+async function withSandbox(box, request, body) {
+  const sb = await box.createSandbox({ shape: SHAPE, rootfs: ROOTFS, ...request }, { timeoutMs: 60_000 });
+  try {
+    return await body(sb);
+  } finally {
+    await sb.destroy().catch(() => undefined);
+  }
+}
+
+async function collect(iter) {
+  const out = [];
+  for await (const ev of iter) out.push(ev);
+  return out;
+}
+
+const joined = (events, type) =>
+  events
+    .filter((e) => e.type === type)
+    .map((e) => e.data)
+    .join("");
+
+// ------------------------------------------------------------------------------ scenarios
+
+async function scenarioCatalog(box) {
+  eq(box.baseUrl, process.env.CREATEOS_SANDBOX_BASE_URL.replace(/\/+$/, ""), "base URL from env");
+  eq((await box.healthz()).up, true, "GET /healthz up");
+  eq((await box.readyz()).ready, true, "GET /readyz ready");
+  const shapes = await box.listShapes();
+  const shape = shapes.find((s) => s.id === SHAPE);
+  check(shape, `GET /v1/shapes lists ${SHAPE}`, shapes.map((s) => s.id));
+  check(shape.vcpu >= 1 && shape.mem_mib >= 1, "shape vcpu/mem_mib", shape);
+  const rootfs = await box.listRootfs();
+  check(Array.isArray(rootfs.rootfs) && rootfs.rootfs.includes(ROOTFS), `rootfs lists ${ROOTFS}`, rootfs);
+  const me = await box.whoami();
+  check(me.user_id, "whoami user_id", me);
+  // Open routes need no key: a client without one must still read them.
+  const anon = new CreateosSandboxClient({ apiKey: "" });
+  check((await anon.listShapes()).some((s) => s.id === SHAPE), "shapes without a key", null);
+  const bad = new CreateosSandboxClient({ apiKey: "definitely-not-a-key" });
+  await expectStatus(401, () => bad.whoami(), "whoami with an unknown key");
+  await expectStatus(401, () => bad.listSandboxes(), "list with an unknown key");
+  // Raw pagination envelope (WIRE §8): doubly nested, limit clamped to 500.
+  const page = await box.http.request("GET", "/v1/sandboxes", { query: { limit: 1000, offset: 0 } });
+  check(Array.isArray(page.data), "list payload has data[]", page);
+  eq(page.pagination.limit, 500, "limit above 500 is clamped to 500");
+  eq(page.pagination.offset, 0, "pagination.offset");
+  eq(page.pagination.count, page.data.length, "pagination.count = items in page");
+  check(page.pagination.total >= page.data.length, "pagination.total", page.pagination);
+  await expectStatus(400, () => box.http.request("GET", "/v1/sandboxes", { query: { limit: -1 } }),
+    "negative limit");
+}
+
+async function scenarioSandboxes(box) {
+  const name = unique("conf-ts");
+  const sb = await box.createSandbox({ shape: SHAPE, rootfs: ROOTFS, name, envs: { FOO: "bar" } }, { timeoutMs: 60_000 });
+  let destroyed = false;
+  const extra = [];
+  try {
+    check(sb.id, "create returns an id", sb.data);
+    eq(sb.status, "running", "create status");
+    eq(sb.data.status, "running", "create response carries status running (emulator sends it)");
+    eq(sb.name, name, "create echoes name");
+    eq(sb.data.shape, SHAPE, "create echoes shape");
+    eq(sb.data.rootfs, ROOTFS, "create echoes rootfs");
+    check(sb.ip, "create returns ip", sb.data);
+    check(typeof sb.data.spawn_ms === "number", "create spawn_ms is a number", sb.data);
+    check(sb.data.disk_mib > 0 && sb.data.vcpu >= 1 && sb.data.mem_mib >= 1, "create sizes", sb.data);
+
+    const got = await box.getSandbox(sb.id);
+    eq(got.id, sb.id, "GET id");
+    eq(got.status, "running", "GET status");
+    eq(got.name, name, "GET name");
+    eq(got.data.ingress_enabled, false, "GET ingress_enabled");
+    check(typeof got.data.created_at === "string" && !Number.isNaN(Date.parse(got.data.created_at)),
+      "GET created_at is a date-time", got.data.created_at);
+    eq(got.data.envs, ["FOO"], "GET envs = declared names only");
+    check(got.data.destroyed_at === undefined || got.data.destroyed_at === null, "no destroyed_at yet", got.data);
+    eq((await box.getSandboxByIP(sb.ip)).id, sb.id, "GET by-ip");
+
+    // A second sandbox so list filters and paging have something to tell apart.
+    const other = await box.createSandbox({ shape: SHAPE, rootfs: ROOTFS }, { timeoutMs: 60_000 });
+    extra.push(other);
+    check(other.name && other.name !== name, "auto-generated name", other.name);
+    await other.pause();
+    await other.waitUntilPaused(WAIT);
+
+    const all = (await box.listSandboxes()).map((s) => s.id);
+    check(all.includes(sb.id) && all.includes(other.id), "list contains both", all);
+    eq(all.length, new Set(all).size, "list has no duplicates");
+    const running = (await box.listSandboxes({ status: "running" })).map((s) => s.id);
+    check(running.includes(sb.id) && !running.includes(other.id), "status=running filter", running);
+    const paused = (await box.listSandboxes({ status: "paused" })).map((s) => s.id);
+    check(paused.includes(other.id) && !paused.includes(sb.id), "status=paused filter", paused);
+    eq((await box.listSandboxes({ limit: 1 })).length, 1, "list limit=1");
+    const iterated = [];
+    for await (const s of box.iterateSandboxes()) iterated.push(s.id);
+    eq(iterated, all, "iterateSandboxes walks the same items in the same order");
+    // Explicit paging: offset walks by item count, order stable across pages.
+    const p0 = await box.http.request("GET", "/v1/sandboxes", { query: { limit: 1, offset: 0 } });
+    const p1 = await box.http.request("GET", "/v1/sandboxes", { query: { limit: 1, offset: 1 } });
+    eq([p0.data[0].id, p1.data[0].id], all.slice(0, 2), "limit=1 pages follow list order");
+    eq(p1.pagination.offset, 1, "pagination.offset echoes");
+    await expectStatus(400, () => box.listSandboxes({ status: "bogus" }), "unknown status filter");
+
+    await expectStatus(404, () => box.getSandbox("sb_00000000000000000000000000"), "GET unknown id");
+    if (process.env.CREATEOS_OTHER_API_KEY) {
+      const o = new CreateosSandboxClient({ apiKey: process.env.CREATEOS_OTHER_API_KEY });
+      await expectStatus(404, () => o.getSandbox(sb.id), "GET another tenant's sandbox");
+      const theirs = (await o.listSandboxes()).map((s) => s.id);
+      check(!theirs.includes(sb.id), "another tenant's list does not show it", theirs);
+      await expectStatus(404, () => o.http.request("POST", `/v1/sandboxes/${sb.id}/exec`, { body: { cmd: "true" } }),
+        "exec in another tenant's sandbox");
+      await expectStatus(404, () => o.http.request("DELETE", `/v1/sandboxes/${sb.id}`), "DELETE another tenant's sandbox");
+    }
+
+    const del = await sb.destroy();
+    destroyed = true;
+    eq(del.id, sb.id, "DELETE returns the id");
+    check(["destroying", "destroyed"].includes(del.status), "DELETE status", del);
+    await sb.waitUntilDestroyed(WAIT);
+    const after = await box.getSandbox(sb.id);
+    eq(after.status, "destroyed", "destroyed row stays readable");
+    check(after.data.destroyed_at, "destroyed_at set", after.data);
+    eq((await sb.destroy()).status, "destroyed", "repeated DELETE returns destroyed");
+    const gone = (await box.listSandboxes({ status: "destroyed" })).map((s) => s.id);
+    check(gone.includes(sb.id), "status=destroyed lists it", gone);
+    await expectStatus(404, () => sb.runCommand("true"), "exec on a destroyed sandbox");
+    await expectStatus(404, () => box.http.request("DELETE", "/v1/sandboxes/sb_00000000000000000000000000"),
+      "DELETE unknown id");
+  } finally {
+    if (!destroyed) await sb.destroy().catch(() => undefined);
+    for (const s of extra) await s.destroy().catch(() => undefined);
+  }
+}
+
+async function scenarioExec(box) {
+  await withSandbox(box, { envs: { FOO: "bar" } }, async (sb) => {
+    let r = await sb.runCommand("echo", ["hello", "world"], REQ);
+    eq(r.result, { stdout: "hello world\n", stderr: "", exit_code: 0 }, "buffered exec result (no error key)");
+    check(typeof r.exec_ms === "number" && r.exec_ms >= 0, "exec_ms", r.exec_ms);
+    r = await sb.runCommand("bash", ["-c", "echo out; echo err >&2; exit 3"], REQ);
+    eq([r.result.stdout, r.result.stderr, r.result.exit_code], ["out\n", "err\n", 3], "non-zero exit");
+    eq((await sb.runCommand("printenv", ["FOO"], REQ)).result.stdout, "bar\n", "create-time env");
+    eq((await sb.runCommand("pwd", [], REQ)).result.exit_code, 0, "pwd works");
+    r = await sb.runCommand("/definitely/not/a/binary", [], REQ);
+    check(r.result.exit_code !== 0 || r.result.error, "missing binary fails", r.result);
+    eq((await sb.sh("echo ok | tr a-z A-Z", REQ)).result.stdout, "OK\n", "sh() pipes");
+    try {
+      await sb.sh("exit 5", { ...REQ, label: "five" });
+      throw new Mismatch("sh('exit 5') did not throw");
+    } catch (err) {
+      check(err instanceof CreateosSandboxError && !(err instanceof Mismatch) && /exited 5/.test(err.message),
+        "sh() throws with the exit code", err.message);
+    }
+    await expectStatus(400, () => box.http.request("POST", `/v1/sandboxes/${sb.id}/exec`, { body: {} }),
+      "exec without cmd");
+
+    // ---- streaming
+    let events = await collect(sb.streamCommand("bash", ["-c", "echo a; sleep 0.05; echo b >&2; sleep 0.05; echo c; exit 4"], REQ));
+    const real = events.filter((e) => e.type !== "heartbeat");
+    eq(real.at(-1), { type: "exit", exitCode: 4 }, "stream ends with the exit frame");
+    eq(real.filter((e) => e.type === "exit").length, 1, "exactly one exit frame");
+    eq([joined(events, "stdout"), joined(events, "stderr")], ["a\nc\n", "b\n"], "stream contents");
+    check(!real.some((e) => e.type === "error"), "no error frame", real);
+    check(!real.some((e) => (e.type === "stdout" || e.type === "stderr") && e.data === ""),
+      "no empty output frames", real);
+
+    events = await collect(sb.streamCommand("seq", ["1", "30000"], REQ));
+    eq(joined(events, "stdout"), Array.from({ length: 30000 }, (_, i) => `${i + 1}\n`).join(""),
+      "large streamed stdout reassembles exactly");
+    events = await collect(sb.streamCommand("sleep", ["1"], REQ));
+    check(events.filter((e) => e.type === "heartbeat").length >= 1, "heartbeats during a silent 1 s command", events);
+    eq(events.at(-1), { type: "exit", exitCode: 0 }, "heartbeats then exit");
+
+    // Wire check of the stream itself (through the SDK's own transport).
+    const raw = await box.http.requestRaw("POST", `/v1/sandboxes/${encodeURIComponent(sb.id)}/exec`, {
+      query: { stream: true },
+      body: { cmd: "echo", args: ["x"], stream: true },
+    });
+    eq(raw.status, 200, "stream status");
+    check((raw.headers.get("content-type") ?? "").startsWith("application/x-ndjson"), "stream Content-Type", raw.headers.get("content-type"));
+    const lines = (await raw.text()).split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l));
+    eq(lines.filter((f) => !f.hb), [{ stdout: "x\n" }, { exit_code: 0 }], "raw NDJSON frames, one key each");
+
+    // Early break: the SDK cancels the body; the emulator must cope and stay usable.
+    for await (const ev of sb.streamCommand("bash", ["-c", "for i in $(seq 1 200); do echo $i; sleep 0.01; done"], REQ)) {
+      if (ev.type === "stdout") break;
+    }
+    eq((await sb.runCommand("echo", ["still-ok"], REQ)).result.stdout, "still-ok\n", "usable after an abandoned stream");
+
+    await sb.pause();
+    await sb.waitUntilPaused(WAIT);
+    await expectStatus(404, () => collect(sb.streamCommand("true", [], REQ)), "stream exec on a paused sandbox");
+    await expectStatus(404, () => sb.runCommand("true", [], REQ), "exec on a paused sandbox");
+  });
+}
+
+async function scenarioFiles(box) {
+  await withSandbox(box, {}, async (sb) => {
+    const blob = new Uint8Array(256 * 4096 + 4);
+    for (let i = 0; i < blob.length; i++) blob[i] = i % 256;
+    await sb.files.upload("/workspace/conf/deep/blob.bin", blob, REQ);
+    const back = new Uint8Array(await sb.files.download("/workspace/conf/deep/blob.bin", REQ));
+    eq(back.length, blob.length, "download length");
+    check(Buffer.compare(Buffer.from(back), Buffer.from(blob)) === 0, "download bytes equal upload", null);
+    const r = await sb.runCommand("bash", ["-c", "f=/workspace/conf/deep/blob.bin; wc -c < $f; head -c 4 $f | od -An -tx1"], REQ);
+    eq(r.result.stdout.split(/\s+/).filter(Boolean), [String(blob.length), "00", "01", "02", "03"], "exec sees the upload");
+
+    await sb.files.upload("/tmp/hello.txt", "first version, longer", REQ);
+    await sb.files.upload("/tmp/hello.txt", "second", REQ);
+    eq(Buffer.from(await sb.files.download("/tmp/hello.txt", REQ)).toString(), "second", "string upload overwrites");
+    await sb.runCommand("bash", ["-c", "mkdir -p /tmp/made && printf 'from exec\\n' > /tmp/made/x.txt"], REQ);
+    eq(Buffer.from(await sb.files.download("/tmp/made/x.txt", REQ)).toString(), "from exec\n", "download sees exec's file");
+
+    await expectStatus(404, () => sb.files.download("/tmp/does-not-exist", REQ), "download a missing file");
+    await expectStatus(400, () => sb.files.download("relative/path", REQ), "download a relative path");
+    await expectStatus(400, () => sb.files.upload("/tmp/a/../b", "x", REQ), "upload with ..");
+    const raw = await box.http.requestRaw("GET", `/v1/sandboxes/${encodeURIComponent(sb.id)}/files`, { query: { path: "/tmp/hello.txt" } });
+    check((raw.headers.get("content-type") ?? "").startsWith("application/octet-stream"), "download Content-Type", raw.headers.get("content-type"));
+    eq(await raw.text(), "second", "raw download body");
+  });
+}
+
+async function scenarioLifecycle(box) {
+  const extra = [];
+  await withSandbox(box, {}, async (sb) => {
+    try {
+      await sb.files.upload("/workspace/state.txt", "before pause", REQ);
+      await expectStatus(409, () => sb.resume(), "resume a running sandbox");
+      await expectStatus(409, () => sb.fork(), "fork a running sandbox");
+      await sb.pause();
+      check(["pausing", "paused"].includes(sb.status), "pause returns pausing|paused", sb.status);
+      await sb.waitUntilPaused(WAIT);
+      eq(sb.status, "paused", "waitUntilPaused");
+      check(sb.data.paused_at, "paused_at set", sb.data);
+      await expectStatus(409, () => sb.pause(), "pause a paused sandbox");
+      await expectStatus(404, () => sb.files.download("/workspace/state.txt", REQ), "download while paused");
+
+      const child = await sb.fork({});
+      extra.push(child);
+      check(child.id && child.id !== sb.id, "fork returns the child", child.data);
+      check(["forking", "resuming", "running"].includes(child.status), "child status", child.status);
+      eq(child.data.forked_from, sb.id, "child forked_from");
+      await child.waitUntilRunning(WAIT);
+      eq((await box.getSandbox(sb.id)).status, "paused", "source stays paused after fork");
+      eq((await child.runCommand("cat", ["/workspace/state.txt"], REQ)).result.stdout, "before pause", "child has the files");
+      await child.runCommand("bash", ["-c", "echo child > /workspace/child.txt"], REQ);
+
+      const pausedChild = await sb.fork({ start_paused: true });
+      extra.push(pausedChild);
+      await pausedChild.waitUntilPaused(WAIT);
+      eq(pausedChild.status, "paused", "start_paused child ends paused");
+
+      await sb.resume();
+      check(["resuming", "running"].includes(sb.status), "resume returns resuming|running", sb.status);
+      await sb.waitUntilRunning(WAIT);
+      eq((await sb.runCommand("cat", ["/workspace/state.txt"], REQ)).result.stdout, "before pause", "files survive");
+      eq((await sb.runCommand("bash", ["-c", "test -e /workspace/child.txt && echo yes || echo no"], REQ)).result.stdout,
+        "no\n", "child writes stay in the child");
+
+      // PATCH: ingress + auto-pause round trips through the returned view.
+      await sb.setIngress(true);
+      eq(sb.data.ingress_enabled, true, "PATCH ingress_enabled:true");
+      const url = sb.previewUrl(8080);
+      check(url.includes("8080") && !url.includes("<port>"), "previewUrl substitutes the port", url);
+      await sb.setIngress(false);
+      eq(sb.data.ingress_enabled, false, "PATCH ingress_enabled:false");
+      check(!sb.data.ingress_url_template, "template removed when ingress is disabled", sb.data);
+      await sb.setAutoPause(600);
+      eq(sb.data.auto_pause_after_seconds, 600, "PATCH auto_pause_after_seconds");
+      await sb.setAutoPause(null);
+      check(sb.data.auto_pause_after_seconds == null, "disable_auto_pause clears it", sb.data);
+      await expectStatus(400, () => sb.setAutoPause(5), "auto_pause below 60");
+
+      for (const s of extra) {
+        await s.destroy();
+        await s.waitUntilDestroyed(WAIT);
+      }
+      await expectStatus(409, () => child.resume(), "resume a destroyed sandbox");
+    } finally {
+      for (const s of extra) await s.destroy().catch(() => undefined);
+    }
+  });
+}
+
+const SCENARIOS = {
+  catalog: scenarioCatalog,
+  sandboxes: scenarioSandboxes,
+  exec: scenarioExec,
+  files: scenarioFiles,
+  lifecycle: scenarioLifecycle,
+};
+
+async function main(argv) {
+  const names = argv.length ? argv : Object.keys(SCENARIOS);
+  const unknown = names.filter((n) => !(n in SCENARIOS));
+  if (unknown.length) {
+    console.error(`unknown scenario(s): ${unknown}; known: ${Object.keys(SCENARIOS)}`);
+    return 2;
+  }
+  console.log(`official @nodeops-createos/sandbox ${VERSION} against ${process.env.CREATEOS_SANDBOX_BASE_URL}`);
+  // No apiKey / baseUrl options: the SDK must pick both up from the environment.
+  const box = new CreateosSandboxClient();
+  let failed = 0;
+  for (const name of names) {
+    const start = performance.now();
+    try {
+      await SCENARIOS[name](box);
+      console.log(`ok   ${name} (${((performance.now() - start) / 1000).toFixed(1)}s)`);
+    } catch (err) {
+      failed++;
+      console.log(`FAIL ${name}`);
+      console.log(err?.stack ?? String(err));
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+// Exit explicitly: the SDK's pooled keep-alive agent would otherwise hold the process open.
+process.exit(await main(process.argv.slice(2)));

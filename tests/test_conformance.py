@@ -1,0 +1,135 @@
+"""The emulator must be right, not just agree with us: drive it with the OFFICIAL SDKs, unchanged.
+
+One `LocalServer` (bubblewrap isolation) serves the whole module. Each scenario of
+tests/conformance/py_official.py (official Python SDK, run by its own venv) and
+tests/conformance/ts_official.mjs (official TypeScript SDK, run by node) runs as a subprocess
+that gets the base URL and key from the environment the way a user of those SDKs sets them.
+A scenario fails on any mismatch; its output says what the SDK sent and what came back.
+
+Install the SDKs with tests/conformance/setup.sh. Without them these tests skip, unless
+CREATEOS_REQUIRE_CONFORMANCE=1 (CI), where a missing SDK is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import require_bwrap
+
+HERE = Path(__file__).resolve().parent / "conformance"
+PY_OFFICIAL = HERE / ".venv-official" / "bin" / "python"
+TS_SDK_PACKAGE = HERE / "node_modules" / "@nodeops-createos" / "sandbox" / "package.json"
+PY_SCENARIOS = ["catalog", "sandboxes", "exec", "files", "lifecycle", "processes"]
+TS_SCENARIOS = ["catalog", "sandboxes", "exec", "files", "lifecycle"]
+SCENARIO_DEADLINE = 90.0  # seconds; a scenario normally takes 1-5 s
+
+pytestmark = [pytest.mark.conformance, pytest.mark.anyio]
+
+
+def _missing(what: str) -> None:
+    """Skip on a laptop without the official SDKs; fail where they are required (CI)."""
+    msg = f"{what} not installed: run tests/conformance/setup.sh"
+    if os.environ.get("CREATEOS_REQUIRE_CONFORMANCE") == "1":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def _require_python_sdk() -> None:
+    if not PY_OFFICIAL.exists():
+        _missing("official Python SDK (tests/conformance/.venv-official)")
+
+
+def _require_ts_sdk() -> str:
+    node = shutil.which("node")
+    if node is None or not TS_SDK_PACKAGE.exists():
+        _missing("node or the official TypeScript SDK (tests/conformance/node_modules)")
+    assert node is not None
+    return node
+
+
+@pytest.fixture(scope="module")
+async def server() -> AsyncIterator[Any]:
+    """One emulator for every scenario; short heartbeats and visible transitional states."""
+    require_bwrap()
+    from createos_sandbox_async.local import LocalServer
+
+    async with LocalServer(
+        port=0, isolation="bubblewrap", heartbeat_interval=0.2, transition_delay=0.05
+    ) as srv:
+        yield srv
+
+
+def _env(server: Any, other_key: str) -> dict[str, str]:
+    """The child's environment: only what a user of the official SDKs would set, no proxies."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CREATEOS_")
+        and k.lower() not in {"http_proxy", "https_proxy", "all_proxy"}
+    }
+    env.update(
+        CREATEOS_SANDBOX_BASE_URL=server.base_url,
+        CREATEOS_API_KEY=server.api_key,  # read by the Python SDK
+        CREATEOS_SANDBOX_API_KEY=server.api_key,  # read by the TypeScript SDK
+        CREATEOS_OTHER_API_KEY=other_key,  # a second tenant, for isolation checks
+        NO_PROXY="127.0.0.1,localhost,::1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def other_tenant(server: Any) -> str:
+    key: str = server.add_tenant()
+    return key
+
+
+async def _run(argv: Sequence[str], env: dict[str, str]) -> tuple[int | None, str]:
+    """Run one scenario to completion (bounded); return its exit code and combined output."""
+    chunks: list[bytes] = []
+    async with await anyio.open_process(
+        list(argv), cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as proc:
+        assert proc.stdout is not None
+        with anyio.move_on_after(SCENARIO_DEADLINE) as scope:
+            async for chunk in proc.stdout:
+                chunks.append(chunk)
+            await proc.wait()
+        if scope.cancelled_caught:
+            proc.kill()
+            await proc.wait()
+            chunks.append(f"\n[killed after {SCENARIO_DEADLINE:.0f}s]\n".encode())
+            return None, b"".join(chunks).decode(errors="replace")
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def _report(sdk: str, scenario: str, rc: int | None, output: str) -> None:
+    sys.stdout.write(output)
+    assert rc == 0, f"official {sdk} SDK, scenario {scenario!r} (exit {rc}):\n{output[-6000:]}"
+    assert f"ok   {scenario}" in output, output[-2000:]
+
+
+@pytest.mark.parametrize("scenario", PY_SCENARIOS)
+async def test_official_python_sdk(server: Any, other_tenant: str, scenario: str) -> None:
+    _require_python_sdk()
+    rc, out = await _run(
+        [str(PY_OFFICIAL), str(HERE / "py_official.py"), scenario], _env(server, other_tenant)
+    )
+    _report("Python", scenario, rc, out)
+
+
+@pytest.mark.parametrize("scenario", TS_SCENARIOS)
+async def test_official_typescript_sdk(server: Any, other_tenant: str, scenario: str) -> None:
+    node = _require_ts_sdk()
+    rc, out = await _run(
+        [node, str(HERE / "ts_official.mjs"), scenario], _env(server, other_tenant)
+    )
+    _report("TypeScript", scenario, rc, out)
