@@ -1,0 +1,268 @@
+"""The incremental NDJSON decoder and the exec frame parser, fed by hand (no sockets here)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from createos_sandbox_async._ndjson import EXEC_HEARTBEAT, NDJSONDecoder
+from createos_sandbox_async.errors import ProtocolError
+from createos_sandbox_async.exec import ExecEvent, _FrameParser
+
+LOADERS = [pytest.param(json.loads, id="stdlib"), pytest.param(None, id="default")]
+
+
+def feed_all(dec: NDJSONDecoder, chunks: list[bytes]) -> list[Any]:
+    out: list[Any] = []
+    for c in chunks:
+        out.extend(dec.feed(c))
+    out.extend(dec.finish())
+    return out
+
+
+def parse(chunks: list[bytes], **kw: Any) -> tuple[list[ExecEvent], _FrameParser]:
+    p = _FrameParser(**kw)
+    events: list[ExecEvent] = []
+    for c in chunks:
+        events.extend(p.feed(c))
+    events.extend(p.finish())
+    return events, p
+
+
+BODY = (
+    b'{"stdout":"1\\n"}\n'
+    b'{"hb":true}\n'
+    b'{"stderr":"warn \xc3\xa9\\n"}\n'
+    b'{"stdout":"a\\"b{\\"hb\\":true}"}\n'
+    b'{"exit_code":3}\n'
+)
+EXPECTED = [
+    ExecEvent("stdout", "1\n"),
+    ExecEvent("stderr", "warn é\n"),
+    ExecEvent("stdout", 'a"b{"hb":true}'),
+    ExecEvent("exit", "", 3),
+]
+
+
+@pytest.mark.parametrize("loads", LOADERS)
+def test_every_two_way_split_gives_the_same_values(loads: Any) -> None:
+    whole = feed_all(NDJSONDecoder(loads=loads), [BODY])
+    assert len(whole) == 4
+    for cut in range(len(BODY) + 1):
+        dec = NDJSONDecoder(loads=loads)
+        assert feed_all(dec, [BODY[:cut], BODY[cut:]]) == whole, cut
+        assert dec.heartbeats == 1
+
+
+def test_one_byte_at_a_time() -> None:
+    dec = NDJSONDecoder()
+    values = feed_all(dec, [BODY[i : i + 1] for i in range(len(BODY))])
+    assert values == feed_all(NDJSONDecoder(), [BODY])
+    assert dec.heartbeats == 1
+
+
+def test_events_from_a_stream_in_order() -> None:
+    events, p = parse([BODY])
+    assert events == EXPECTED
+    assert p.exit_code == 3 and p.heartbeats == 1 and p.error is None
+
+
+def test_heartbeats_never_reach_the_json_decoder() -> None:
+    seen: list[bytes] = []
+
+    def spy(b: bytes) -> Any:
+        seen.append(b)
+        return json.loads(b)
+
+    dec = NDJSONDecoder(loads=spy)
+    assert dec.feed(EXEC_HEARTBEAT + b"\n" + EXEC_HEARTBEAT + b"\n") == []
+    assert dec.feed(b'{"stdout":"x"}\n' + EXEC_HEARTBEAT + b"\n") == [{"stdout": "x"}]
+    assert dec.heartbeats == 3
+    assert all(b"hb" not in s for s in seen)
+    assert len(seen) == 1  # one decode for the whole chunk
+
+
+def test_blank_sse_and_crlf_lines() -> None:
+    body = (
+        b"\n"
+        b": keep-alive comment\n"
+        b"event: message\n"
+        b"id: 7\n"
+        b"retry: 1000\n"
+        b'data: {"stdout":"a"}\r\n'
+        b"\r\n"
+        b'data:{"stderr":"b"}\n'
+        b"data: \n"
+        b"   \n"
+        b'data: {"hb":true}\n'
+        b'{"exit_code":0}\r\n'
+    )
+    dec = NDJSONDecoder()
+    assert feed_all(dec, [body]) == [{"stdout": "a"}, {"stderr": "b"}, {"exit_code": 0}]
+    assert dec.heartbeats == 1
+
+
+def test_last_line_without_newline_is_decoded_at_eof() -> None:
+    dec = NDJSONDecoder()
+    assert dec.feed(b'{"stdout":"a"}\n{"exit_code":0}') == [{"stdout": "a"}]
+    assert dec.pending == len(b'{"exit_code":0}')
+    assert dec.finish() == [{"exit_code": 0}]
+    assert dec.finish() == []
+
+
+def test_invalid_json_names_the_line_but_not_its_content() -> None:
+    dec = NDJSONDecoder()
+    with pytest.raises(ProtocolError, match="line 3") as info:
+        dec.feed(b'{"stdout":"a"}\n{"stdout":"b"}\n{"stdout":"SECRET-VALUE\n')
+    assert "SECRET" not in str(info.value)
+
+
+def test_two_values_on_one_line_are_rejected() -> None:
+    with pytest.raises(ProtocolError, match="line 2"):
+        NDJSONDecoder().feed(b'{"stdout":"a"}\n{"stdout":"b"},{"stdout":"c"}\n')
+
+
+def test_invalid_utf8_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="line 1"):
+        NDJSONDecoder().feed(b'{"stdout":"\xff\xfe"}\n')
+
+
+def test_truncated_last_line_at_eof_is_a_protocol_error() -> None:
+    dec = NDJSONDecoder()
+    assert dec.feed(b'{"stdout":"a"}\n{"stdo') == [{"stdout": "a"}]
+    with pytest.raises(ProtocolError):
+        dec.finish()
+
+
+def test_line_bound_trips_before_the_line_is_buffered() -> None:
+    dec = NDJSONDecoder(max_line=100)
+    dec.feed(b"x" * 60)
+    with pytest.raises(ProtocolError, match="max_line=100"):
+        dec.feed(b"x" * 60)  # 120 pending bytes, no newline yet
+
+
+def test_line_bound_on_a_complete_line_inside_one_chunk() -> None:
+    dec = NDJSONDecoder(max_line=100)
+    assert dec.feed(b'{"stdout":"' + b"y" * 80 + b'"}\n') == [{"stdout": "y" * 80}]
+    with pytest.raises(ProtocolError, match="max_line=100"):
+        dec.feed(b'{"stdout":"' + b"y" * 200 + b'"}\n{"exit_code":0}\n')
+
+
+def test_line_bound_on_the_unfinished_tail_of_a_chunk() -> None:
+    dec = NDJSONDecoder(max_line=100)
+    with pytest.raises(ProtocolError, match="max_line=100"):
+        dec.feed(b'{"stdout":"a"}\n' + b"z" * 101)
+
+
+def test_a_line_of_exactly_max_line_is_fine() -> None:
+    line = b'{"stdout":"' + b"q" * 87 + b'"}'
+    assert len(line) == 100
+    dec = NDJSONDecoder(max_line=100)
+    assert feed_all(dec, [line[:50], line[50:] + b"\n"]) == [{"stdout": "q" * 87}]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
+def test_max_line_is_validated(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_line"):
+        NDJSONDecoder(max_line=bad)
+
+
+def test_multi_key_frame_is_split_in_wire_order() -> None:
+    frame = {"exit_code": 2, "error": "no such file", "stderr": "e", "stdout": "o", "hb": True}
+    events, p = parse([json.dumps(frame).encode() + b"\n"])
+    assert events == [
+        ExecEvent("stdout", "o"),
+        ExecEvent("stderr", "e"),
+        ExecEvent("error", "no such file"),
+        ExecEvent("exit", "", 2),
+    ]
+    assert p.heartbeats == 1 and p.error == "no such file" and p.exit_code == 2
+
+
+def test_zero_values_mean_not_this_kind() -> None:
+    body = (
+        b'{"hb":false}\n{"stdout":""}\n{"stderr":null}\n{"error":""}\n'
+        b'{"stdout":"x","exit_code":null}\n{"unknown":1}\n{}\n{"hb": true}\n{"exit_code":0}\n'
+    )
+    events, p = parse([body])
+    assert events == [ExecEvent("stdout", "x"), ExecEvent("exit", "", 0)]
+    assert p.heartbeats == 1  # the spaced heartbeat went through JSON and still counted
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        (b"[1,2]", "not a JSON object"),
+        (b"42", "not a JSON object"),
+        (b'{"stdout":5}', "'stdout' is a int"),
+        (b'{"stderr":["a"]}', "'stderr' is a list"),
+        (b'{"exit_code":"0"}', "exit_code is a str"),
+        (b'{"exit_code":true}', "exit_code is a bool"),
+    ],
+)
+def test_frames_off_the_wire_format(line: bytes, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        parse([b'{"stdout":"ok"}\n' + line + b"\n"])
+
+
+def test_error_frame_then_exit_frame() -> None:
+    events, p = parse([b'{"error":"exec: not found"}\n{"exit_code":127}\n'])
+    assert [e.kind for e in events] == ["error", "exit"]
+    assert p.error == "exec: not found" and p.exit_code == 127
+
+
+def test_exec_event_is_frozen_and_slotted() -> None:
+    ev = parse([b'{"stdout":"x"}\n'])[0][0]
+    assert ev == ExecEvent("stdout", "x", None)
+    assert not hasattr(ev, "__dict__")
+    with pytest.raises(AttributeError):
+        ev.data = "y"  # type: ignore[misc]
+    assert hash(ev) == hash(ExecEvent("stdout", "x"))
+
+
+# ---------------------------------------------------------------- hypothesis
+
+text = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from('\n"\\{}'),
+    min_size=1,
+    max_size=40,
+)
+frame = st.one_of(
+    st.tuples(st.just("stdout"), text),
+    st.tuples(st.just("stderr"), text),
+    st.tuples(st.just("hb"), st.just(True)),
+)
+
+
+def _encode(kind: str, value: object, style: int) -> bytes:
+    obj = {kind: value}
+    if style == 0:
+        return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    if style == 1:
+        return json.dumps(obj, ensure_ascii=False).encode() + b"\r\n"
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(st.tuples(frame, st.integers(0, 2)), max_size=30),
+    exit_code=st.integers(0, 255),
+    cuts=st.lists(st.integers(0, 10_000), max_size=12),
+)
+def test_any_frames_cut_anywhere_parse_to_the_same_events(
+    frames: list[tuple[tuple[str, object], int]], exit_code: int, cuts: list[int]
+) -> None:
+    body = b"".join(_encode(k, v, style) for (k, v), style in frames)
+    body += _encode("exit_code", exit_code, 0)
+    expected = [ExecEvent(k, v) for (k, v), _ in frames if k != "hb"]  # type: ignore[arg-type]
+    expected.append(ExecEvent("exit", "", exit_code))
+    points = sorted({c % (len(body) + 1) for c in cuts})
+    chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+    events, p = parse(chunks)
+    assert events == expected
+    assert p.heartbeats == sum(1 for (k, _), _ in frames if k == "hb")
+    assert p.exit_code == exit_code
