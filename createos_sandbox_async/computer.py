@@ -1,0 +1,455 @@
+"""Desktop control for sandboxes with a desktop rootfs such as ``desktop:1`` (WIRE §15).
+
+Reached as ``sandbox.computer``: screenshots, screen and cursor, clipboard, opening URLs and
+launching applications, plus ``mouse``, ``keyboard``, ``windows`` and ``screens`` groups. Most
+calls take ``screen_id`` (``"screen-0"`` .. ``"screen-7"``; None = the default screen). The desktop
+may need tens of seconds after create: :meth:`Computer.wait_ready` polls until it answers.
+
+Actions are POSTs and, like every POST, are never resent after a failure (only on 429/503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
+
+import anyio
+
+from ._convert import structure
+from ._resource_models import Point, Screen, ScreenConnection, ScreenSize, Window, WindowGeometry
+from .errors import APIError, ProtocolError, StreamStalledError
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+
+__all__ = ["Computer", "Keyboard", "Mouse", "Screens", "Windows"]
+
+SCREEN_IDS = frozenset(f"screen-{i}" for i in range(8))
+MouseButton = Literal["left", "middle", "right"]
+_BUTTONS = ("left", "middle", "right")
+#: Screenshots are read up to this size; a PNG of the largest screen is far smaller.
+_MAX_SCREENSHOT = 256 * 1024 * 1024
+
+
+def _screen(screen_id: object, argument: str = "screen_id") -> str:
+    if screen_id not in SCREEN_IDS:
+        raise ValueError(f"{argument} must be one of screen-0 .. screen-7, got {screen_id!r}")
+    assert isinstance(screen_id, str)
+    return screen_id
+
+
+def _screen_params(screen_id: str | None) -> dict[str, object] | None:
+    return None if screen_id is None else {"screen_id": _screen(screen_id)}
+
+
+def _int(value: object, argument: str, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _button(button: object) -> str:
+    if button not in _BUTTONS:
+        raise ValueError(f"button must be 'left', 'middle' or 'right', got {button!r}")
+    assert isinstance(button, str)
+    return button
+
+
+def _keys(keys: Sequence[str] | str) -> list[str]:
+    """``"ctrl+c"`` is not split: pass ``["ctrl", "c"]`` (or ``"ctrl", "c"``) for a combination."""
+    if isinstance(keys, str):
+        keys = [keys]
+    out = list(keys)
+    if not out or not all(isinstance(k, str) and k for k in out):
+        raise ValueError("keys must be one or more non-empty key names")
+    return out
+
+
+def _text(value: object, argument: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{argument} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _window_path(window_id: object) -> str:
+    if not isinstance(window_id, str) or not window_id:
+        raise TypeError("window_id must be a non-empty str")
+    return f"/windows/{quote(window_id, safe='')}"
+
+
+def _list_of(data: Any, cls: type[Any], what: str) -> list[Any]:
+    """Bare arrays in ``data`` (WIRE §8); ``{"data": [...]}`` is accepted too (as Python does)."""
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ProtocolError(f"{what} response is not a list")
+    return [structure(item, cls) for item in data]
+
+
+class Computer:
+    """Desktop API of one sandbox (``sandbox.computer``)."""
+
+    __slots__ = ("_sandbox", "keyboard", "mouse", "screens", "windows")
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+        self.mouse = Mouse(self)
+        self.keyboard = Keyboard(self)
+        self.windows = Windows(self)
+        self.screens = Screens(self)
+
+    def __repr__(self) -> str:
+        return f"Computer(sandbox={self._sandbox.id!r})"
+
+    async def _call(
+        self,
+        method: str,
+        suffix: str,
+        *,
+        screen_id: str | None = None,
+        params: dict[str, object] | None = None,
+        body: Any = None,
+    ) -> Any:
+        query = _screen_params(screen_id) or {}
+        if params:
+            query.update(params)
+        kwargs: dict[str, Any] = {"params": query or None}
+        if body is not None:
+            kwargs["json"] = body
+        path = self._sandbox._path("/computer" + suffix)
+        return await self._sandbox._transport.request(method, path, **kwargs)
+
+    async def screenshot(
+        self,
+        *,
+        screen_id: str | None = None,
+        window_id: str | None = None,
+        x: int | None = None,
+        y: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """A PNG of the screen, of one window (``window_id``), or of a region.
+
+        A region is ``x``, ``y``, ``width``, ``height`` (the PNG is exactly width x height);
+        ``x``/``y`` of 0 are sent, as the API needs them.
+        """
+        params: dict[str, object] = dict(_screen_params(screen_id) or {})
+        if window_id is not None:
+            if not isinstance(window_id, str) or not window_id:
+                raise TypeError("window_id must be a non-empty str")
+            params["window_id"] = window_id
+        if x is not None:
+            params["x"] = _int(x, "x", 0)
+        if y is not None:
+            params["y"] = _int(y, "y", 0)
+        if width is not None:
+            params["width"] = _int(width, "width", 1)
+        if height is not None:
+            params["height"] = _int(height, "height", 1)
+        transport = self._sandbox._transport
+        idle = transport.timeouts.stream_idle
+        path = self._sandbox._path("/computer/screenshot")
+        parts: list[bytes] = []
+        size = 0
+        async with transport.stream("GET", path, params=params or None, timeout=timeout) as resp:
+            while True:
+                with anyio.move_on_after(idle) as scope:
+                    chunk = await resp.content.readany()
+                if scope.cancelled_caught:
+                    raise StreamStalledError(f"screenshot stalled: no byte for {idle:g} s")
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > _MAX_SCREENSHOT:
+                    raise ProtocolError("screenshot is larger than 256 MiB")
+                parts.append(chunk)
+        return b"".join(parts)
+
+    async def screen(self, *, screen_id: str | None = None) -> ScreenSize:
+        """The screen's size in pixels."""
+        return structure(await self._call("GET", "/screen", screen_id=screen_id), ScreenSize)
+
+    async def wait_ready(
+        self, *, screen_id: str | None = None, poll_interval: float = 1.0
+    ) -> ScreenSize:
+        """Poll ``screen`` until the desktop answers; bound it with ``anyio.fail_after``.
+
+        Errors other than "not there yet" (404, 409, 5xx) are raised at once.
+        """
+        while True:
+            try:
+                return await self.screen(screen_id=screen_id)
+            except APIError as err:
+                if err.status not in (404, 409) and err.status < 500:
+                    raise
+            await anyio.sleep(poll_interval)
+
+    async def cursor(self, *, screen_id: str | None = None) -> Point:
+        """Where the mouse pointer is."""
+        return structure(await self._call("GET", "/cursor", screen_id=screen_id), Point)
+
+    async def clipboard(self, *, screen_id: str | None = None) -> str:
+        """The clipboard's text."""
+        data = await self._call("GET", "/clipboard", screen_id=screen_id)
+        if not isinstance(data, dict) or not isinstance(data.get("text", ""), str):
+            raise ProtocolError("clipboard response has no text")
+        text: str = data.get("text", "")
+        return text
+
+    async def set_clipboard(self, text: str, *, screen_id: str | None = None) -> None:
+        """Replace the clipboard's text."""
+        body = {"text": _text(text, "text")}
+        await self._call("PUT", "/clipboard", screen_id=screen_id, body=body)
+
+    async def open(self, target: str, *, screen_id: str | None = None) -> None:
+        """Open a URL or file with the desktop's default handler."""
+        if not _text(target, "target"):
+            raise ValueError("target must be a non-empty str")
+        await self._call("POST", "/open", screen_id=screen_id, body={"target": target})
+
+    async def launch(
+        self, application: str, *, uri: str | None = None, screen_id: str | None = None
+    ) -> None:
+        """Start an installed application, optionally with a URI to open."""
+        if not _text(application, "application"):
+            raise ValueError("application must be a non-empty str")
+        body: dict[str, Any] = {"application": application}
+        if uri is not None:
+            body["uri"] = _text(uri, "uri")
+        await self._call("POST", "/launch", screen_id=screen_id, body=body)
+
+
+class Mouse:
+    """``sandbox.computer.mouse``."""
+
+    __slots__ = ("_computer",)
+
+    def __init__(self, computer: Computer) -> None:
+        self._computer = computer
+
+    async def move(self, x: int, y: int, *, screen_id: str | None = None) -> None:
+        """Move the pointer to (x, y)."""
+        body = {"x": _int(x, "x", 0), "y": _int(y, "y", 0)}
+        await self._computer._call("POST", "/mouse/move", screen_id=screen_id, body=body)
+
+    async def click(
+        self,
+        x: int | None = None,
+        y: int | None = None,
+        *,
+        button: MouseButton | None = None,
+        count: int | None = None,
+        screen_id: str | None = None,
+    ) -> None:
+        """Click (``count=2`` double-clicks), at (x, y) if given, else where the pointer is."""
+        if (x is None) != (y is None):
+            raise ValueError("pass both x and y, or neither")
+        body: dict[str, Any] = {}
+        if button is not None:
+            body["button"] = _button(button)
+        if x is not None:
+            body["x"] = _int(x, "x", 0)
+            body["y"] = _int(y, "y", 0)
+        if count is not None:
+            body["count"] = _int(count, "count", 1)
+        await self._computer._call("POST", "/mouse/click", screen_id=screen_id, body=body)
+
+    async def scroll(
+        self,
+        direction: Literal["up", "down"],
+        amount: int | None = None,
+        *,
+        screen_id: str | None = None,
+    ) -> None:
+        """Scroll up or down by ``amount`` steps (server default when None)."""
+        if direction not in ("up", "down"):
+            raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+        body: dict[str, Any] = {"direction": direction}
+        if amount is not None:
+            body["amount"] = _int(amount, "amount", 1)
+        await self._computer._call("POST", "/mouse/scroll", screen_id=screen_id, body=body)
+
+    async def drag(
+        self,
+        start: tuple[int, int],
+        end: tuple[int, int],
+        *,
+        screen_id: str | None = None,
+    ) -> None:
+        """Press at ``start`` (x, y), move to ``end``, release."""
+        (x0, y0), (x1, y1) = start, end
+        body = {
+            "from": {"x": _int(x0, "start x", 0), "y": _int(y0, "start y", 0)},
+            "to": {"x": _int(x1, "end x", 0), "y": _int(y1, "end y", 0)},
+        }
+        await self._computer._call("POST", "/mouse/drag", screen_id=screen_id, body=body)
+
+    async def down(
+        self, button: MouseButton | None = None, *, screen_id: str | None = None
+    ) -> None:
+        """Press a button and hold it."""
+        body = {} if button is None else {"button": _button(button)}
+        await self._computer._call("POST", "/mouse/down", screen_id=screen_id, body=body)
+
+    async def up(self, button: MouseButton | None = None, *, screen_id: str | None = None) -> None:
+        """Release a held button."""
+        body = {} if button is None else {"button": _button(button)}
+        await self._computer._call("POST", "/mouse/up", screen_id=screen_id, body=body)
+
+
+class Keyboard:
+    """``sandbox.computer.keyboard``. Key names follow the desktop's xdotool-like vocabulary."""
+
+    __slots__ = ("_computer",)
+
+    def __init__(self, computer: Computer) -> None:
+        self._computer = computer
+
+    async def type(
+        self, text: str, *, delay_ms: int | None = None, screen_id: str | None = None
+    ) -> None:
+        """Type text into the focused window, ``delay_ms`` between characters."""
+        body: dict[str, Any] = {"text": _text(text, "text")}
+        if delay_ms is not None:
+            body["delay_in_ms"] = _int(delay_ms, "delay_ms", 0)
+        await self._computer._call("POST", "/keyboard/type", screen_id=screen_id, body=body)
+
+    async def press(self, *keys: str, screen_id: str | None = None) -> None:
+        """Press and release a key or combination: ``press("ctrl", "c")``."""
+        body = {"keys": _keys(keys)}
+        await self._computer._call("POST", "/keyboard/press", screen_id=screen_id, body=body)
+
+    async def down(self, *keys: str, screen_id: str | None = None) -> None:
+        """Press keys and hold them."""
+        body = {"keys": _keys(keys)}
+        await self._computer._call("POST", "/keyboard/down", screen_id=screen_id, body=body)
+
+    async def up(self, *keys: str, screen_id: str | None = None) -> None:
+        """Release held keys."""
+        body = {"keys": _keys(keys)}
+        await self._computer._call("POST", "/keyboard/up", screen_id=screen_id, body=body)
+
+
+class Windows:
+    """``sandbox.computer.windows``."""
+
+    __slots__ = ("_computer",)
+
+    def __init__(self, computer: Computer) -> None:
+        self._computer = computer
+
+    async def list(
+        self, *, application: str | None = None, screen_id: str | None = None
+    ) -> list[Window]:
+        """Visible windows, optionally only those of ``application``."""
+        params: dict[str, object] | None = None
+        if application is not None:
+            params = {"application": _text(application, "application")}
+        data = await self._computer._call("GET", "/windows", screen_id=screen_id, params=params)
+        return _list_of(data, Window, "windows")
+
+    async def current(self, *, screen_id: str | None = None) -> Window:
+        """The focused window."""
+        data = await self._computer._call("GET", "/windows/current", screen_id=screen_id)
+        return structure(data, Window)
+
+    async def get(self, window_id: str, *, screen_id: str | None = None) -> Window:
+        """One window."""
+        data = await self._computer._call("GET", _window_path(window_id), screen_id=screen_id)
+        return structure(data, Window)
+
+    async def geometry(self, window_id: str, *, screen_id: str | None = None) -> WindowGeometry:
+        """A window's position and size."""
+        suffix = _window_path(window_id) + "/geometry"
+        return structure(
+            await self._computer._call("GET", suffix, screen_id=screen_id), WindowGeometry
+        )
+
+    async def _action(
+        self, window_id: str, action: str, screen_id: str | None, body: Any = None
+    ) -> None:
+        suffix = f"{_window_path(window_id)}/{action}"
+        await self._computer._call("POST", suffix, screen_id=screen_id, body=body)
+
+    async def focus(self, window_id: str, *, screen_id: str | None = None) -> None:
+        """Bring a window to the front and give it the keyboard."""
+        await self._action(window_id, "focus", screen_id)
+
+    async def move(self, window_id: str, x: int, y: int, *, screen_id: str | None = None) -> None:
+        """Move a window's top-left corner to (x, y)."""
+        await self._action(
+            window_id, "move", screen_id, {"x": _int(x, "x", 0), "y": _int(y, "y", 0)}
+        )
+
+    async def resize(
+        self, window_id: str, width: int, height: int, *, screen_id: str | None = None
+    ) -> None:
+        """Resize a window."""
+        body = {"width": _int(width, "width", 1), "height": _int(height, "height", 1)}
+        await self._action(window_id, "resize", screen_id, body)
+
+    async def maximize(self, window_id: str, *, screen_id: str | None = None) -> None:
+        await self._action(window_id, "maximize", screen_id)
+
+    async def minimize(self, window_id: str, *, screen_id: str | None = None) -> None:
+        await self._action(window_id, "minimize", screen_id)
+
+    async def restore(self, window_id: str, *, screen_id: str | None = None) -> None:
+        await self._action(window_id, "restore", screen_id)
+
+    async def close(self, window_id: str, *, screen_id: str | None = None) -> None:
+        """Close a window (as its close button would)."""
+        await self._computer._call("DELETE", _window_path(window_id), screen_id=screen_id)
+
+
+class Screens:
+    """``sandbox.computer.screens``: up to eight virtual screens, each with a VNC server."""
+
+    __slots__ = ("_computer",)
+
+    def __init__(self, computer: Computer) -> None:
+        self._computer = computer
+
+    @staticmethod
+    def _size(width: int | None, height: int | None) -> dict[str, int]:
+        body: dict[str, int] = {}
+        if width is not None:
+            body["width"] = _int(width, "width", 1)
+        if height is not None:
+            body["height"] = _int(height, "height", 1)
+        return body
+
+    async def list(self) -> list[Screen]:
+        """Every configured screen."""
+        return _list_of(await self._computer._call("GET", "/screens"), Screen, "screens")
+
+    async def create(self, *, width: int | None = None, height: int | None = None) -> Screen:
+        """Add a screen (server default size when omitted); 409 when all eight exist."""
+        body = self._size(width, height)
+        return structure(await self._computer._call("POST", "/screens", body=body), Screen)
+
+    async def get(self, screen_id: str) -> Screen:
+        return structure(
+            await self._computer._call("GET", f"/screens/{_screen(screen_id)}"), Screen
+        )
+
+    async def resize(
+        self, screen_id: str, *, width: int | None = None, height: int | None = None
+    ) -> Screen:
+        """Change a screen's size; returns the screen."""
+        body = self._size(width, height)
+        suffix = f"/screens/{_screen(screen_id)}/resize"
+        return structure(await self._computer._call("POST", suffix, body=body), Screen)
+
+    async def delete(self, screen_id: str) -> None:
+        await self._computer._call("DELETE", f"/screens/{_screen(screen_id)}")
+
+    async def connect(self, screen_id: str) -> ScreenConnection:
+        """Mint a short-lived noVNC credential; ``token`` and ``url`` are secrets (never log)."""
+        data = await self._computer._call("GET", f"/screens/{_screen(screen_id)}/connect")
+        return structure(data, ScreenConnection)

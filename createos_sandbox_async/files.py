@@ -1,0 +1,582 @@
+"""File transfer for one sandbox: streaming upload and download, whole directories via tar.
+
+Reached as ``sandbox.files``. Nothing here loads a big file into memory: uploads from a path or a
+file object are read in 1 MiB blocks in a worker thread and streamed as the request body;
+downloads are read from the socket chunk by chunk. ``download_to`` writes through a temporary file
+in the destination directory and renames it into place, so the destination is either the complete
+new file or untouched, never a partial one (also when the task is cancelled).
+
+Wire (WIRE §12): ``PUT /v1/sandboxes/{id}/files?path=/abs`` with the raw bytes, and ``GET`` on the
+same URL for the bytes back. Paths must be absolute without ``..``; bodies are at most 500 MiB.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import stat
+import tarfile
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+import aiohttp
+import anyio
+import anyio.to_thread
+
+from .errors import StreamInterruptedError, StreamStalledError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .sandbox import Sandbox
+
+__all__ = ["MAX_FILE_SIZE", "DownloadStream", "Files", "UploadData"]
+
+#: The server's per-file limit: 500 MiB (WIRE §12, §20.13).
+MAX_FILE_SIZE = 524_288_000
+
+#: Blocks read from local files per worker-thread hop: big enough that the hop costs nothing,
+#: small enough that memory stays flat.
+_READ_BLOCK = 1 << 20
+#: Bytes gathered before one worker-thread write in ``download_to``.
+_WRITE_BATCH = 1 << 20
+#: Default per-attempt deadline of an upload whose length is unknown (an async iterable).
+_UNKNOWN_SIZE_TIMEOUT = 3600.0
+#: Default ``download_iter`` chunk size.
+DEFAULT_CHUNK_SIZE = 256 * 1024
+
+#: What ``upload`` accepts: bytes, a local file path, a binary file object, or an async iterable.
+UploadData = (
+    bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO | AsyncIterable[bytes]
+)
+
+_OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def check_remote_path(path: object, argument: str = "path") -> str:
+    """Validate a guest path the way the server would (WIRE §12), before any request is sent."""
+    if not isinstance(path, str):
+        raise TypeError(f"{argument} must be a str guest path, got {type(path).__name__}")
+    if not path.startswith("/"):
+        raise ValueError(f"{argument} must be an absolute guest path starting with '/': {path!r}")
+    if ".." in path.split("/"):
+        raise ValueError(f"{argument} must not contain a '..' segment: {path!r}")
+    if "\x00" in path:
+        raise ValueError(f"{argument} must not contain a NUL character")
+    return path
+
+
+def _check_size(size: int, argument: str) -> None:
+    """Refuse a body the server would reject, without sending a byte of it."""
+    if size > MAX_FILE_SIZE:
+        raise ValueError(
+            f"{argument} is {size} bytes, over the 500 MiB ({MAX_FILE_SIZE} bytes) upload limit"
+        )
+
+
+def _remaining_size(fileobj: IO[bytes]) -> int | None:
+    """Bytes left in a file object from its current position, or None if it cannot tell."""
+    try:
+        pos = fileobj.tell()
+        try:
+            st = os.fstat(fileobj.fileno())
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            end = fileobj.seek(0, os.SEEK_END)
+            fileobj.seek(pos)
+            return max(0, end - pos)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return max(0, st.st_size - pos)
+    except (OSError, AttributeError, io.UnsupportedOperation, ValueError):
+        return None
+
+
+async def _read_blocks(fileobj: IO[bytes], size: int | None) -> AsyncIterator[bytes]:
+    """Yield a file object's bytes in blocks read by a worker thread (the loop never blocks).
+
+    With a known ``size`` exactly that many bytes are sent, matching the Content-Length; a file
+    that shrank meanwhile is an error rather than a silently short upload.
+    """
+    remaining = size
+    while remaining is None or remaining > 0:
+        want = _READ_BLOCK if remaining is None else min(_READ_BLOCK, remaining)
+        block = await anyio.to_thread.run_sync(fileobj.read, want)
+        if not block:
+            if remaining:
+                raise OSError(f"file shrank during upload: {remaining} bytes missing")
+            return
+        if not isinstance(block, (bytes, bytearray, memoryview)):
+            raise TypeError("data must be opened in binary mode ('rb'), got text from read()")
+        if remaining is not None:
+            remaining -= len(block)
+        yield bytes(block) if not isinstance(block, bytes) else block
+
+
+async def _checked_iterable(source: AsyncIterable[Any]) -> AsyncIterator[bytes]:
+    """Pass an async iterable through, refusing non-bytes chunks with a clear message."""
+    async for chunk in source:
+        if isinstance(chunk, bytes):
+            yield chunk
+        elif isinstance(chunk, (bytearray, memoryview)):
+            yield bytes(chunk)
+        else:
+            raise TypeError(f"data must yield bytes chunks, got {type(chunk).__name__}")
+
+
+def _stream_error(exc: BaseException) -> StreamInterruptedError:
+    """A body that broke off mid-way is an interrupted stream, whatever aiohttp called it."""
+    return StreamInterruptedError(f"download interrupted: {type(exc).__name__}: {exc}")
+
+
+class DownloadStream:
+    """Async iterator of a guest file's chunks; also an async context manager.
+
+    The request is sent on first iteration. Reading to the end returns the connection to the
+    pool; leaving early (``break`` inside ``async with``, ``aclose()``, an exception,
+    cancellation) closes the connection instead, so nothing half-read is ever reused. Without
+    ``async with``, a stream dropped after ``break`` still closes its connection when collected.
+    """
+
+    def __init__(self, sandbox: Sandbox, path: str, chunk_size: int, timeout: float | None) -> None:
+        self._sandbox = sandbox
+        self._path = path
+        self._chunk_size = chunk_size
+        self._timeout = timeout
+        self._cm: Any = None
+        self._response: aiohttp.ClientResponse | None = None
+        self._done = False
+        self.bytes_read = 0
+
+    async def __aenter__(self) -> DownloadStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> DownloadStream:
+        return self
+
+    async def _open(self) -> aiohttp.ClientResponse:
+        transport = self._sandbox._transport
+        cm = transport.stream(
+            "GET",
+            self._sandbox._path("/files"),
+            params={"path": self._path},
+            timeout=self._timeout,
+        )
+        response: aiohttp.ClientResponse = await cm.__aenter__()
+        self._cm = cm
+        self._response = response
+        return response
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        response = self._response
+        if response is None:
+            try:
+                response = await self._open()
+            except BaseException:
+                self._done = True
+                raise
+        idle = self._sandbox._transport.timeouts.stream_idle
+        try:
+            with anyio.move_on_after(idle) as scope:
+                chunk = await response.content.read(self._chunk_size)
+            if scope.cancelled_caught:
+                raise StreamStalledError(f"download stalled: no byte for {idle:g} s")
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            await self._finish()
+            raise _stream_error(exc) from exc
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._finish()
+            raise
+        if not chunk:
+            await self._finish()
+            raise StopAsyncIteration
+        self.bytes_read += len(chunk)
+        return chunk
+
+    async def _finish(self) -> None:
+        """Leave the transport's stream context once: release at EOF, close otherwise."""
+        self._done = True
+        cm, self._cm = self._cm, None
+        self._response = None
+        if cm is not None:
+            await cm.__aexit__(None, None, None)
+
+    async def aclose(self) -> None:
+        """Stop reading; the connection is dropped unless the body was read to the end."""
+        if self._cm is not None:
+            with anyio.CancelScope(shield=True):
+                await self._finish()
+        self._done = True
+
+    def __del__(self) -> None:
+        # Last resort for ``break`` without ``async with``: drop the socket synchronously so a
+        # half-read connection never lingers (ClientResponse.close() needs no event loop turn).
+        response = self._response
+        if response is not None and not self._done:
+            response.close()
+
+
+class Files:
+    """Upload and download files in one sandbox (``sandbox.files``)."""
+
+    __slots__ = ("_sandbox",)
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+
+    def __repr__(self) -> str:
+        return f"Files(sandbox={self._sandbox.id!r})"
+
+    # -- upload ---------------------------------------------------------------------------------
+
+    async def upload(self, path: str, data: UploadData, *, timeout: float | None = None) -> None:
+        """Write ``data`` to the guest file ``path`` (parents are created; existing files replaced).
+
+        ``data`` may be bytes, a local file path (``str`` or ``os.PathLike``: a ``str`` is always
+        a path, encode text yourself), a binary file object (read from its current position), or
+        an async iterable of bytes. Files are streamed, never loaded whole. Only a bytes body can
+        be resent, so only a bytes upload is retried after a transient failure. ``timeout``
+        bounds the whole attempt in seconds; by default it is the session's request timeout plus
+        one second per MiB (an hour at least when the length is unknown).
+        """
+        remote = check_remote_path(path, "path")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            body = bytes(data)
+            _check_size(len(body), "data")
+            await self._put(remote, body, None, timeout=timeout, retry=True)
+            return
+        if isinstance(data, (str, os.PathLike)):
+            await self._upload_path(remote, data, timeout=timeout)
+            return
+        if isinstance(data, AsyncIterable):
+            await self._put(remote, _checked_iterable(data), None, timeout=timeout, retry=False)
+            return
+        if hasattr(data, "read"):
+            if isinstance(data, io.TextIOBase):
+                raise TypeError("data is a text-mode file; open it in binary mode ('rb')")
+            fileobj: IO[bytes] = data
+            size = _remaining_size(fileobj)
+            if size is not None:
+                _check_size(size, "data")
+            await self._put(remote, _read_blocks(fileobj, size), size, timeout=timeout, retry=False)
+            return
+        raise TypeError(
+            "data must be bytes, a file path, a binary file object or an async iterable of bytes, "
+            f"got {type(data).__name__}"
+        )
+
+    async def _upload_path(
+        self, remote: str, local: str | os.PathLike[str], *, timeout: float | None
+    ) -> None:
+        """Stream a local file; its size is checked against the limit before connecting."""
+        local_path = os.fspath(local)
+        try:
+            fileobj = await anyio.to_thread.run_sync(open, local_path, "rb")
+        except FileNotFoundError:
+            hint = (
+                " (a str is treated as a local file path; pass bytes, e.g. text.encode(), to "
+                "upload content)"
+                if isinstance(local, str)
+                else ""
+            )
+            raise FileNotFoundError(f"data: no such local file: {local_path!r}{hint}") from None
+        try:
+            size = _remaining_size(fileobj)
+            if size is not None:
+                _check_size(size, "data")
+            await self._put(remote, _read_blocks(fileobj, size), size, timeout=timeout, retry=False)
+        finally:
+            fileobj.close()
+
+    async def _put(
+        self,
+        remote: str,
+        body: bytes | AsyncIterable[bytes],
+        size: int | None,
+        *,
+        timeout: float | None,
+        retry: bool,
+    ) -> None:
+        """One PUT; a known size goes out as Content-Length (no chunked encoding needed)."""
+        headers = dict(_OCTET)
+        if size is not None and not isinstance(body, bytes):
+            headers["Content-Length"] = str(size)
+        if timeout is None:
+            timeout = self._default_timeout(len(body) if isinstance(body, bytes) else size)
+        await self._sandbox._transport.request(
+            "PUT",
+            self._sandbox._path("/files"),
+            params={"path": remote},
+            data=body,
+            headers=headers,
+            timeout=timeout,
+            retry=retry,
+        )
+
+    def _default_timeout(self, size: int | None) -> float | None:
+        """The session's request timeout, stretched for big bodies (one attempt covers the upload).
+
+        A transfer gets one extra second per MiB (i.e. it may run as slowly as 1 MiB/s); a body of
+        unknown length gets at least an hour. ``timeout=`` overrides all of this.
+        """
+        base = self._sandbox._transport.timeouts.request
+        if base is None:
+            return None
+        if size is None:
+            return max(base, _UNKNOWN_SIZE_TIMEOUT)
+        return base + size / (1 << 20)
+
+    # -- download -------------------------------------------------------------------------------
+
+    def download_iter(
+        self, path: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE, timeout: float | None = None
+    ) -> DownloadStream:
+        """Stream a guest file as chunks of at most ``chunk_size`` bytes.
+
+        Use it as ``async with sb.files.download_iter(p) as chunks: async for c in chunks: ...``
+        so an early exit closes the connection at once. ``timeout`` bounds connecting and the
+        response headers; after that the session's stream idle timeout applies per chunk
+        (``StreamStalledError``), never a total deadline, so big files are fine.
+        """
+        remote = check_remote_path(path, "path")
+        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        return DownloadStream(self._sandbox, remote, chunk_size, timeout)
+
+    async def download(self, path: str, *, timeout: float | None = None) -> bytes:
+        """Read a whole guest file into memory; for big files prefer ``download_to``."""
+        parts: list[bytes] = []
+        async with self.download_iter(path, chunk_size=_WRITE_BATCH, timeout=timeout) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+        return b"".join(parts)
+
+    async def download_to(
+        self, path: str, local_path: str | os.PathLike[str], *, timeout: float | None = None
+    ) -> int:
+        """Stream a guest file to ``local_path`` atomically; returns the number of bytes written.
+
+        Bytes go to a hidden temporary file next to ``local_path`` that is renamed over it only
+        after the last byte arrived. On any error or cancellation the temporary file is removed
+        and ``local_path`` is left as it was.
+        """
+        remote = check_remote_path(path, "path")
+        target, tmp, fd = _create_temp_beside(local_path)
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as out:
+                written = await self._copy_to(remote, out, timeout)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        return written
+
+    async def _copy_to(self, remote: str, out: IO[bytes], timeout: float | None) -> int:
+        """Copy a download into ``out``, one worker-thread write per ~1 MiB gathered."""
+        pending: list[bytes] = []
+        pending_size = 0
+        written = 0
+        async with self.download_iter(remote, chunk_size=_WRITE_BATCH, timeout=timeout) as chunks:
+            async for chunk in chunks:
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= _WRITE_BATCH:
+                    await anyio.to_thread.run_sync(out.writelines, pending)
+                    written += pending_size
+                    pending, pending_size = [], 0
+        if pending:
+            await anyio.to_thread.run_sync(out.writelines, pending)
+            written += pending_size
+        return written
+
+    # -- directories ----------------------------------------------------------------------------
+
+    async def upload_dir(
+        self,
+        local_dir: str | os.PathLike[str],
+        remote_dir: str,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Copy a local directory tree into ``remote_dir`` (created if missing).
+
+        The tree is tarred locally into a temporary file (in a worker thread), uploaded, then
+        unpacked in the guest with ``tar -xf`` and the archive removed. Files are stored owned by
+        root with their permission bits; symlinks stay symlinks. Needs ``tar`` in the guest.
+        """
+        remote = check_remote_path(remote_dir, "remote_dir")
+        source = _existing_dir(local_dir)
+        archive = await anyio.to_thread.run_sync(_tar_directory, source)
+        try:
+            size = _remaining_size(archive)
+            if size is not None and size > MAX_FILE_SIZE:
+                raise ValueError(
+                    f"local_dir packs into a {size}-byte tar, over the 500 MiB "
+                    f"({MAX_FILE_SIZE} bytes) upload limit"
+                )
+            guest_tar = f"/tmp/.createos-upload-{secrets.token_hex(8)}.tar"
+            await self._put(
+                guest_tar, _read_blocks(archive, size), size, timeout=timeout, retry=False
+            )
+        finally:
+            archive.close()
+        script = 'mkdir -p -- "$1" && tar -xf "$2" -C "$1"; rc=$?; rm -f -- "$2"; exit $rc'
+        await self._sandbox.exec(
+            "sh", ["-c", script, "sh", remote, guest_tar], timeout=timeout, check=True
+        )
+
+    async def download_dir(
+        self,
+        remote_dir: str,
+        local_dir: str | os.PathLike[str],
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Copy the guest directory ``remote_dir`` into ``local_dir`` (created if missing).
+
+        The guest tars the tree to a temporary file, which is downloaded and unpacked locally.
+        Unpacking refuses any member that would land outside ``local_dir`` (absolute names,
+        ``..``, links pointing out, device files) with ``ValueError`` before writing anything.
+        """
+        remote = check_remote_path(remote_dir, "remote_dir")
+        target = _dir_target(local_dir)
+        guest_tar = f"/tmp/.createos-download-{secrets.token_hex(8)}.tar"
+        script = 'tar -cf "$2" -C "$1" . || { rc=$?; rm -f -- "$2"; exit $rc; }'
+        await self._sandbox.exec(
+            "sh", ["-c", script, "sh", remote, guest_tar], timeout=timeout, check=True
+        )
+        fd, local_tar = tempfile.mkstemp(prefix=".createos-download-", suffix=".tar")
+        os.close(fd)
+        try:
+            try:
+                await self.download_to(guest_tar, local_tar, timeout=timeout)
+            finally:
+                await self._remove_guest_file(guest_tar)
+            await anyio.to_thread.run_sync(_safe_extract, local_tar, target)
+        finally:
+            try:
+                os.unlink(local_tar)
+            except FileNotFoundError:
+                pass
+
+    async def _remove_guest_file(self, guest_path: str) -> None:
+        """Best-effort cleanup of a guest temp file; never masks the error that got us here."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            try:
+                await self._sandbox.exec("rm", ["-f", "--", guest_path], timeout=10)
+            except Exception:  # the transfer's own outcome matters more than the cleanup
+                pass
+
+
+# Local filesystem checks: a stat or two, done before any request so bad arguments fail first.
+
+
+def _create_temp_beside(local_path: str | os.PathLike[str]) -> tuple[str, str, int]:
+    """(target, temp path, open fd) for an atomic write of ``local_path``.
+
+    The temp file is created with mode 0o666 so the umask decides the final permissions, as for
+    any newly created file (``mkstemp`` would force 0o600).
+    """
+    target = os.path.abspath(os.fspath(local_path))
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"local_path is a directory: {target!r}")
+    directory, name = os.path.split(target)
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.part")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return target, tmp, os.open(tmp, flags, 0o666)
+
+
+def _existing_dir(local_dir: str | os.PathLike[str]) -> str:
+    source = os.fspath(local_dir)
+    if not os.path.isdir(source):
+        raise NotADirectoryError(f"local_dir is not a directory: {source!r}")
+    return source
+
+
+def _dir_target(local_dir: str | os.PathLike[str]) -> str:
+    target = os.path.abspath(os.fspath(local_dir))
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise NotADirectoryError(f"local_dir exists and is not a directory: {target!r}")
+    return target
+
+
+def _tar_directory(source: str) -> IO[bytes]:
+    """Tar ``source``'s contents into an anonymous temporary file, rewound for reading."""
+    archive = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, who closes it
+
+    def owner_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    try:
+        with tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for entry in sorted(os.listdir(source)):
+                tar.add(os.path.join(source, entry), arcname=entry, filter=owner_root)
+        archive.seek(0)
+    except BaseException:
+        archive.close()
+        raise
+    return archive
+
+
+def _inside(root: str, candidate: str) -> bool:
+    """True when ``candidate`` (already absolute and normalised) is ``root`` or below it."""
+    return candidate == root or candidate.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_member(root: str, member: tarfile.TarInfo) -> None:
+    """Refuse a tar member that would escape ``root`` or is not a plain file/dir/link."""
+    name = member.name
+    where = os.path.normpath(os.path.join(root, name))
+    if (
+        os.path.isabs(name)
+        or ".." in name.replace("\\", "/").split("/")
+        or not _inside(root, where)
+    ):
+        raise ValueError(f"refusing to extract {name!r}: it would land outside {root!r}")
+    if member.issym():
+        link = os.path.normpath(os.path.join(os.path.dirname(where), member.linkname))
+        if os.path.isabs(member.linkname) or not _inside(root, link):
+            raise ValueError(
+                f"refusing to extract symlink {name!r} -> {member.linkname!r}: it points outside "
+                f"{root!r}"
+            )
+    elif member.islnk():
+        link = os.path.normpath(os.path.join(root, member.linkname))
+        if os.path.isabs(member.linkname) or not _inside(root, link):
+            raise ValueError(
+                f"refusing to extract hard link {name!r} -> {member.linkname!r}: it points "
+                f"outside {root!r}"
+            )
+    elif not (member.isfile() or member.isdir()):
+        raise ValueError(f"refusing to extract {name!r}: special files are not copied")
+
+
+def _safe_extract(archive_path: str, target: str) -> None:
+    """Check every member first, then extract with the stdlib ``data`` filter as a second guard."""
+    os.makedirs(target, exist_ok=True)
+    root = os.path.realpath(target)
+    with tarfile.open(archive_path, mode="r:") as tar:
+        members = tar.getmembers()
+        for member in members:
+            _check_member(root, member)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(root, members=members, filter="data")
+        else:  # pragma: no cover - Python < 3.11.4
+            tar.extractall(root, members=members)

@@ -1,0 +1,537 @@
+"""Managed processes and PTYs that outlive the client's connection (WIRE §13).
+
+Reached as ``sandbox.processes``. A managed process keeps running when nobody listens; its output
+is numbered (``seq``) and retained, so :meth:`Processes.connect` can replay it and follow new
+output. When the connection drops mid-stream, :class:`ProcessOutput` reconnects with
+``after=<last seq seen>`` and carries on: the consumer sees every chunk exactly once, in order,
+then the ``exit`` event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import signal as _signal
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+
+from ._convert import structure
+from ._ndjson import NDJSONDecoder
+from ._resource_models import PROCESS_SIGNALS, ProcessEvent, ProcessView
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ProtocolError,
+    ServerError,
+    StreamInterruptedError,
+    StreamStalledError,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .sandbox import Sandbox
+
+__all__ = ["ProcessOutput", "ProcessRef", "Processes"]
+
+#: A process id, or any object with ``process_id`` (a :class:`ProcessView`).
+ProcessRef = str | ProcessView
+
+#: The heartbeat frame exactly as written by the server; dropped before any JSON decode.
+PROCESS_HEARTBEAT: Final = b'{"type":"heartbeat"}'
+#: Longest single long-poll we ask the server for; the HTTP deadline sits above it.
+_WAIT_SLICE_MS = 30_000
+#: Reconnect backoff: first retry at once, then 0.1 s doubling up to 2 s.
+_BACKOFF_BASE = 0.1
+_BACKOFF_CAP = 2.0
+
+
+def _process_id(process: object, argument: str = "process") -> str:
+    """Accept an id or a view; refuse anything else before a request is built."""
+    if isinstance(process, ProcessView):
+        return process.process_id
+    if isinstance(process, str) and process:
+        return process
+    raise TypeError(f"{argument} must be a process id (non-empty str) or a ProcessView")
+
+
+def _positive_int(value: object, argument: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{argument} must be a positive int, got {value!r}")
+    return value
+
+
+def _signal_name(sig: object) -> str:
+    """``"SIGTERM"``, ``"TERM"`` or ``signal.SIGTERM`` -> ``"SIGTERM"``, if the API allows it."""
+    if isinstance(sig, _signal.Signals):
+        name = sig.name
+    elif isinstance(sig, str):
+        name = sig.strip().upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+    else:
+        raise TypeError(f"signal must be a signal name or signal.Signals, got {type(sig).__name__}")
+    if name not in PROCESS_SIGNALS:
+        allowed = ", ".join(sorted(PROCESS_SIGNALS))
+        raise ValueError(f"signal {sig!r} is not allowed; use one of {allowed}")
+    return name
+
+
+def _event_from_frame(frame: Any) -> ProcessEvent | None:
+    """Wire frame -> event; heartbeats and unknown frame types (forward compatibility) -> None."""
+    if not isinstance(frame, dict):
+        raise ProtocolError("process stream frame is not a JSON object")
+    kind = frame.get("type")
+    if kind == "data":
+        raw = frame.get("data_base64") or ""
+        try:
+            data = base64.b64decode(raw, validate=True) if raw else b""
+        except (binascii.Error, ValueError, TypeError):
+            raise ProtocolError("process stream frame has invalid data_base64") from None
+        return ProcessEvent(
+            kind="data",
+            seq=frame.get("seq"),
+            stream=frame.get("stream"),
+            data=data,
+            oldest_available_seq=frame.get("oldest_available_seq"),
+        )
+    if kind == "exit":
+        return ProcessEvent(
+            kind="exit",
+            seq=frame.get("seq"),
+            exit_code=frame.get("exit_code"),
+            signal=frame.get("signal"),
+            oldest_available_seq=frame.get("oldest_available_seq"),
+        )
+    if kind == "error":
+        return ProcessEvent(
+            kind="error",
+            seq=frame.get("seq"),
+            error=str(frame.get("error") or ""),
+            oldest_available_seq=frame.get("oldest_available_seq"),
+        )
+    return None
+
+
+class _Dropped(Exception):
+    """Internal: the connection went away before the exit frame; reconnect from last_seq."""
+
+
+class ProcessOutput:
+    """Async iterator of :class:`ProcessEvent` for one process; also an async context manager.
+
+    Yields ``data`` events (raw bytes, decoded from base64) in ``seq`` order, ``error`` events
+    when the server reports one, and finally one ``exit`` event, after which iteration stops.
+    Heartbeats never show up. If the connection breaks, stalls (no byte for the idle timeout)
+    or ends before the exit frame, it reconnects with ``after=last_seq``; data frames already
+    seen are dropped, so nothing is lost or repeated. At most ``max_reconnects`` reconnects in a
+    row without new data are attempted before :class:`StreamInterruptedError` (or
+    :class:`StreamStalledError`) is raised. Leaving early closes the connection; the process keeps
+    running (disconnecting never kills it).
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        process_id: str,
+        *,
+        after: int = 0,
+        max_reconnects: int = 5,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self._sandbox = sandbox
+        self._path = sandbox._path(f"/processes/{quote(process_id, safe='')}/connect")
+        self.process_id = process_id
+        #: Highest ``seq`` delivered so far; reconnects resume after it.
+        self.last_seq = after
+        #: Reconnects made so far (all of them, not just the current run of failures).
+        self.reconnects = 0
+        self.exit_code: int | None = None
+        self.signal: str | None = None
+        self._max_reconnects = max_reconnects
+        self._idle = (
+            sandbox._transport.timeouts.stream_idle if idle_timeout is None else idle_timeout
+        )
+        self._failures = 0  # reconnects in a row without progress
+        self._cm: Any = None
+        self._response: aiohttp.ClientResponse | None = None
+        self._decoder: NDJSONDecoder | None = None
+        self._queue: deque[ProcessEvent] = deque()
+        self._done = False
+        self._saw_error = False
+        self._connected_once = False
+
+    def __repr__(self) -> str:
+        return (
+            f"ProcessOutput(process_id={self.process_id!r}, last_seq={self.last_seq}, "
+            f"reconnects={self.reconnects}, done={self._done})"
+        )
+
+    async def __aenter__(self) -> ProcessOutput:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> ProcessOutput:
+        return self
+
+    async def __anext__(self) -> ProcessEvent:
+        try:
+            while True:
+                if self._queue:
+                    return self._queue.popleft()
+                if self._done:
+                    raise StopAsyncIteration
+                await self._pump()
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._disconnect()
+            self._done = True
+            raise
+
+    async def _pump(self) -> None:
+        """Fill the queue from the current connection, (re)connecting as needed."""
+        if self._response is None:
+            await self._connect()
+            return
+        response = self._response
+        assert self._decoder is not None
+        try:
+            with anyio.move_on_after(self._idle) as scope:
+                chunk = await response.content.readany()
+            if scope.cancelled_caught:
+                await self._reconnect(
+                    StreamStalledError(f"process output stalled for {self._idle:g} s")
+                )
+                return
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+            await self._reconnect(
+                StreamInterruptedError(f"process output interrupted: {type(exc).__name__}")
+            )
+            return
+        if chunk:
+            self._accept(self._decoder.feed(chunk))
+            if self._done:  # exit frame: hand the connection back now, not at aclose()
+                await self._disconnect()
+        else:
+            self._accept(self._decoder.finish())
+            if not self._done:
+                if self._saw_error:  # the server said why it stopped: no point reconnecting
+                    await self._disconnect()
+                    self._done = True
+                else:
+                    await self._reconnect(
+                        StreamInterruptedError("process output ended before the exit frame")
+                    )
+
+    def _accept(self, frames: list[Any]) -> None:
+        """Queue new events, dropping data already delivered (a replay after a reconnect)."""
+        for frame in frames:
+            event = _event_from_frame(frame)
+            if event is None:
+                continue
+            if event.kind == "data":
+                seq = event.seq
+                if seq is not None:
+                    if seq <= self.last_seq:
+                        continue
+                    self.last_seq = seq
+                self._failures = 0
+            elif event.kind == "exit":
+                self.exit_code = event.exit_code
+                self.signal = event.signal
+                self._done = True
+                self._queue.append(event)
+                return
+            else:
+                self._saw_error = True
+            self._queue.append(event)
+
+    async def _connect(self) -> None:
+        """Open ``connect?after=last_seq``; transient failures count as reconnect attempts."""
+        cm = self._sandbox._transport.stream("GET", self._path, params={"after": self.last_seq})
+        try:
+            response: aiohttp.ClientResponse = await cm.__aenter__()
+        except (APIConnectionError, APITimeoutError, ServerError) as exc:
+            if not self._connected_once:  # nothing seen yet: the caller decides what to do
+                raise
+            await self._reconnect(exc, connected=False)
+            return
+        self._connected_once = True
+        self._cm = cm
+        self._response = response
+        self._decoder = NDJSONDecoder(heartbeat=PROCESS_HEARTBEAT)
+
+    async def _reconnect(self, cause: BaseException, *, connected: bool = True) -> None:
+        """Drop the connection and schedule a new one, or give up after too many failures."""
+        if connected:
+            await self._disconnect()
+        if self._failures >= self._max_reconnects:
+            raise cause
+        delay = (
+            0.0
+            if self._failures == 0
+            else min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (self._failures - 1))
+        )
+        self._failures += 1
+        self.reconnects += 1
+        if delay:
+            await anyio.sleep(delay)
+
+    async def _disconnect(self) -> None:
+        """Leave the transport's stream context: release at EOF, drop the socket otherwise."""
+        cm, self._cm = self._cm, None
+        response, self._response = self._response, None
+        self._decoder = None
+        if cm is not None:
+            if response is not None and self._done and not response.content.at_eof():
+                # The exit frame came; give the server's end-of-body a moment so the
+                # connection can go back to the pool instead of being dropped.
+                with anyio.move_on_after(0.5):
+                    while await response.content.readany():
+                        pass
+            await cm.__aexit__(None, None, None)
+
+    async def aclose(self) -> None:
+        """Stop following; the process keeps running."""
+        with anyio.CancelScope(shield=True):
+            await self._disconnect()
+        self._done = True
+
+    def __del__(self) -> None:
+        response = self._response
+        if response is not None:
+            response.close()
+
+    async def collect(self) -> tuple[bytes, bytes, int | None]:
+        """Read to the exit event: (stdout bytes, stderr bytes, exit code). PTY output is stdout."""
+        out: list[bytes] = []
+        err: list[bytes] = []
+        async with self:
+            async for event in self:
+                if event.kind == "data":
+                    (err if event.stream == "stderr" else out).append(event.data)
+        return b"".join(out), b"".join(err), self.exit_code
+
+
+class Processes:
+    """Start and drive managed processes in one sandbox (``sandbox.processes``)."""
+
+    __slots__ = ("_sandbox",)
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+
+    def __repr__(self) -> str:
+        return f"Processes(sandbox={self._sandbox.id!r})"
+
+    def _path(self, process: object = None, suffix: str = "") -> str:
+        if process is None:
+            return self._sandbox._path("/processes")
+        return self._sandbox._path(f"/processes/{quote(_process_id(process), safe='')}{suffix}")
+
+    async def create(
+        self,
+        cmd: str | None = None,
+        args: Sequence[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        pty: tuple[int, int] | bool | None = None,
+    ) -> ProcessView:
+        """Start ``cmd args...`` (no shell) as a managed process and return its view.
+
+        ``pty=(rows, cols)`` (or ``True`` for 24x80) runs it on a terminal, whose output arrives
+        on the ``pty`` stream; a PTY without ``cmd`` starts a shell. ``env`` adds or overrides
+        variables for this process only. The process keeps running after this returns.
+        """
+        body: dict[str, Any] = {}
+        if cmd is not None:
+            if not isinstance(cmd, str) or not cmd:
+                raise ValueError("cmd must be a non-empty str")
+            body["cmd"] = cmd
+        elif pty is None or pty is False:
+            raise ValueError(
+                "cmd is required unless pty is given (a PTY without cmd starts a shell)"
+            )
+        if args is not None:
+            if isinstance(args, str) or not all(isinstance(a, str) for a in args):
+                raise TypeError("args must be a sequence of str (not a single str)")
+            if cmd is None:
+                raise ValueError("args need cmd")
+            body["args"] = list(args)
+        if env is not None:
+            if not isinstance(env, Mapping):
+                raise TypeError("env must be a mapping of str to str")
+            for key, value in env.items():
+                if not isinstance(key, str) or not key:
+                    raise TypeError("env keys must be non-empty str")
+                if not isinstance(value, str):
+                    raise TypeError(
+                        f"env[{key!r}] must be a str"
+                    )  # the value itself is never shown
+            body["env"] = dict(env)
+        if cwd is not None:
+            if not isinstance(cwd, str) or not cwd.startswith("/"):
+                raise ValueError(f"cwd must be an absolute guest path, got {cwd!r}")
+            body["cwd"] = cwd
+        if pty is not None and pty is not False:
+            rows, cols = (24, 80) if pty is True else pty
+            body["pty"] = {
+                "rows": _positive_int(rows, "pty rows"),
+                "cols": _positive_int(cols, "pty cols"),
+            }
+        data = await self._sandbox._transport.request("POST", self._path(), json=body)
+        return structure(data, ProcessView)
+
+    async def list(self) -> list[ProcessView]:
+        """Every process the server still retains (running and recently exited)."""
+        data = await self._sandbox._transport.request("GET", self._path())
+        items = data.get("processes") if isinstance(data, dict) else data
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            raise ProtocolError("process list response has no 'processes' array")
+        return [structure(item, ProcessView) for item in items]
+
+    async def get(self, process: ProcessRef) -> ProcessView:
+        """The current view of one process."""
+        data = await self._sandbox._transport.request("GET", self._path(process))
+        return structure(data, ProcessView)
+
+    async def kill(self, process: ProcessRef, *, grace_ms: int | None = None) -> ProcessView:
+        """Terminate the whole process tree and return its final view.
+
+        The server sends a polite signal, waits ``grace_ms`` (server default when None), then
+        SIGKILL.
+        """
+        params: dict[str, object] = {}
+        if grace_ms is not None:
+            if not isinstance(grace_ms, int) or isinstance(grace_ms, bool) or grace_ms < 0:
+                raise ValueError(f"grace_ms must be an int >= 0, got {grace_ms!r}")
+            params["grace_ms"] = grace_ms
+        data = await self._sandbox._transport.request("DELETE", self._path(process), params=params)
+        return structure(data, ProcessView)
+
+    async def input(self, process: ProcessRef, data: bytes | str) -> int:
+        """Write to the process's stdin (or its terminal); returns the server's ``input_seq``.
+
+        ``str`` is sent as UTF-8. Sent once: a POST is never resent after a failure.
+        """
+        if isinstance(data, str):
+            raw = data.encode()
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            raw = bytes(data)
+        else:
+            raise TypeError(f"data must be bytes or str, got {type(data).__name__}")
+        body = {"data_base64": base64.b64encode(raw).decode("ascii")}
+        result = await self._sandbox._transport.request(
+            "POST", self._path(process, "/input"), json=body
+        )
+        try:
+            return int(result["input_seq"])
+        except (TypeError, KeyError, ValueError):
+            raise ProtocolError("process input response has no integer input_seq") from None
+
+    async def close_stdin(self, process: ProcessRef) -> None:
+        """Close a pipe process's stdin, so it reads EOF."""
+        await self._sandbox._transport.request("POST", self._path(process, "/stdin/close"))
+
+    async def resize(self, process: ProcessRef, rows: int, cols: int) -> None:
+        """Change a PTY's size (the program gets SIGWINCH)."""
+        body = {"rows": _positive_int(rows, "rows"), "cols": _positive_int(cols, "cols")}
+        await self._sandbox._transport.request("POST", self._path(process, "/resize"), json=body)
+
+    async def signal(self, process: ProcessRef, sig: str | _signal.Signals) -> None:
+        """Send a signal: one of SIGHUP SIGINT SIGQUIT SIGKILL SIGTERM SIGUSR1 SIGUSR2 SIGWINCH."""
+        body = {"signal": _signal_name(sig)}
+        await self._sandbox._transport.request("POST", self._path(process, "/signal"), json=body)
+
+    async def wait(
+        self,
+        process: ProcessRef,
+        *,
+        scope: Literal["leader", "tree"] = "leader",
+        timeout_ms: int | None = None,
+    ) -> ProcessView:
+        """Wait until the leader (or, with ``scope="tree"``, every process it started) exits.
+
+        Long-polls the server in slices of at most 30 s, each with an HTTP deadline above its
+        budget. With ``timeout_ms=None`` it waits until exit (bound it with ``anyio.fail_after``);
+        otherwise it returns the current view once ``timeout_ms`` ran out: check
+        ``leader_exited`` / ``tree_exited``.
+        """
+        if scope not in ("leader", "tree"):
+            raise ValueError(f"scope must be 'leader' or 'tree', got {scope!r}")
+        if timeout_ms is not None:
+            _positive_int(timeout_ms, "timeout_ms")
+        path = self._path(process, "/wait")
+        transport = self._sandbox._transport
+        margin = transport.timeouts.request or 30.0
+        deadline = None if timeout_ms is None else anyio.current_time() + timeout_ms / 1000
+        while True:
+            if deadline is None:
+                budget = _WAIT_SLICE_MS
+            else:
+                budget = max(1, min(_WAIT_SLICE_MS, int((deadline - anyio.current_time()) * 1000)))
+            started = anyio.current_time()
+            data = await transport.request(
+                "GET",
+                path,
+                params={"scope": scope, "timeout_ms": budget},
+                timeout=budget / 1000 + margin,
+            )
+            view = structure(data, ProcessView)
+            if view.tree_exited or (scope == "leader" and view.leader_exited):
+                return view
+            now = anyio.current_time()
+            if deadline is not None and now >= deadline:
+                return view
+            if now - started < min(1.0, budget / 1000):
+                # The server answered early without an exit: do not spin.
+                await anyio.sleep(0.25)
+
+    def connect(
+        self,
+        process: ProcessRef,
+        *,
+        after: int = 0,
+        max_reconnects: int = 5,
+        idle_timeout: float | None = None,
+    ) -> ProcessOutput:
+        """Replay output with ``seq > after``, then follow it to the exit (see ProcessOutput).
+
+        ``after=0`` replays everything the server retained. ``idle_timeout`` defaults to the
+        session's stream idle timeout.
+        """
+        pid = _process_id(process)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise ValueError(f"after must be an int >= 0, got {after!r}")
+        if (
+            not isinstance(max_reconnects, int)
+            or isinstance(max_reconnects, bool)
+            or max_reconnects < 0
+        ):
+            raise ValueError(f"max_reconnects must be an int >= 0, got {max_reconnects!r}")
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be > 0 seconds, got {idle_timeout!r}")
+        return ProcessOutput(
+            self._sandbox,
+            pid,
+            after=after,
+            max_reconnects=max_reconnects,
+            idle_timeout=idle_timeout,
+        )

@@ -1,0 +1,54 @@
+"""The per-sandbox delegated access token (``sandbox.access_token``; WIRE §16).
+
+A sandbox has at most one token. It works as an ``X-Api-Key`` for that sandbox's own runtime
+routes (exec, files, processes, computer, pause/resume/destroy) and nothing else, so it can be
+handed to code that should drive one sandbox only. Manage it with the owner's key. The plaintext is
+returned only by :meth:`SandboxAccessToken.create` and :meth:`SandboxAccessToken.rotate`, wrapped in
+a :class:`~createos_sandbox_async.models.SecretStr` that never prints itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._convert import structure
+from .._resource_models import AccessTokenCreated, AccessTokenInfo
+
+if TYPE_CHECKING:
+    from ..sandbox import Sandbox
+
+__all__ = ["SandboxAccessToken"]
+
+
+class SandboxAccessToken:
+    """Create, inspect, rotate and revoke one sandbox's access token."""
+
+    __slots__ = ("_sandbox",)
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+
+    def __repr__(self) -> str:
+        return f"SandboxAccessToken(sandbox={self._sandbox.id!r})"
+
+    async def create(self) -> AccessTokenCreated:
+        """Mint the token; ``ValidationError`` (409) if one is already enabled (use ``rotate``)."""
+        data = await self._sandbox._transport.request("POST", self._sandbox._path("/access-token"))
+        return structure(data, AccessTokenCreated)
+
+    async def get(self) -> AccessTokenInfo:
+        """Whether a token is enabled, with a redacted hint; never the token itself."""
+        data = await self._sandbox._transport.request("GET", self._sandbox._path("/access-token"))
+        return structure(data, AccessTokenInfo)
+
+    async def rotate(self) -> AccessTokenCreated:
+        """Replace the token (the old one stops working); ``NotFoundError`` if there is none."""
+        path = self._sandbox._path("/access-token/rotate")
+        data = await self._sandbox._transport.request("POST", path)
+        return structure(data, AccessTokenCreated)
+
+    async def revoke(self) -> AccessTokenInfo:
+        """Disable the token; succeeds when there is none. Immediate in the sandbox's region."""
+        path = self._sandbox._path("/access-token")
+        data = await self._sandbox._transport.request("DELETE", path)
+        return structure(data, AccessTokenInfo)

@@ -1,0 +1,125 @@
+"""S3-compatible disks registered on the account (``session.disks``; WIRE §17).
+
+Credentials are write-only: they go to the server on ``create`` and ``rotate_credentials`` and are
+never returned, stored on a model, or shown in a repr or an error message from this SDK. Mounting a
+disk in a sandbox is done on the sandbox handle.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .._convert import structure
+from .._pagination import Pager
+from .._resource_models import Disk
+
+if TYPE_CHECKING:
+    from .._transport import Transport
+
+__all__ = ["Disks"]
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def _disk_path(disk: object) -> str:
+    if not isinstance(disk, str) or not disk:
+        raise TypeError("disk must be a disk id (disk_...) or name (non-empty str)")
+    return f"/v1/disks/{quote(disk, safe='')}"
+
+
+def _credentials(access_key: object, secret_key: object) -> dict[str, str]:
+    """Check the keys without ever echoing them."""
+    if not isinstance(access_key, str) or not access_key:
+        raise ValueError("access_key must be a non-empty str")
+    if not isinstance(secret_key, str) or not secret_key:
+        raise ValueError("secret_key must be a non-empty str")
+    return {"access_key": access_key, "secret_key": secret_key}
+
+
+class Disks:
+    """Register, inspect, re-key and delete S3 disks (``session.disks``).
+
+    Any call may raise ``ServerError`` 503 "disks API not configured": a server setting, not a
+    transient failure.
+    """
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def __repr__(self) -> str:
+        return "Disks()"
+
+    async def create(
+        self,
+        name: str,
+        *,
+        bucket: str,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        region: str | None = None,
+        use_path_style: bool | None = None,
+    ) -> Disk:
+        """Register a bucket as a disk; the server checks it is reachable with these keys.
+
+        ``name``: lowercase letters, digits and ``-``, 1-63 characters, starting alphanumeric.
+        """
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"name must match ^[a-z0-9][a-z0-9-]{{0,62}}$ (lowercase, digits, '-'): {name!r}"
+            )
+        if not isinstance(bucket, str) or not bucket:
+            raise ValueError("bucket must be a non-empty str")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
+        config: dict[str, Any] = {"bucket": bucket, "endpoint": endpoint}
+        if region is not None:
+            if not isinstance(region, str):
+                raise TypeError("region must be a str")
+            config["region"] = region
+        if use_path_style is not None:
+            if not isinstance(use_path_style, bool):
+                raise TypeError("use_path_style must be a bool")
+            config["use_path_style"] = use_path_style
+        body = {
+            "name": name,
+            "kind": "s3",
+            "config": config,
+            "credentials": _credentials(access_key, secret_key),
+        }
+        data = await self._transport.request("POST", "/v1/disks", json=body)
+        return structure(data, Disk)
+
+    def list(self, *, limit: int | None = None, page_size: int | None = None) -> Pager[Disk]:
+        """Every disk of the account, fetched lazily page by page."""
+
+        def convert(item: Any) -> Disk:
+            return structure(item, Disk)
+
+        return Pager(
+            self._transport,
+            "/v1/disks",
+            convert,
+            legacy_keys=("disks",),
+            limit=limit,
+            page_size=page_size,
+        )
+
+    async def get(self, disk: str) -> Disk:
+        """One disk, by id (``disk_…``) or name."""
+        return structure(await self._transport.request("GET", _disk_path(disk)), Disk)
+
+    async def rotate_credentials(self, disk: str, *, access_key: str, secret_key: str) -> Disk:
+        """Replace the stored keys; running sandboxes pick them up on their next resume."""
+        body = {"credentials": _credentials(access_key, secret_key)}
+        data = await self._transport.request("PATCH", _disk_path(disk), json=body)
+        return structure(data, Disk)
+
+    async def delete(self, disk: str) -> bool:
+        """Forget a disk (bucket contents are untouched); ``ValidationError`` while attached."""
+        data = await self._transport.request("DELETE", _disk_path(disk))
+        return bool(data.get("deleted")) if isinstance(data, dict) else True

@@ -1,0 +1,64 @@
+"""Private overlay networks of the account (``session.networks``; WIRE §17).
+
+Attaching a sandbox to a network is done on the sandbox handle; this class manages the networks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .._convert import structure
+from .._pagination import Pager
+from .._resource_models import Network
+
+if TYPE_CHECKING:
+    from .._transport import Transport
+
+__all__ = ["Networks"]
+
+
+def _network_path(network_id: object) -> str:
+    if not isinstance(network_id, str) or not network_id:
+        raise TypeError("network_id must be a non-empty str")
+    return f"/v1/networks/{quote(network_id, safe='')}"
+
+
+class Networks:
+    """Create, list, inspect and delete overlay networks (``session.networks``)."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def __repr__(self) -> str:
+        return "Networks()"
+
+    async def create(self, name: str) -> Network:
+        """Create a network; sandboxes in it reach each other by name."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("name must be a non-empty str")
+        data = await self._transport.request("POST", "/v1/networks", json={"name": name})
+        return structure(data, Network)
+
+    def list(self, *, limit: int | None = None, page_size: int | None = None) -> Pager[Network]:
+        """Every network of the account (with ``member_count``), fetched lazily page by page."""
+
+        def convert(item: Any) -> Network:
+            return structure(item, Network)
+
+        return Pager(self._transport, "/v1/networks", convert, limit=limit, page_size=page_size)
+
+    async def get(self, network_id: str) -> Network:
+        """One network with its ``members``."""
+        data = await self._transport.request("GET", _network_path(network_id))
+        return structure(data, Network)
+
+    async def delete(self, network_id: str) -> None:
+        """Delete a network.
+
+        ``ValidationError`` (409) while it has members, also for a few seconds after they were
+        destroyed: retry after a short delay.
+        """
+        await self._transport.request("DELETE", _network_path(network_id))

@@ -1,0 +1,303 @@
+"""Custom root filesystems built from a Dockerfile (``session.templates``; WIRE §14).
+
+Builds are asynchronous and can take minutes: ``create`` returns at once with status ``pending``;
+follow the build with :meth:`Templates.follow_logs` (which ends at the final frame) or poll
+:meth:`Templates.get` until ``ready`` / ``failed``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+
+from .._convert import structure
+from .._ndjson import NDJSONDecoder
+from .._pagination import Pager
+from .._resource_models import Template, TemplateLogEvent
+from ..errors import ProtocolError, StreamInterruptedError, StreamStalledError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .._transport import Transport
+
+__all__ = ["TemplateLogStream", "Templates"]
+
+_TERMINAL = ("ready", "failed")
+_KNOWN_LOG_KEYS = frozenset({"line", "ts", "level", "attempt", "final", "status"})
+#: Plain-text logs are read up to this size; a build log bigger than this is cut (and says so).
+_MAX_TEXT_LOG = 64 * 1024 * 1024
+
+
+def _template_path(template_id: object, suffix: str = "") -> str:
+    if not isinstance(template_id, str) or not template_id:
+        raise TypeError("template_id must be a non-empty str")
+    return f"/v1/templates/{quote(template_id, safe='')}{suffix}"
+
+
+def _attempt(attempt: object) -> int | None:
+    if attempt is None:
+        return None
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
+    return attempt
+
+
+def _log_event(frame: Any) -> TemplateLogEvent:
+    """NDJSON frame -> event; keys this SDK does not know are kept in ``extra``."""
+    if not isinstance(frame, dict):
+        raise ProtocolError("template log frame is not a JSON object")
+    extra = {k: v for k, v in frame.items() if k not in _KNOWN_LOG_KEYS}
+    attempt = frame.get("attempt")
+    return TemplateLogEvent(
+        line=frame.get("line"),
+        ts=frame.get("ts"),
+        level=frame.get("level"),
+        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
+        final=frame.get("final") is True,
+        status=frame.get("status"),
+        extra=extra,
+    )
+
+
+class TemplateLogStream:
+    """Async iterator of :class:`TemplateLogEvent` ending with the ``final`` event.
+
+    Also an async context manager; leaving early closes the connection. The server may close the
+    stream before the final frame; the build status is then read with ``GET`` and, if the build is
+    over, a final event is made up from it (``extra={"synthesized": True}``); if it is still
+    running, :class:`StreamInterruptedError` is raised (follow again, or poll ``get``).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        template_id: str,
+        attempt: int | None,
+        idle_timeout: float | None,
+        timeout: float | None,
+    ) -> None:
+        self._transport = transport
+        self.template_id = template_id
+        self._attempt = attempt
+        self._idle = idle_timeout
+        self._timeout = timeout
+        self._cm: Any = None
+        self._response: aiohttp.ClientResponse | None = None
+        self._decoder = NDJSONDecoder(heartbeat=None)
+        self._queue: deque[TemplateLogEvent] = deque()
+        self._done = False
+        #: ``ready`` or ``failed`` once the final event arrived.
+        self.status: str | None = None
+
+    async def __aenter__(self) -> TemplateLogStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> TemplateLogStream:
+        return self
+
+    async def __anext__(self) -> TemplateLogEvent:
+        try:
+            while not self._queue:
+                if self._done:
+                    raise StopAsyncIteration
+                await self._pump()
+            return self._queue.popleft()
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _pump(self) -> None:
+        response = self._response
+        if response is None:
+            params: dict[str, object] = {"follow": True, "attempt": self._attempt}
+            cm = self._transport.stream(
+                "GET",
+                _template_path(self.template_id, "/logs"),
+                params=params,
+                timeout=self._timeout,
+            )
+            response = await cm.__aenter__()
+            self._cm, self._response = cm, response
+        try:
+            with anyio.move_on_after(self._idle) as scope:
+                chunk = await response.content.readany()
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError):
+            await self._ended_early()
+            return
+        if scope.cancelled_caught:
+            raise StreamStalledError(f"template log stalled: nothing for {self._idle:g} s")
+        if chunk:
+            self._accept(self._decoder.feed(chunk))
+            if self._done:
+                await self._close()
+            return
+        self._accept(self._decoder.finish())
+        if not self._done:
+            await self._ended_early()
+
+    def _accept(self, frames: list[Any]) -> None:
+        for frame in frames:
+            event = _log_event(frame)
+            self._queue.append(event)
+            if event.final:
+                self.status = event.status
+                self._done = True
+                return
+
+    async def _ended_early(self) -> None:
+        """The stream closed before ``final``: ask the template itself whether the build is over."""
+        await self._close()
+        data = await self._transport.request("GET", _template_path(self.template_id))
+        template = structure(data, Template)
+        if template.status in _TERMINAL:
+            self.status = str(template.status)
+            self._queue.append(
+                TemplateLogEvent(final=True, status=self.status, extra={"synthesized": True})
+            )
+            self._done = True
+            return
+        raise StreamInterruptedError(
+            f"template log stream ended before the final frame (build is {template.status})"
+        )
+
+    async def _close(self) -> None:
+        cm, self._cm = self._cm, None
+        self._response = None
+        if cm is not None:
+            with anyio.CancelScope(shield=True):
+                await cm.__aexit__(None, None, None)
+
+    async def aclose(self) -> None:
+        """Stop following (the build continues)."""
+        self._done = True
+        await self._close()
+
+    def __del__(self) -> None:
+        response = self._response
+        if response is not None:
+            response.close()
+
+
+class Templates:
+    """Template builds of the account (``session.templates``)."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def __repr__(self) -> str:
+        return "Templates()"
+
+    async def create(self, name: str, dockerfile: str, *, base: str | None = None) -> Template:
+        """Submit a build; returns at once with status ``pending``.
+
+        The Dockerfile must have a single ``FROM`` of an allowed base and no ``COPY``/``ADD``
+        (the server answers ``ValidationError`` otherwise). ``base`` picks the base rootfs.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError("name must be a non-empty str")
+        if not isinstance(dockerfile, str) or not dockerfile.strip():
+            raise ValueError("dockerfile must be a non-empty str")
+        body: dict[str, Any] = {"name": name, "dockerfile": dockerfile}
+        if base is not None:
+            if not isinstance(base, str) or not base:
+                raise ValueError("base must be a non-empty str")
+            body["base"] = base
+        data = await self._transport.request("POST", "/v1/templates", json=body)
+        return structure(data, Template)
+
+    def list(self, *, limit: int | None = None, page_size: int | None = None) -> Pager[Template]:
+        """Every template of the account, fetched page by page as you iterate."""
+
+        def convert(item: Any) -> Template:
+            return structure(item, Template)
+
+        return Pager(
+            self._transport,
+            "/v1/templates",
+            convert,
+            legacy_keys=("templates",),
+            limit=limit,
+            page_size=page_size,
+        )
+
+    async def get(self, template_id: str, *, include_dockerfile: bool = False) -> Template:
+        """One template; ``include_dockerfile=True`` also returns its Dockerfile."""
+        params = {"include": "dockerfile"} if include_dockerfile else None
+        data = await self._transport.request("GET", _template_path(template_id), params=params)
+        return structure(data, Template)
+
+    async def delete(self, template_id: str) -> None:
+        """Delete a template; sandboxes already built from it are unaffected."""
+        await self._transport.request("DELETE", _template_path(template_id))
+
+    async def logs(
+        self, template_id: str, *, attempt: int | None = None, timeout: float | None = None
+    ) -> str:
+        """The build log so far, as text (all attempts, or only ``attempt``)."""
+        params = {"attempt": _attempt(attempt)}
+        path = _template_path(template_id, "/logs")
+        parts: list[bytes] = []
+        size = 0
+        async with self._transport.stream("GET", path, params=params, timeout=timeout) as resp:
+            while size < _MAX_TEXT_LOG:
+                chunk = await resp.content.read(_MAX_TEXT_LOG - size)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                size += len(chunk)
+            if size >= _MAX_TEXT_LOG and not resp.content.at_eof():
+                parts.append(b"\n[log truncated by createos_sandbox_async]\n")
+            charset = resp.charset or "utf-8"
+        return b"".join(parts).decode(charset, errors="replace")
+
+    def follow_logs(
+        self,
+        template_id: str,
+        *,
+        attempt: int | None = None,
+        idle_timeout: float | None = None,
+        timeout: float | None = None,
+    ) -> TemplateLogStream:
+        """Stream build log events until the final one (``final=True``, ``status`` ready/failed).
+
+        Use ``async with session.templates.follow_logs(tid) as log: async for ev in log: ...``.
+        The server sends no heartbeats here, so there is no idle bound unless you pass
+        ``idle_timeout`` (seconds; then :class:`StreamStalledError`). ``timeout`` bounds
+        connecting and the response headers.
+        """
+        _template_path(template_id)
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be > 0 seconds, got {idle_timeout!r}")
+        return TemplateLogStream(
+            self._transport, template_id, _attempt(attempt), idle_timeout, timeout
+        )
+
+    async def wait(self, template_id: str, *, poll_interval: float = 2.0) -> Template:
+        """Poll until the build is ``ready`` or ``failed`` and return the template.
+
+        Bound it with ``anyio.fail_after``: builds can take many minutes.
+        """
+        if not poll_interval > 0:
+            raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
+        while True:
+            template = await self.get(template_id)
+            if template.status in _TERMINAL:
+                return template
+            await anyio.sleep(poll_interval)
