@@ -1,3 +1,142 @@
-"""Async Python SDK for CreateOS Sandbox."""
+"""Async Python SDK for CreateOS Sandbox: run code in cloud micro-VMs from asyncio.
+
+Import everything from here; modules with a leading underscore are private::
+
+    from createos_sandbox_async import AsyncSession
+
+    async with AsyncSession() as session:
+        sb = await session.sandboxes.create(shape="s-1vcpu-256mb")
+        async with sb:
+            print((await sb.exec("echo", ["hi"])).stdout)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+from ._config import Limits, Timeouts
+from ._retry import RetryPolicy
+from ._transport import Hooks, RequestEvent, ResponseEvent, RetryEvent
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthError,
+    CommandError,
+    CreateosError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    StreamError,
+    StreamInterruptedError,
+    StreamStalledError,
+    ValidationError,
+)
+from .models import (
+    Bandwidth,
+    DestroyResult,
+    DiskAttachment,
+    DiskConfig,
+    DiskMountStatus,
+    EgressView,
+    Health,
+    Host,
+    HostStatus,
+    NetworkEntry,
+    Readiness,
+    ResizeResult,
+    RootfsCatalog,
+    RootfsEntry,
+    SandboxDisk,
+    SandboxStatus,
+    SandboxView,
+    Shape,
+    WhoAmI,
+    WhoAmIStats,
+)
+from .sandbox import Sandbox, Sandboxes, SandboxStateError
+from .session import AsyncSession
+
+if TYPE_CHECKING:
+    from .exec import ExecEvent, ExecResult, ExecStream
+    from .pool import SandboxPool
+
+# Names whose modules load on first use (they pull in more code than most programs need).
+_LAZY = {
+    "ExecEvent": "exec",
+    "ExecResult": "exec",
+    "ExecStream": "exec",
+    "SandboxPool": "pool",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AsyncSession",
+    "AuthError",
+    "Bandwidth",
+    "CommandError",
+    "CreateosError",
+    "DestroyResult",
+    "DiskAttachment",
+    "DiskConfig",
+    "DiskMountStatus",
+    "EgressView",
+    "ExecEvent",
+    "ExecResult",
+    "ExecStream",
+    "Health",
+    "Hooks",
+    "Host",
+    "HostStatus",
+    "Limits",
+    "NetworkEntry",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitError",
+    "Readiness",
+    "RequestEvent",
+    "ResizeResult",
+    "ResponseEvent",
+    "RetryEvent",
+    "RetryPolicy",
+    "RootfsCatalog",
+    "RootfsEntry",
+    "Sandbox",
+    "SandboxDisk",
+    "SandboxPool",
+    "SandboxStateError",
+    "SandboxStatus",
+    "SandboxView",
+    "Sandboxes",
+    "ServerError",
+    "Shape",
+    "StreamError",
+    "StreamInterruptedError",
+    "StreamStalledError",
+    "Timeouts",
+    "ValidationError",
+    "WhoAmI",
+    "WhoAmIStats",
+    "__version__",
+]

@@ -1,0 +1,155 @@
+"""Configuration: where to connect, with which key, and how long to wait.
+
+Precedence is explicit argument > environment > default, so the same code runs against production
+(env set by the deployment) and the local emulator (arguments from ``LocalServer``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+DEFAULT_BASE_URL = "https://api.sb.createos.sh"
+API_KEY_ENVS = ("CREATEOS_SANDBOX_API_KEY", "CREATEOS_API_KEY")
+BASE_URL_ENV = "CREATEOS_SANDBOX_BASE_URL"
+
+
+def _non_negative(name: str) -> Callable[[Any, Any, float | None], None]:
+    """An attrs validator that names the offending field."""
+
+    def check(_inst: Any, _attr: Any, value: float | None) -> None:
+        if value is not None and not value >= 0:
+            raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class Timeouts:
+    """Deadlines in seconds (None = no bound).
+
+    - ``connect``: opening a new TCP/TLS connection.
+    - ``request``: one attempt of a buffered request, from asking for a connection until the body is
+      read (so it includes waiting for a free pooled connection). Retries get a fresh deadline each.
+    - ``stream_idle``: longest silence on a streaming response; the server sends a heartbeat every
+      5 s, so 30 s means "the server is gone", not "the command is slow".
+    - ``pool``: waiting for a free connection from the pool plus connecting (aiohttp's ``connect``).
+    """
+
+    connect: float | None = attrs.field(default=10.0, validator=_non_negative("connect"))
+    request: float | None = attrs.field(default=60.0, validator=_non_negative("request"))
+    stream_idle: float | None = attrs.field(default=30.0, validator=_non_negative("stream_idle"))
+    pool: float | None = attrs.field(default=None, validator=_non_negative("pool"))
+
+
+@attrs.frozen
+class Limits:
+    """Connection pool size.
+
+    Defaults match aiohttp's: 100 connections in total, no extra per-host bound (0 = unlimited; all
+    traffic goes to one host anyway), idle keep-alive connections closed after 15 s.
+    """
+
+    max_connections: int = attrs.field(default=100)
+    max_connections_per_host: int = attrs.field(default=0)
+    keepalive_expiry: float = attrs.field(default=15.0)
+
+    @max_connections.validator
+    def _check_total(self, _attr: object, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"max_connections must be an int >= 0 (0 = unlimited), got {value!r}")
+
+    @max_connections_per_host.validator
+    def _check_per_host(self, _attr: object, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(
+                f"max_connections_per_host must be an int >= 0 (0 = unlimited), got {value!r}"
+            )
+
+    @keepalive_expiry.validator
+    def _check_keepalive(self, _attr: object, value: float) -> None:
+        if not value >= 0:
+            raise ValueError(f"keepalive_expiry must be >= 0, got {value!r}")
+
+
+def coerce_timeouts(timeout: Timeouts | float | None) -> Timeouts:
+    """Accept a ``Timeouts`` or a plain number (the per-attempt request deadline)."""
+    if timeout is None:
+        return Timeouts()
+    if isinstance(timeout, Timeouts):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a Timeouts, a number of seconds or None, got {timeout!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return Timeouts(request=float(timeout))
+
+
+def resolve_api_key(api_key: str | None) -> str | None:
+    """Explicit argument > CREATEOS_SANDBOX_API_KEY > CREATEOS_API_KEY; blank counts as unset."""
+    if api_key is not None:
+        if not isinstance(api_key, str):
+            raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
+        if api_key.strip():
+            return api_key.strip()
+    for name in API_KEY_ENVS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(base_url: str | None) -> tuple[str, str]:
+    """Return (base URL without trailing '/', the name it came from) after validation."""
+    source = "base_url"
+    if base_url is None or not str(base_url).strip():
+        env = os.environ.get(BASE_URL_ENV, "").strip()
+        if env:
+            base_url, source = env, BASE_URL_ENV
+        else:
+            base_url = DEFAULT_BASE_URL
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
+    url = base_url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(
+            f"{source} must be an http:// or https:// URL, got scheme {parts.scheme!r}"
+        )
+    if not parts.hostname:
+        raise ValueError(f"{source} has no host")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError(f"{source} must not contain userinfo (user:password@)")
+    if parts.query or url.rstrip("/").endswith("?"):
+        raise ValueError(f"{source} must not contain a query string")
+    if parts.fragment or "#" in url:
+        raise ValueError(f"{source} must not contain a fragment")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{source} has an invalid port") from exc
+    return url.rstrip("/"), source
+
+
+def check_transport_security(base_url: str, source: str, api_key: str | None) -> None:
+    """Refuse to send a key in clear text over the network; loopback (the emulator) is fine."""
+    parts = urlsplit(base_url)
+    if api_key and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        raise ValueError(
+            f"{source} uses plain http:// to a non-loopback host; the API key would travel "
+            "unencrypted. Use https://, or pass allow_insecure_http=True if you really mean it"
+        )

@@ -1,0 +1,76 @@
+"""When to send a request again, and how long to wait first (WIRE §7).
+
+The rule that matters: a POST or PATCH is resent only when the server provably did not process it
+(429, 503). Everything else about a create or an exec could double-bill or double-run.
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+
+from .errors import parse_retry_after
+
+__all__ = ["RetryPolicy", "parse_retry_after"]
+
+#: Methods that can be sent twice without changing the outcome.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+#: Statuses retried for idempotent methods only.
+_IDEMPOTENT_STATUSES = frozenset({408, 500, 502, 504})
+#: Statuses retried for every method: the server did not process the request.
+_ALWAYS_STATUSES = frozenset({429, 503})
+
+
+def _check_non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not value >= 0:
+        raise ValueError(f"{attr.name} must be >= 0, got {value!r}")
+
+
+def _check_retries(_inst: object, _attr: object, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_retries must be an int >= 0, got {value!r}")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Which failures are retried and the backoff between attempts.
+
+    ``delay = min(base * 2**attempt + random() * base, cap)`` (attempt 0 = first retry; the
+    random part only with ``jitter``). A parsable ``Retry-After`` replaces the computed delay,
+    uncapped, as every official SDK does. ``retry_timeouts`` also retries idempotent requests
+    whose attempt timed out. ``RetryPolicy(max_retries=0)`` turns retries off.
+    """
+
+    max_retries: int = attrs.field(default=2, validator=_check_retries)
+    base: float = attrs.field(default=0.5, validator=_check_non_negative)
+    cap: float = attrs.field(default=30.0, validator=_check_non_negative)
+    jitter: bool = True
+    retry_timeouts: bool = True
+
+    def retries_status(self, method: str, status: int) -> bool:
+        """True when a response with ``status`` may be resent (method-aware, WIRE §7)."""
+        if status in _ALWAYS_STATUSES:
+            return True
+        return status in _IDEMPOTENT_STATUSES and method in IDEMPOTENT_METHODS
+
+    def retries_connection_error(self, method: str) -> bool:
+        """True when a request that got no response may be resent: idempotent methods only."""
+        return method in IDEMPOTENT_METHODS
+
+    def retries_timeout(self, method: str) -> bool:
+        """True when a timed-out attempt may be resent."""
+        return self.retry_timeouts and method in IDEMPOTENT_METHODS
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to sleep before retry number ``attempt`` (0-based)."""
+        if retry_after is not None:
+            return retry_after
+        computed = self.base * 2.0**attempt
+        if self.jitter:
+            computed += random.random() * self.base
+        return min(computed, self.cap)
+
+    def parse_retry_after(self, value: str | None) -> float | None:
+        """``Retry-After`` header -> seconds, or None when absent or unparsable."""
+        return parse_retry_after(value)

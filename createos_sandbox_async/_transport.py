@@ -1,0 +1,614 @@
+"""The single seam between the SDK and the network.
+
+Every request goes through :class:`Transport`: it owns the aiohttp connection pool, applies the
+retry matrix (WIRE §7), decodes JSend envelopes (WIRE §4), maps failures to ``errors.*`` and keeps
+the API key out of hooks and logs. Resource code above it only builds paths and bodies.
+
+The buffered path is hot (thousands of small calls per second), so headers, URL prefix and timeouts
+are precomputed, and hook/log work is skipped entirely when nobody listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json as _json
+import logging
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from ._config import Limits, Timeouts
+from ._retry import RetryPolicy
+from .errors import (
+    MAX_ERROR_BODY,
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    ProtocolError,
+    make_api_error,
+)
+
+__all__ = [
+    "UNSET",
+    "Hooks",
+    "RequestEvent",
+    "ResponseEvent",
+    "RetryEvent",
+    "Transport",
+]
+
+logger = logging.getLogger("createos_sandbox_async")
+
+_loads: Callable[[bytes], Any]
+try:  # optional `speed` extra: faster JSON decoding, same results
+    from orjson import loads as _loads  # type: ignore[import-not-found,no-redef,unused-ignore]
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = _json.loads
+
+
+class _Unset:
+    """Sentinel type: "no JSON body" (``None`` is a valid JSON body: ``null``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final[Any] = _Unset()
+
+#: Caller headers the server would read before X-Api-Key (WIRE §2): always dropped.
+CREDENTIAL_HEADERS: Final = frozenset(
+    {
+        "authorization",
+        "x-auth-token",
+        "x-access-token",
+        "cookie",
+        "proxy-authorization",
+        "x-csrf-token",
+    }
+)
+#: Header names whose values never reach a hook or a log line.
+SECRET_HEADERS: Final = CREDENTIAL_HEADERS | {"x-api-key", "set-cookie"}
+REDACTED: Final = "[redacted]"
+
+Hook = Callable[[Any], Awaitable[None] | None]
+
+
+@attrs.frozen
+class RequestEvent:
+    """Passed to ``on_request`` before each attempt. Credential header values are redacted."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    attempt: int
+
+
+@attrs.frozen
+class ResponseEvent:
+    """Passed to ``on_response`` when response headers arrive (any status)."""
+
+    method: str
+    path: str
+    status: int
+    request_id: str | None
+    elapsed: float
+    attempt: int
+
+
+@attrs.frozen
+class RetryEvent:
+    """Passed to ``on_retry`` before sleeping ``delay`` seconds for retry number ``attempt``."""
+
+    method: str
+    path: str
+    attempt: int
+    delay: float
+    status: int | None
+    error: str
+
+
+@attrs.frozen
+class Hooks:
+    """Observation callbacks; sync or async. A hook that raises is logged and ignored."""
+
+    on_request: Hook | None = None
+    on_response: Hook | None = None
+    on_retry: Hook | None = None
+
+    @classmethod
+    def coerce(cls, value: Hooks | Mapping[str, Hook] | None) -> Hooks:
+        """Accept a ``Hooks`` or a mapping like ``{"on_request": fn}``; reject unknown names."""
+        if value is None:
+            return cls()
+        if isinstance(value, Hooks):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(f"hooks must be a Hooks or a mapping, got {type(value).__name__}")
+        unknown = set(value) - {"on_request", "on_response", "on_retry"}
+        if unknown:
+            raise ValueError(f"hooks: unknown hook name(s) {sorted(unknown)}")
+        for name, fn in value.items():
+            if fn is not None and not callable(fn):
+                raise TypeError(f"hooks[{name!r}] must be callable")
+        return cls(**value)
+
+
+def _redact_headers(headers: Mapping[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in headers.items():
+        if key.lower() in SECRET_HEADERS or (value and value in secrets):
+            out[key] = REDACTED
+        else:
+            out[key] = value
+    return out
+
+
+def _query(params: Mapping[str, object]) -> dict[str, str | list[str]]:
+    """Query values on the wire: booleans as true/false, None dropped, the rest as text."""
+    out: dict[str, str | list[str]] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if value is True:
+            out[key] = "true"
+        elif value is False:
+            out[key] = "false"
+        elif isinstance(value, list | tuple):
+            out[key] = [str(v) for v in value]
+        else:
+            out[key] = str(value)
+    return out
+
+
+def _user_agent() -> str:
+    from . import __version__
+
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return f"createos-sandbox-async/{__version__} python/{py} aiohttp/{aiohttp.__version__}"
+
+
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int = MAX_ERROR_BODY) -> bytes:
+    """Read at most ``limit`` bytes of a body (error bodies may come from anything)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await resp.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _request_id(resp: aiohttp.ClientResponse) -> str | None:
+    headers = resp.headers
+    return headers.get("X-Request-Id") or headers.get("X-Fc-Request-Id")
+
+
+class Transport:
+    """One aiohttp pool plus the rules every request obeys. Owned by an ``AsyncSession``."""
+
+    __slots__ = (
+        "_api_key",
+        "_auth_headers",
+        "_base_url",
+        "_closed",
+        "_hooks",
+        "_json_auth_headers",
+        "_json_noauth_headers",
+        "_limits",
+        "_lock",
+        "_noauth_headers",
+        "_prefix",
+        "_retry",
+        "_secrets",
+        "_session",
+        "_stream_timeout",
+        "_timeout",
+        "_timeouts",
+    )
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        limits: Limits,
+        headers: Mapping[str, str] | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self._api_key = api_key
+        self._base_url = base_url.rstrip("/")
+        self._prefix = self._base_url
+        self._timeouts = timeouts
+        self._retry = retry
+        self._limits = limits
+        self._hooks = hooks or Hooks()
+        self._secrets: tuple[str, ...] = (api_key,) if api_key else ()
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._lock = asyncio.Lock()
+        base: dict[str, str] = {"Accept": "application/json", "User-Agent": _user_agent()}
+        for key, value in (headers or {}).items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise TypeError("headers must map str to str")
+            lower = key.lower()
+            if lower in CREDENTIAL_HEADERS or lower == "x-api-key":
+                continue
+            for existing in [k for k in base if k.lower() == lower]:
+                del base[existing]
+            base[key] = value
+        self._noauth_headers = base
+        self._auth_headers = {**base, "X-Api-Key": api_key} if api_key else dict(base)
+        self._json_noauth_headers = {**base, "Content-Type": "application/json"}
+        self._json_auth_headers = {**self._auth_headers, "Content-Type": "application/json"}
+        self._timeout = self._client_timeout(timeouts.request)
+        self._stream_timeout = self._client_timeout(None)
+
+    # -- public attributes -------------------------------------------------------------------------
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The session's deadlines (streams read ``stream_idle`` from here)."""
+        return self._timeouts
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._retry
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def connector(self) -> aiohttp.BaseConnector | None:
+        """The live aiohttp connector (None before the first request); for stats in tests."""
+        return self._session.connector if self._session is not None else None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Transport {self._base_url} {state}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def _client_timeout(self, total: float | None) -> aiohttp.ClientTimeout:
+        t = self._timeouts
+        return aiohttp.ClientTimeout(total=total, connect=t.pool, sock_connect=t.connect)
+
+    async def _open(self) -> aiohttp.ClientSession:
+        """Create the aiohttp session once, inside the running loop (aiohttp requires it)."""
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError("this AsyncSession is closed; create a new one")
+            if self._session is None:
+                limits = self._limits
+                connector = aiohttp.TCPConnector(
+                    limit=limits.max_connections,
+                    limit_per_host=limits.max_connections_per_host,
+                    keepalive_timeout=limits.keepalive_expiry,
+                )
+                self._session = aiohttp.ClientSession(
+                    connector=connector,
+                    cookie_jar=aiohttp.DummyCookieJar(),
+                    timeout=self._timeout,
+                    trust_env=False,
+                )
+            return self._session
+
+    async def aclose(self) -> None:
+        """Close the pool. Idempotent; in-flight requests fail with a connection error."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _check_open(self) -> aiohttp.ClientSession | None:
+        if self._closed:
+            raise RuntimeError("this AsyncSession is closed; create a new one")
+        return self._session
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _headers(
+        self, auth: bool, is_json: bool, extra: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        if is_json:
+            base = self._json_auth_headers if auth else self._json_noauth_headers
+        else:
+            base = self._auth_headers if auth else self._noauth_headers
+        if not extra:
+            return base
+        merged = dict(base)
+        for key, value in extra.items():
+            lower = key.lower()
+            if lower in CREDENTIAL_HEADERS:
+                continue
+            if lower == "x-api-key" and not auth:
+                continue
+            for existing in [k for k in merged if k.lower() == lower]:
+                del merged[existing]
+            merged[key] = value
+        return merged
+
+    def _url(self, path: str) -> URL:
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/', got {path!r}")
+        return URL(self._prefix + path, encoded=True)
+
+    async def _fire(self, name: str, hook: Hook, event: object) -> None:
+        """Run one hook; whatever it raises is logged and swallowed (observers never break I/O)."""
+        try:
+            result = hook(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.warning("createos_sandbox_async: %s hook raised; ignored", name, exc_info=True)
+
+    def _map_exception(
+        self, exc: BaseException, method: str, path: str
+    ) -> APIConnectionError | APITimeoutError:
+        if isinstance(exc, TimeoutError):
+            return APITimeoutError(f"{method} {path}: timed out")
+        kind = type(exc).__name__
+        return APIConnectionError(f"{method} {path}: connection failed ({kind})")
+
+    # -- buffered requests -------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, object] | None = None,
+        json: object = UNSET,
+        data: bytes | AsyncIterable[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        auth: bool = True,
+        retry: bool = True,
+    ) -> Any:
+        """Send one logical request (with retries) and return the JSend ``data`` payload."""
+        session = self._check_open() or await self._open()
+        url = self._url(path)
+        is_json = json is not UNSET
+        if is_json:
+            if data is not None:
+                raise ValueError("pass either json= or data=, not both")
+            body: Any = _json.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
+        else:
+            body = data
+        hdrs = self._headers(auth, is_json, headers)
+        query = _query(params) if params else None
+        client_timeout = self._timeout if timeout is None else self._client_timeout(timeout)
+        policy = self._retry
+        max_retries = policy.max_retries if retry else 0
+        if body is not None and not isinstance(body, bytes | bytearray | memoryview):
+            max_retries = 0  # a stream body cannot be replayed
+        hooks = self._hooks
+        observe = (
+            hooks.on_request is not None
+            or hooks.on_response is not None
+            or logger.isEnabledFor(logging.DEBUG)
+        )
+        attempt = 0
+        while True:
+            if observe:
+                started = await self._before(method, path, hdrs, attempt)
+            error: APIError | APIConnectionError | APITimeoutError
+            retry_after: float | None = None
+            status: int | None = None
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    params=query,
+                    data=body,
+                    headers=hdrs,
+                    timeout=client_timeout,
+                    allow_redirects=False,
+                ) as resp:
+                    status = resp.status
+                    if observe:
+                        await self._after(method, path, resp, attempt, started)
+                    if 200 <= status < 300:
+                        raw = await resp.read()
+                        return self._decode(status, raw, method, path, resp)
+                    raw = await _read_limited(resp)
+                    if not resp.content.at_eof():
+                        resp.close()  # do not return a half-read connection to the pool
+                    error = make_api_error(
+                        status,
+                        raw,
+                        method=method,
+                        endpoint=path,
+                        request_id=_request_id(resp),
+                        retry_after=resp.headers.get("Retry-After"),
+                        secrets=self._secrets,
+                    )
+                    can_retry = policy.retries_status(method, status)
+                    if can_retry:
+                        retry_after = policy.parse_retry_after(resp.headers.get("Retry-After"))
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if self._closed:
+                    raise RuntimeError("this AsyncSession was closed during the request") from exc
+                error = self._map_exception(exc, method, path)
+                if isinstance(error, APITimeoutError):
+                    can_retry = policy.retries_timeout(method)
+                else:
+                    can_retry = policy.retries_connection_error(method)
+                error.__cause__ = exc
+            if not can_retry or attempt >= max_retries:
+                raise error
+            delay = policy.delay(attempt, retry_after)
+            attempt += 1
+            if hooks.on_retry is not None or logger.isEnabledFor(logging.DEBUG):
+                await self._on_retry(method, path, attempt, delay, status, error)
+            await asyncio.sleep(delay)
+
+    def _decode(
+        self, status: int, raw: bytes, method: str, path: str, resp: aiohttp.ClientResponse
+    ) -> Any:
+        """JSend success decoding (WIRE §4 rules 1, 3, 4)."""
+        if status == 204 or status == 205:
+            return None
+        if not raw:
+            raise ProtocolError(f"{method} {path}: HTTP {status} with an empty body")
+        try:
+            doc = _loads(raw)
+        except ValueError:
+            ctype = resp.headers.get("Content-Type", "?")
+            raise ProtocolError(
+                f"{method} {path}: HTTP {status} body is not JSON (Content-Type {ctype})"
+            ) from None
+        if type(doc) is dict and doc.get("status") == "success":
+            return doc.get("data")
+        raise ProtocolError(f"{method} {path}: HTTP {status} body is not a JSend success envelope")
+
+    async def _before(self, method: str, path: str, hdrs: Mapping[str, str], attempt: int) -> float:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("request %s %s attempt=%d", method, path, attempt)
+        hook = self._hooks.on_request
+        if hook is not None:
+            event = RequestEvent(method, path, _redact_headers(hdrs, self._secrets), attempt)
+            await self._fire("on_request", hook, event)
+        return asyncio.get_running_loop().time()
+
+    async def _after(
+        self, method: str, path: str, resp: aiohttp.ClientResponse, attempt: int, started: float
+    ) -> None:
+        elapsed = asyncio.get_running_loop().time() - started
+        rid = _request_id(resp)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "response %s %s -> %d in %.1f ms request_id=%s",
+                method,
+                path,
+                resp.status,
+                elapsed * 1000,
+                rid,
+            )
+        hook = self._hooks.on_response
+        if hook is not None:
+            event = ResponseEvent(method, path, resp.status, rid, elapsed, attempt)
+            await self._fire("on_response", hook, event)
+
+    async def _on_retry(
+        self, method: str, path: str, attempt: int, delay: float, status: int | None, error: object
+    ) -> None:
+        text = str(error)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "retry %d of %s %s in %.3f s after: %s", attempt, method, path, delay, text
+            )
+        hook = self._hooks.on_retry
+        if hook is not None:
+            await self._fire(
+                "on_retry", hook, RetryEvent(method, path, attempt, delay, status, text)
+            )
+
+    # -- streams -----------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, object] | None = None,
+        json: object = UNSET,
+        data: bytes | AsyncIterable[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        auth: bool = True,
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """Send once (never retried) and yield the raw 2xx response without a total deadline.
+
+        ``timeout`` (default ``Timeouts.request``) bounds connecting plus receiving the headers
+        only. On exit the connection goes back to the pool only if the body was read to EOF;
+        otherwise it is closed, so the server sees the disconnect (and kills the command).
+        """
+        return self._stream(method, path, params, json, data, headers, timeout, auth)
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, object] | None,
+        json: object,
+        data: bytes | AsyncIterable[bytes] | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+        auth: bool,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        session = self._check_open() or await self._open()
+        url = self._url(path)
+        is_json = json is not UNSET
+        if is_json:
+            if data is not None:
+                raise ValueError("pass either json= or data=, not both")
+            body: Any = _json.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
+        else:
+            body = data
+        hdrs = self._headers(auth, is_json, headers)
+        query = _query(params) if params else None
+        deadline = self._timeouts.request if timeout is None else timeout
+        observe = (
+            self._hooks.on_request is not None
+            or self._hooks.on_response is not None
+            or logger.isEnabledFor(logging.DEBUG)
+        )
+        started = await self._before(method, path, hdrs, 0) if observe else 0.0
+        try:
+            async with asyncio.timeout(deadline):
+                resp = await session.request(
+                    method,
+                    url,
+                    params=query,
+                    data=body,
+                    headers=hdrs,
+                    timeout=self._stream_timeout,
+                    allow_redirects=False,
+                )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if self._closed:
+                raise RuntimeError("this AsyncSession was closed during the request") from exc
+            raise self._map_exception(exc, method, path) from exc
+        try:
+            if observe:
+                await self._after(method, path, resp, 0, started)
+            if not 200 <= resp.status < 300:
+                try:
+                    async with asyncio.timeout(deadline):
+                        raw = await _read_limited(resp)
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    raw = b""
+                raise make_api_error(
+                    resp.status,
+                    raw,
+                    method=method,
+                    endpoint=path,
+                    request_id=_request_id(resp),
+                    retry_after=resp.headers.get("Retry-After"),
+                    secrets=self._secrets,
+                )
+            yield resp
+        finally:
+            if resp.content.at_eof():
+                resp.release()
+            else:
+                resp.close()

@@ -1,0 +1,306 @@
+"""Every exception the SDK raises, and the one table that maps an HTTP status to a class.
+
+::
+
+    CreateosError                      base of everything below
+    ├── APIError                       the server answered with a non-2xx status
+    │   ├── ValidationError            400, 409, 422 (bad input, wrong state, conflict)
+    │   ├── AuthError                  401 (key missing, unknown or revoked)
+    │   ├── PaymentRequiredError       402 (no credit; never retried)
+    │   ├── PermissionDeniedError      403 (quota, admin route, token misuse)
+    │   ├── NotFoundError              404 (unknown id, another tenant's resource)
+    │   ├── RateLimitError             429 (``retry_after`` seconds when the server said)
+    │   └── ServerError                5xx
+    ├── APIConnectionError             no response at all (DNS, refused, reset, TLS)
+    ├── APITimeoutError                a per-attempt deadline expired (also a builtin TimeoutError)
+    ├── StreamError                    a streaming response went wrong after it started
+    │   ├── StreamStalledError         no byte, not even a heartbeat, for the idle timeout
+    │   └── StreamInterruptedError     the stream ended without its exit frame
+    ├── ProtocolError                  the server sent something off the wire format
+    └── CommandError                   ``check=True`` and the command failed (holds ``result``)
+
+Messages carry the method and the endpoint path, never the host, the query string or a credential.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthError",
+    "CommandError",
+    "CreateosError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitError",
+    "ServerError",
+    "StreamError",
+    "StreamInterruptedError",
+    "StreamStalledError",
+    "ValidationError",
+]
+
+#: Error bodies are read up to this many bytes (WIRE §4): a proxy may send anything.
+MAX_ERROR_BODY = 4 * 1024 * 1024
+
+
+class CreateosError(Exception):
+    """Base class: ``except CreateosError`` catches everything this SDK raises on purpose."""
+
+
+class APIError(CreateosError):
+    """The server answered with a non-2xx status.
+
+    ``code`` is the envelope's machine-readable code when there is one: ``data.code`` (a string,
+    from ``fail`` envelopes) or the top-level ``code`` (an integer, from ``error`` envelopes).
+    ``body`` is the parsed JSON envelope (or None when the body was not JSON).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        method: str = "",
+        endpoint: str = "",
+        request_id: str | None = None,
+        code: str | int | None = None,
+        body: Any = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.method = method
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.code = code
+        self.body = body
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = f" ({self.method} {self.endpoint})" if self.method else ""
+        rid = f" [request_id={self.request_id}]" if self.request_id else ""
+        return f"{self.status}: {self.message}{where}{rid}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status}, message={self.message!r}, "
+            f"method={self.method!r}, endpoint={self.endpoint!r}, request_id={self.request_id!r}, "
+            f"code={self.code!r})"
+        )
+
+
+class ValidationError(APIError):
+    """400, 409 or 422: bad body or query, an invalid state transition, a conflict."""
+
+
+class AuthError(APIError):
+    """401: the API key is missing, unknown or revoked."""
+
+
+class PaymentRequiredError(APIError):
+    """402: the account has no credit. Never retried."""
+
+
+class PermissionDeniedError(APIError):
+    """403: authenticated but not allowed (quota, administrator route, token misuse)."""
+
+
+class NotFoundError(APIError):
+    """404: unknown id, another tenant's resource, or a sandbox that is not running."""
+
+
+class RateLimitError(APIError):
+    """429: slow down. ``retry_after`` is the server's ``Retry-After`` in seconds, when sent."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: the server failed; 503 also means no capacity or a subsystem not configured."""
+
+
+class APIConnectionError(CreateosError):
+    """No response at all: DNS failure, connection refused or reset, TLS error."""
+
+
+class APITimeoutError(CreateosError, TimeoutError):
+    """A deadline expired. Also a builtin ``TimeoutError`` so generic code catches it."""
+
+
+class StreamError(CreateosError):
+    """A streaming response went wrong after its headers arrived."""
+
+
+class StreamStalledError(StreamError):
+    """Nothing arrived, not even a heartbeat, for longer than the idle timeout."""
+
+
+class StreamInterruptedError(StreamError):
+    """The stream ended (EOF or reset) before its terminal frame."""
+
+
+class ProtocolError(CreateosError):
+    """The server sent something that is not the documented wire format."""
+
+
+class CommandError(CreateosError):
+    """A command run with ``check=True`` exited non-zero or reported an agent error.
+
+    ``result`` is the ``ExecResult``; the message names only the exit code and the agent error,
+    never the command line or its output (either may hold secrets).
+    """
+
+    def __init__(self, result: Any, message: str | None = None) -> None:
+        self.result = result
+        if message is None:
+            code = getattr(result, "exit_code", None)
+            err = getattr(result, "error", None)
+            message = f"command failed with exit code {code}"
+            if err:
+                message += f": {err}"
+        super().__init__(message)
+
+
+# The one status -> class table (WIRE §5).
+_STATUS_CLASSES: dict[int, type[APIError]] = {
+    400: ValidationError,
+    401: AuthError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ValidationError,
+    422: ValidationError,
+    429: RateLimitError,
+}
+
+_DEFAULT_MESSAGES: dict[int, str] = {
+    400: "bad request",
+    401: "authentication failed: API key missing, unknown or revoked",
+    402: "payment required: the account has no credit",
+    403: "permission denied",
+    404: "not found",
+    408: "request timeout",
+    409: "conflict",
+    422: "unprocessable request",
+    429: "rate limited",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "gateway timeout",
+}
+
+
+def error_class(status: int) -> type[APIError]:
+    """The exception class for an HTTP status (WIRE §5)."""
+    cls = _STATUS_CLASSES.get(status)
+    if cls is not None:
+        return cls
+    if 500 <= status <= 599:
+        return ServerError
+    return APIError
+
+
+def _parse_body(body: bytes) -> Any:
+    """Parse an error body as JSON when it looks like JSON; anything else (HTML, text) -> None."""
+    text = body.strip()
+    if not text or text[:1] not in (b"{", b"["):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _message_and_code(envelope: Any, status: int) -> tuple[str, str | int | None]:
+    """Message precedence of WIRE §4: message, then data as a string, then data's pairs."""
+    default = _DEFAULT_MESSAGES.get(status, f"HTTP {status}")
+    if not isinstance(envelope, dict):
+        return default, None
+    data = envelope.get("data")
+    code: str | int | None = None
+    if isinstance(data, dict) and isinstance(data.get("code"), str):
+        code = data["code"]
+    elif isinstance(envelope.get("code"), int) and not isinstance(envelope.get("code"), bool):
+        code = envelope["code"]
+    message = envelope.get("message")
+    if isinstance(message, str) and message:
+        return message, code
+    if isinstance(data, str) and data:
+        return data, code
+    if isinstance(data, dict) and data:
+        if isinstance(data.get("message"), str) and data["message"]:
+            return data["message"], code
+        pairs = "; ".join(f"{k}: {v}" for k, v in data.items() if k != "code")
+        if pairs:
+            return pairs, code
+    return default, code
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds (fractions allowed) or an HTTP-date, >= 0."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+            return None
+        return max(0.0, seconds)
+    import email.utils
+    import time
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        import datetime as _dt
+
+        when = when.replace(tzinfo=_dt.UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def make_api_error(
+    status: int,
+    body: bytes,
+    *,
+    method: str,
+    endpoint: str,
+    request_id: str | None,
+    retry_after: str | None = None,
+    secrets: tuple[str, ...] = (),
+) -> APIError:
+    """Build the mapped exception for a non-2xx response; never fails on odd bodies."""
+    envelope = _parse_body(body)
+    message, code = _message_and_code(envelope, status)
+    for secret in secrets:
+        if secret and secret in message:
+            message = message.replace(secret, "[redacted]")
+    cls = error_class(status)
+    kw: dict[str, Any] = {
+        "status": status,
+        "method": method,
+        "endpoint": endpoint,
+        "request_id": request_id,
+        "code": code,
+        "body": envelope,
+    }
+    if cls is RateLimitError:
+        return RateLimitError(message, retry_after=parse_retry_after(retry_after), **kw)
+    return cls(message, **kw)

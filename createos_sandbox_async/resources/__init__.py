@@ -1,0 +1,1 @@
+"""Account-level resources (catalog, templates, networks, disks): thin layers over the transport."""
