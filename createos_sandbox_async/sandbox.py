@@ -619,11 +619,13 @@ class Sandboxes:
         region: str | None = None,
         node_selector: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        retry: bool = True,
     ) -> Sandbox:
         """Create a sandbox; returns once it is running (the server holds the request until then).
 
         Arguments are checked before anything is sent. A create is a POST: it is resent only when
-        the server answered 429 or 503 (it provably did nothing).
+        the server answered 429 or 503 (it provably did nothing); ``retry=False`` never resends
+        (for callers with their own backoff, such as ``SandboxPool``).
         """
         body = build_create_body(
             shape=shape,
@@ -642,7 +644,7 @@ class Sandboxes:
             node_selector=node_selector,
         )
         data = await self._session._transport.request(
-            "POST", "/v1/sandboxes", json=body, timeout=timeout
+            "POST", "/v1/sandboxes", json=body, timeout=timeout, retry=retry
         )
         view = view_from_create(data, ingress_enabled=bool(ingress_enabled))
         return Sandbox(self._session, structure(view, SandboxView))
