@@ -1,0 +1,1058 @@
+"""SandboxPool: fan a batch out over many sandboxes, within the service's limits, none left behind.
+
+A batch runner (evaluations, test matrices, data jobs) wants three things the plain SDK does not
+give it: bounded concurrency, polite behaviour when the service says "slow down" or "no more", and
+the certainty that a crash, a cancel or a Ctrl-C does not leave sandboxes running (and billing).
+
+How it works, in the order an item meets it:
+
+- **Concurrency.** One ``anyio.CapacityLimiter(max_concurrency)`` bounds the items (and
+  ``acquire()`` blocks) in progress, across every ``map``/``as_completed``/``acquire`` of the pool.
+  ``map`` and ``as_completed`` run ``max_concurrency`` worker tasks that pull items lazily: a list
+  is walked by index, an async iterable is read by one feeder task through a memory stream of
+  ``read_ahead`` slots, so a 10-million-item input never sits in memory.
+- **Sandboxes.** An item gets a ready sandbox (a warm one, or with ``reuse=True`` one a previous
+  item returned) or a new one: created (then ``prepare(sandbox)`` once), or with ``strategy="fork"``
+  forked from one prepared, paused template. ``reuse=False`` destroys it after the item;
+  ``reuse=True`` calls ``reset(sandbox)`` and keeps it for the next item. An item whose job raised
+  never hands its sandbox on: it is destroyed, since its state is unknown.
+- **Limits of the service.** Creates (and forks) pass an AIMD gate: a window of concurrent create
+  calls that halves on 429/503 (once per episode) and grows by one per success, plus a shared
+  "not before" instant: ``Retry-After`` when the server sent one, else exponential backoff with
+  jitter. The pool sends its creates with the transport's retries OFF, so every create attempt is
+  one HTTP request the pool decided on, counted in ``stats.retries``: ``create_attempts`` bounds
+  the attempts per sandbox. 401/402/403/404 and 400/422 from create mean every further create
+  would fail the same way: the pool stops creating at once and the batch raises that one error.
+- **Cleanup.** Every sandbox the pool creates is in a ledger until a DELETE for it succeeded. The
+  create call itself runs shielded from cancellation (it is short: the server answers once the VM
+  is up), so a cancel never loses a sandbox that was being created. On exit (normal return,
+  exception, cancellation, KeyboardInterrupt under ``asyncio.run``/``anyio.run``) the pool stops
+  its work and destroys the whole ledger concurrently, in a shielded scope with its own deadline
+  (``cleanup_timeout``). Creates whose answer never arrived (timeout, reset, 5xx) may have
+  succeeded server-side; for those the pool lists the account's live sandboxes and destroys any
+  carrying its unique name prefix (or forked from its template). Whatever could not be destroyed
+  is in ``stats.cleanup_failed`` and raised as ``PoolCleanupError`` (normal exit) or logged and
+  noted on the exception already propagating.
+
+``map`` error semantics: with ``return_exceptions=True`` a failed item's exception is its result.
+Otherwise the first failure cancels the other items and is raised as itself; if more than one
+item had already failed by the time they all stopped (they raced the cancellation), the failures
+are raised together as an ``ExceptionGroup`` in the order they happened. A creation-stopping
+error (402, 403, ...) is raised as itself either way, once.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import logging
+import math
+import random
+import re
+import secrets
+import time
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+
+from ._progress import ProgressBar
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    CreateosError,
+    NotFoundError,
+    RateLimitError,
+)
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from .sandbox import Sandbox
+    from .session import AsyncSession
+
+__all__ = ["PoolCleanupError", "PoolStats", "SandboxPool"]
+
+logger = logging.getLogger("createos_sandbox_async.pool")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Statuses of sandboxes that still hold resources (what the orphan sweep lists).
+LIVE_STATUSES = ("creating", "running", "pausing", "paused", "resuming", "forking", "error")
+#: Create failures that every further create would repeat: stop creating at once.
+_FATAL_STATUSES = frozenset({400, 401, 402, 403, 404, 422})
+#: Item durations kept for p50/p95 (a ring: recent items, bounded memory).
+_TIMES_KEPT = 4096
+_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
+
+
+class PoolCleanupError(CreateosError):
+    """Some sandboxes this pool created could not be destroyed before its cleanup deadline.
+
+    ``ids`` lists them (destroy them by hand or let them auto-pause); ``errors`` maps an id to the
+    last error its DELETE got (absent when the deadline ran out first).
+    """
+
+    def __init__(self, ids: Sequence[str], errors: dict[str, BaseException] | None = None) -> None:
+        self.ids = tuple(ids)
+        self.errors = dict(errors or {})
+        shown = ", ".join(self.ids[:20]) + (" ..." if len(self.ids) > 20 else "")
+        super().__init__(f"SandboxPool could not destroy {len(self.ids)} sandbox(es): {shown}")
+
+
+@attrs.frozen
+class PoolStats:
+    """A snapshot of a pool. Counts are over the pool's lifetime; times are in seconds.
+
+    ``running``: items in progress; ``queued``: items read or known but not started (None-free:
+    0 when unknown); ``alive``: sandboxes created and not yet destroyed; ``retries``: create/fork
+    attempts beyond the first for a sandbox (429/503 and answers that never arrived);
+    ``rate_limited``: 429/503 answers to creates; ``create_limit``: the adaptive window of
+    concurrent creates; ``rate``: finished items per second since the first item started;
+    ``p50``/``p95``: item time (sandbox checkout + job) over the last 4096 items.
+    """
+
+    total: int | None
+    completed: int
+    failed: int
+    running: int
+    queued: int
+    created: int
+    destroyed: int
+    alive: int
+    retries: int
+    rate_limited: int
+    create_limit: int
+    rate: float
+    p50: float | None
+    p95: float | None
+    elapsed: float
+    cleanup_failed: tuple[str, ...] = ()
+
+
+class _CreationStopped(Exception):
+    """Internal: creation is stopped for good; carries the server's error (402, 403, ...)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Gate:
+    """AIMD window on concurrent create calls plus a shared backoff instant.
+
+    Why a window and not a token bucket: the service's create is synchronous (it answers once the
+    VM runs), so in-flight creates self-clock like TCP segments; halving the window on a 429 and
+    adding one per success converges on what the service accepts without knowing its rate.
+    """
+
+    __slots__ = (
+        "_base",
+        "_cap",
+        "_changed",
+        "ceiling",
+        "epoch",
+        "in_flight",
+        "not_before",
+        "streak",
+        "window",
+    )
+
+    def __init__(self, ceiling: int, base: float, cap: float) -> None:
+        self.ceiling = float(ceiling)
+        self.window = float(ceiling)
+        self.in_flight = 0
+        self.not_before = 0.0
+        self.epoch = 0
+        self.streak = 0
+        self._base = base
+        self._cap = cap
+        self._changed: anyio.Event | None = None
+
+    async def enter(self) -> int:
+        """Wait for the backoff instant and a free slot; return the epoch seen (for throttled())."""
+        while True:
+            wait = self.not_before - anyio.current_time() if self.not_before else 0.0
+            if wait > 0:
+                await anyio.sleep(wait)
+                continue
+            if self.in_flight < self.window:
+                self.in_flight += 1
+                return self.epoch
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    def success(self) -> None:
+        """Additive increase; a success also ends a throttling streak."""
+        self.streak = 0
+        if self.window < self.ceiling:
+            self.window = min(self.ceiling, self.window + 1.0)
+            self._wake()
+
+    def throttled(self, epoch: int, retry_after: float | None) -> float:
+        """Multiplicative decrease (once per episode) and push the shared backoff instant."""
+        if epoch == self.epoch:
+            self.epoch += 1
+            self.window = max(1.0, self.window / 2)
+            self.streak += 1
+        if retry_after is not None and retry_after >= 0:
+            delay = retry_after
+        else:
+            delay = min(self._base * 2 ** max(0, self.streak - 1), self._cap)
+            delay += random.random() * self._base
+        until = anyio.current_time() + delay
+        if until > self.not_before:
+            self.not_before = until
+        return delay
+
+
+@attrs.define(eq=False)
+class _Run:
+    """State of one ``map``/``as_completed`` call."""
+
+    job: Callable[[Any, Any], Awaitable[Any]]
+    scope: anyio.CancelScope
+    workers: int
+    total: int | None
+    stop_on_error: bool
+    it: Iterator[tuple[int, Any]] | None = None
+    feed: AsyncIterable[Any] | None = None
+    recv: MemoryObjectReceiveStream[tuple[int, Any]] | None = None
+    started: int = 0
+    results: Any = None
+    sink: MemoryObjectSendStream[tuple[Any, Any]] | None = None
+    errors: list[BaseException] = attrs.Factory(list)
+    fatal: BaseException | None = None
+    broken: BaseException | None = None  # input iterator / on_progress raised
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.scope.cancel()
+
+    def stop(self, fatal: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = fatal
+        self.scope.cancel()
+
+    def break_(self, exc: BaseException) -> None:
+        if self.broken is None:
+            self.broken = exc
+        self.scope.cancel()
+
+    def queued(self) -> int:
+        if self.recv is not None:
+            return self.recv.statistics().current_buffer_used
+        if self.total is not None:
+            return max(0, self.total - self.started)
+        return 0
+
+
+def _check_callable(name: str, value: object, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not callable(value):
+        raise TypeError(f"{name} must be an async callable, got {type(value).__name__}")
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+    if math.isinf(value) or math.isnan(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    k = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[k]
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    value = getattr(exc, "retry_after", None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _classify(exc: BaseException) -> str:
+    """What a failed create means: throttle, uncertain (may exist), fatal, or item (this one)."""
+    if isinstance(exc, RateLimitError):
+        return "throttle"
+    if isinstance(exc, APIError):
+        if exc.status == 503:
+            return "throttle"
+        if exc.status >= 500 or exc.status == 408:
+            return "uncertain"
+        if exc.status in _FATAL_STATUSES:
+            return "fatal"
+        return "item"
+    if isinstance(exc, APITimeoutError | APIConnectionError | TimeoutError):
+        return "uncertain"
+    return "item"
+
+
+class SandboxPool:
+    """Run jobs over many sandboxes with bounded concurrency; destroys all it created on exit.
+
+    ::
+
+        async with SandboxPool(session, shape="s-1vcpu-256mb", max_concurrency=64) as pool:
+            results = await pool.map(job, items)          # job(sandbox, item), input order
+            async for item, result in pool.as_completed(job, stream_of_items):
+                ...                                        # result may be an exception
+            async with pool.acquire() as sandbox:
+                ...
+
+    Extra keyword arguments (``envs=``, ``disk_mib=``, ``egress=``, ...) go to
+    ``session.sandboxes.create``; the pool owns ``name`` (a unique per-pool prefix it uses to
+    find sandboxes whose create answer was lost). See the module docstring for the rules.
+    """
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        shape: str,
+        rootfs: str | None = None,
+        max_concurrency: int = 16,
+        strategy: Literal["fresh", "fork"] = "fresh",
+        prepare: Callable[[Sandbox], Awaitable[object]] | None = None,
+        reuse: bool = False,
+        reset: Callable[[Sandbox], Awaitable[object]] | None = None,
+        warm: int = 0,
+        on_progress: Callable[[PoolStats], object] | None = None,
+        progress: bool | ProgressBar = False,
+        progress_interval: float = 0.1,
+        read_ahead: int | None = None,
+        create_attempts: int = 8,
+        create_timeout: float | None = None,
+        backoff: float = 0.5,
+        backoff_cap: float = 30.0,
+        cleanup_timeout: float = 60.0,
+        name_prefix: str = "pool",
+        **create_kwargs: Any,
+    ) -> None:
+        if not hasattr(session, "sandboxes"):
+            raise TypeError(f"session must be an AsyncSession, got {type(session).__name__}")
+        if not isinstance(shape, str) or not shape:
+            raise ValueError("shape must be a non-empty string, e.g. 's-1vcpu-256mb'")
+        if rootfs is not None and (not isinstance(rootfs, str) or not rootfs):
+            raise ValueError("rootfs must be a non-empty string or None")
+        if strategy not in ("fresh", "fork"):
+            raise ValueError(f"strategy must be 'fresh' or 'fork', got {strategy!r}")
+        if not isinstance(reuse, bool):
+            raise TypeError(f"reuse must be a bool, got {type(reuse).__name__}")
+        _check_callable("prepare", prepare)
+        _check_callable("reset", reset)
+        _check_callable("on_progress", on_progress)
+        if reset is not None and not reuse:
+            raise ValueError("reset is only used with reuse=True (a sandbox serving many items)")
+        if not isinstance(progress, bool | ProgressBar):
+            raise TypeError("progress must be a bool or a ProgressBar")
+        if not isinstance(name_prefix, str) or not _PREFIX_RE.match(name_prefix):
+            raise ValueError(
+                "name_prefix must be 1-30 chars of a-z, 0-9 and '-', starting with a letter/digit"
+            )
+        for reserved in ("name", "session"):
+            if reserved in create_kwargs:
+                raise ValueError(f"{reserved}= cannot be passed to SandboxPool: the pool sets it")
+        self._session = session
+        self._max = _check_int("max_concurrency", max_concurrency, 1)
+        self._warm = _check_int("warm", warm, 0)
+        self._read_ahead = (
+            self._max if read_ahead is None else _check_int("read_ahead", read_ahead, 0)
+        )
+        self._create_attempts = _check_int("create_attempts", create_attempts, 1)
+        self._create_timeout = _check_seconds("create_timeout", create_timeout, allow_none=True)
+        self._cleanup_timeout = _check_seconds("cleanup_timeout", cleanup_timeout)
+        interval = _check_seconds("progress_interval", progress_interval)
+        assert interval is not None
+        self._interval = interval
+        base = _check_seconds("backoff", backoff)
+        cap = _check_seconds("backoff_cap", backoff_cap)
+        assert base is not None and cap is not None
+        self._strategy = strategy
+        self._prepare = prepare
+        self._reuse = reuse
+        self._reset = reset
+        self._on_progress = on_progress
+        self._bar: ProgressBar | None = (
+            progress if isinstance(progress, ProgressBar) else (ProgressBar() if progress else None)
+        )
+        self._observed = on_progress is not None or self._bar is not None
+        self._create_kwargs: dict[str, Any] = {"shape": shape, **create_kwargs}
+        if rootfs is not None:
+            self._create_kwargs["rootfs"] = rootfs
+        self._check_create_kwargs()
+        # A random tag makes the prefix unique to this pool: the orphan sweep destroys by prefix.
+        self._prefix = f"{name_prefix}-{secrets.token_hex(4)}-"
+        self._seq = 0
+        self._gate = _Gate(self._max + self._warm, base, cap)
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._ledger: dict[str, Sandbox] = {}
+        self._ready: collections.deque[Sandbox] = collections.deque()
+        self._template: Sandbox | None = None
+        self._template_lock: anyio.Lock | None = None
+        self._parents: set[str] = set()
+        self._fatal: BaseException | None = None
+        self._uncertain = 0
+        self._destroy_errors: dict[str, BaseException] = {}
+        self._cleanup_failed: tuple[str, ...] = ()
+        self._runs: set[_Run] = set()
+        self._tg: TaskGroup | None = None
+        self._bg_scopes: set[anyio.CancelScope] = set()
+        self._children = 0
+        self._children_done: anyio.Event | None = None
+        self._fill_event: anyio.Event | None = None
+        self._filling = 0
+        self._warm_broken = False
+        self._state = "new"
+        # counters
+        self._created = 0
+        self._destroyed = 0
+        self._completed = 0
+        self._failed = 0
+        self._running = 0
+        self._retries = 0
+        self._rate_limited = 0
+        self._total: int | None = 0
+        self._times: collections.deque[float] = collections.deque(maxlen=_TIMES_KEPT)
+        self._t_first: float | None = None
+        self._last_tick = 0.0
+
+    def _check_create_kwargs(self) -> None:
+        """Reject keywords ``sandboxes.create`` does not take, before any network call."""
+        try:
+            sig = inspect.signature(self._session.sandboxes.create)
+        except (TypeError, ValueError):  # pragma: no cover - exotic callables
+            return
+        params = sig.parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return
+        known = {p.name for p in params}
+        for key in self._create_kwargs:
+            if key not in known:
+                raise TypeError(f"SandboxPool got an unexpected keyword argument {key!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"<SandboxPool {self._state} shape={self._create_kwargs['shape']!r} "
+            f"max_concurrency={self._max} alive={len(self._ledger)}>"
+        )
+
+    # -- public surface ---------------------------------------------------------------------------
+
+    @property
+    def name_prefix(self) -> str:
+        """The unique prefix of every sandbox name this pool creates (``<prefix>-<tag>-<n>``)."""
+        return self._prefix
+
+    @property
+    def stats(self) -> PoolStats:
+        """A consistent snapshot of counters, rates and item-time percentiles."""
+        ordered = sorted(self._times)
+        now = time.perf_counter()
+        elapsed = now - self._t_first if self._t_first is not None else 0.0
+        done = self._completed + self._failed
+        return PoolStats(
+            total=self._total,
+            completed=self._completed,
+            failed=self._failed,
+            running=self._running,
+            queued=sum(run.queued() for run in self._runs),
+            created=self._created,
+            destroyed=self._destroyed,
+            alive=len(self._ledger),
+            retries=self._retries,
+            rate_limited=self._rate_limited,
+            create_limit=int(self._gate.window),
+            rate=done / elapsed if elapsed > 0 else 0.0,
+            p50=_percentile(ordered, 0.50),
+            p95=_percentile(ordered, 0.95),
+            elapsed=elapsed,
+            cleanup_failed=self._cleanup_failed,
+        )
+
+    async def __aenter__(self) -> SandboxPool:
+        if self._state != "new":
+            raise RuntimeError("a SandboxPool can be entered once; create a new one")
+        self._limiter = anyio.CapacityLimiter(self._max)
+        self._template_lock = anyio.Lock()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        self._state = "open"
+        if self._warm:
+            self._spawn_background(self._filler)
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._state = "closing"
+        error: PoolCleanupError | None = None
+        try:
+            with anyio.move_on_after(self._cleanup_timeout, shield=True):
+                await self._stop_children()
+                await self._cleanup()
+        finally:
+            self._state = "closed"
+            failed = tuple(self._ledger)
+            self._cleanup_failed = failed
+            if failed:
+                errors = {k: self._destroy_errors[k] for k in failed if k in self._destroy_errors}
+                error = PoolCleanupError(failed, errors)
+                logger.warning("%s", error)
+                if exc is not None:
+                    exc.add_note(str(error))
+            tg, self._tg = self._tg, None
+            if tg is not None:
+                if self._children:  # the deadline ran out while they stopped: force them
+                    tg.cancel_scope.cancel()
+                await tg.__aexit__(None, None, None)
+        if error is not None and exc is None:
+            raise error
+
+    async def _stop_children(self) -> None:
+        """Cancel runs and background tasks and wait until they are gone (shielded caller)."""
+        closed = RuntimeError("the SandboxPool was closed while this call was running")
+        for run in list(self._runs):
+            run.break_(closed)
+        for scope in list(self._bg_scopes):
+            scope.cancel()
+        if self._children:
+            self._children_done = anyio.Event()
+            await self._children_done.wait()
+
+    async def map(
+        self,
+        job: Callable[[Sandbox, T], Awaitable[R]],
+        items: Iterable[T] | AsyncIterable[T],
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run ``job(sandbox, item)`` for every item; results in input order.
+
+        ``return_exceptions=True``: a failed item's exception is its result. Otherwise the first
+        failure cancels the rest and is raised (an ``ExceptionGroup`` when several failed before
+        the others stopped). A creation-stopping error (402, 403, ...) is raised as itself.
+        """
+        run = self._new_run(job, items, stop_on_error=not return_exceptions)
+        results: dict[int, Any] | list[Any]
+        results = [None] * run.total if run.total is not None else {}
+        run.results = results
+        await self._drive(run)
+        self._raise_run_problem(run)
+        if run.errors:
+            if len(run.errors) == 1:
+                raise run.errors[0]
+            raise ExceptionGroup(
+                f"{len(run.errors)} items failed in SandboxPool.map",
+                [e for e in run.errors if isinstance(e, Exception)],
+            )
+        if isinstance(results, dict):
+            return [results[i] for i in range(len(results))]
+        return results
+
+    async def as_completed(
+        self,
+        job: Callable[[Sandbox, T], Awaitable[R]],
+        items: Iterable[T] | AsyncIterable[T],
+    ) -> AsyncIterator[tuple[T, R | Exception]]:
+        """Yield ``(item, result or exception)`` as items finish; ``items`` is read lazily.
+
+        Leaving the loop early (``break``) stops the remaining items; their sandboxes are
+        destroyed. A creation-stopping error (402, 403, ...) is raised from the loop.
+        """
+        run = self._new_run(job, items, stop_on_error=False)
+        send, recv = anyio.create_memory_object_stream[tuple[Any, Any]](0)
+        run.sink = send
+        self._spawn_background(lambda: self._drive_into(run, send))
+        try:
+            async with recv:
+                async for pair in recv:
+                    yield pair
+            self._raise_run_problem(run)
+        finally:
+            run.scope.cancel()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Sandbox]:
+        """Check a sandbox out for hand-written control; it counts against ``max_concurrency``.
+
+        On a normal exit the sandbox is destroyed (or, with ``reuse=True``, reset and kept); if the
+        block raised or was cancelled it is destroyed.
+        """
+        self._check_open()
+        assert self._limiter is not None
+        token = object()
+        await self._limiter.acquire_on_behalf_of(token)
+        try:
+            try:
+                sb = await self._checkout()
+            except _CreationStopped as stop:
+                raise stop.error from None
+            try:
+                yield sb
+            except BaseException:
+                await self._discard(sb)
+                raise
+            await self._release(sb)
+        finally:
+            self._limiter.release_on_behalf_of(token)
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            if self._state == "new":
+                raise RuntimeError(
+                    "use `async with SandboxPool(...) as pool:` - its exit is what cleans up"
+                )
+            raise RuntimeError("this SandboxPool is closed")
+
+    def _new_run(self, job: Any, items: object, *, stop_on_error: bool) -> _Run:
+        self._check_open()
+        if not callable(job):
+            raise TypeError(f"job must be an async callable job(sandbox, item), got {job!r}")
+        total: int | None = None
+        if isinstance(items, AsyncIterable):
+            run = _Run(job, anyio.CancelScope(), self._max, None, stop_on_error, feed=items)
+        elif isinstance(items, Iterable) and not isinstance(items, str | bytes):
+            try:
+                total = len(items)  # type: ignore[arg-type]
+            except TypeError:
+                total = None
+            workers = self._max if total is None else max(1, min(self._max, total))
+            run = _Run(job, anyio.CancelScope(), workers, total, stop_on_error, it=enumerate(items))
+        else:
+            raise TypeError(f"items must be an iterable or an async iterable, got {items!r}")
+        if self._total is not None:
+            self._total = None if total is None else self._total + total
+        return run
+
+    def _raise_run_problem(self, run: _Run) -> None:
+        if run.fatal is not None:
+            raise run.fatal
+        if run.broken is not None:
+            raise run.broken
+
+    async def _drive(self, run: _Run) -> None:
+        """Run the workers (and a feeder for async input) until the input is done or stopped."""
+        self._runs.add(run)
+        if self._t_first is None:
+            self._t_first = time.perf_counter()
+        try:
+            with run.scope:
+                async with anyio.create_task_group() as tg:
+                    if run.feed is not None:
+                        send, recv = anyio.create_memory_object_stream[tuple[int, Any]](
+                            self._read_ahead
+                        )
+                        run.recv = recv
+                        tg.start_soon(self._feeder, run, send)
+                    for _ in range(run.workers):
+                        tg.start_soon(self._worker, run)
+        finally:
+            if run.recv is not None:
+                run.recv.close()
+            if self._observed:
+                self._tick(force=True)
+                if self._bar is not None:
+                    self._bar.close(self.stats)
+            self._runs.discard(run)
+
+    async def _drive_into(self, run: _Run, send: MemoryObjectSendStream[tuple[Any, Any]]) -> None:
+        """``as_completed``'s driver, a child of the pool's task group."""
+        try:
+            with send:
+                await self._drive(run)
+        except Exception as exc:
+            run.break_(exc)
+
+    async def _feeder(self, run: _Run, send: MemoryObjectSendStream[tuple[int, Any]]) -> None:
+        """Read the async input into ``read_ahead`` slots; the send blocks when they are full."""
+        assert run.feed is not None
+        index = 0
+        with send:
+            try:
+                async for item in run.feed:
+                    await send.send((index, item))
+                    index += 1
+            except anyio.BrokenResourceError:
+                return
+            except Exception as exc:
+                run.break_(exc)
+
+    async def _next(self, run: _Run) -> tuple[int, Any] | None:
+        if run.it is not None:
+            try:
+                return next(run.it)
+            except StopIteration:
+                return None
+            except Exception as exc:
+                run.break_(exc)
+                return None
+        assert run.recv is not None
+        try:
+            return await run.recv.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+
+    async def _worker(self, run: _Run) -> None:
+        """Take an item, run it, hand its outcome over; holds a limiter token per item only."""
+        limiter = self._limiter
+        assert limiter is not None
+        token = object()
+        while True:
+            await limiter.acquire_on_behalf_of(token)
+            try:
+                got = await self._next(run)
+                if got is None:
+                    return
+                run.started += 1
+                index, item = got
+                ok, value = await self._one(run.job, item)
+            except _CreationStopped as stop:
+                run.stop(stop.error)
+                return
+            finally:
+                limiter.release_on_behalf_of(token)
+            if self._observed:
+                self._tick()
+            if run.sink is not None:
+                try:
+                    await run.sink.send((item, value))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    run.scope.cancel()  # the consumer left the loop
+                    return
+            else:
+                run.results[index] = value
+                if not ok and run.stop_on_error:
+                    run.fail(value)
+
+    async def _one(self, job: Callable[[Any, Any], Awaitable[Any]], item: Any) -> tuple[bool, Any]:
+        """One item: sandbox in, job, sandbox out. Job errors become (False, exc)."""
+        self._running += 1
+        t0 = time.perf_counter()
+        try:
+            sb = await self._checkout()
+            try:
+                value = await job(sb, item)
+            except BaseException:
+                await self._discard(sb)
+                raise
+            self._times.append(time.perf_counter() - t0)
+            await self._release(sb)
+        except _CreationStopped:
+            raise
+        except Exception as exc:
+            self._failed += 1
+            self._times.append(time.perf_counter() - t0)
+            return False, exc
+        finally:
+            self._running -= 1
+        self._completed += 1
+        return True, value
+
+    def _tick(self, force: bool = False) -> None:
+        """Feed ``on_progress`` and the bar, at most every ``progress_interval`` seconds."""
+        now = time.perf_counter()
+        if not force and now - self._last_tick < self._interval:
+            return
+        self._last_tick = now
+        stats = self.stats
+        if self._bar is not None:
+            self._bar.update(stats)
+        if self._on_progress is not None:
+            try:
+                self._on_progress(stats)
+            except Exception as exc:
+                for run in list(self._runs):
+                    run.break_(exc)
+                if not self._runs:
+                    raise
+
+    # -- sandboxes in and out ---------------------------------------------------------------------
+
+    async def _checkout(self) -> Sandbox:
+        """A ready sandbox (warm or reused) if any, else a new prepared one."""
+        if self._ready:
+            sb = self._ready.popleft()
+            if self._warm:
+                self._wake_filler()
+            return sb
+        if self._fatal is not None:
+            raise _CreationStopped(self._fatal)
+        return await self._fresh()
+
+    async def _fresh(self) -> Sandbox:
+        """A new sandbox ready for a job: created and prepared, or forked from the template."""
+        if self._strategy == "fork":
+            parent = await self._get_template()
+            child = await self._spawn(lambda _name: parent.fork())
+            try:
+                await child.wait_until("running")
+            except BaseException:
+                await self._discard(child)
+                raise
+            return child
+        sb = await self._spawn(self._create_call)
+        if self._prepare is not None:
+            try:
+                await self._prepare(sb)
+            except BaseException:
+                await self._discard(sb)
+                raise
+        return sb
+
+    async def _get_template(self) -> Sandbox:
+        """Create, prepare and pause the one sandbox children are forked from (once)."""
+        if self._template is not None:
+            return self._template
+        assert self._template_lock is not None
+        async with self._template_lock:
+            if self._template is not None:
+                return self._template
+            if self._fatal is not None:
+                raise _CreationStopped(self._fatal)
+            sb = await self._spawn(self._create_call)
+            try:
+                if self._prepare is not None:
+                    await self._prepare(sb)
+                await sb.pause()
+                await sb.wait_until("paused")
+            except Exception as exc:
+                await self._discard(sb)
+                # Every child would inherit the failure: stop instead of failing N items.
+                exc.add_note("SandboxPool(strategy='fork'): preparing the template sandbox failed")
+                self._set_fatal(exc)
+                raise _CreationStopped(exc) from None
+            except BaseException:
+                await self._discard(sb)
+                raise
+            self._parents.add(sb.id)
+            self._template = sb
+            return sb
+
+    def _create_call(self, name: str) -> Awaitable[Sandbox]:
+        """One create attempt: the transport's retries are off, the pool decides (module doc)."""
+        return self._session.sandboxes.create(
+            name=name, retry=False, timeout=self._create_timeout, **self._create_kwargs
+        )
+
+    def _set_fatal(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+            logger.warning("SandboxPool stopped creating sandboxes: %s", exc)
+
+    async def _spawn(self, call: Callable[[str], Awaitable[Sandbox]]) -> Sandbox:
+        """Create (or fork) one sandbox through the AIMD gate; every success goes in the ledger."""
+        gate = self._gate
+        attempt = 0
+        while True:
+            if self._fatal is not None:
+                raise _CreationStopped(self._fatal)
+            epoch = await gate.enter()
+            if self._fatal is not None:
+                gate.leave()
+                raise _CreationStopped(self._fatal)
+            self._seq += 1
+            name = f"{self._prefix}{self._seq}"
+            try:
+                # Shielded: a create that was sent must be answered, or the sandbox is lost.
+                with anyio.CancelScope(shield=True):
+                    sb = await call(name)
+                    self._ledger[sb.id] = sb
+                    self._created += 1
+            except Exception as exc:
+                kind = _classify(exc)
+                if kind == "fatal":
+                    self._set_fatal(exc)
+                    raise _CreationStopped(exc) from None
+                if kind == "item":
+                    raise
+                attempt += 1
+                if kind == "throttle":
+                    self._rate_limited += 1
+                else:
+                    self._uncertain += 1
+                if attempt >= self._create_attempts:
+                    raise
+                self._retries += 1
+                gate.throttled(epoch, _retry_after(exc))
+                continue
+            finally:
+                gate.leave()
+            gate.success()
+            return sb
+
+    async def _release(self, sb: Sandbox) -> None:
+        """After a successful item: keep it (reuse, after reset) or destroy it."""
+        if self._reuse and self._state == "open":
+            if self._reset is not None:
+                try:
+                    await self._reset(sb)
+                except Exception:
+                    logger.debug("reset(%s) failed; destroying it", sb.id, exc_info=True)
+                    await self._destroy(sb)
+                    return
+            self._ready.append(sb)
+            return
+        await self._destroy(sb)
+
+    async def _discard(self, sb: Sandbox) -> None:
+        """Destroy a sandbox in an unknown state, even while being cancelled (bounded)."""
+        with anyio.move_on_after(self._cleanup_timeout, shield=True):
+            await self._destroy(sb)
+
+    async def _destroy(self, sb: Sandbox) -> bool:
+        """DELETE (idempotent); the ledger forgets the sandbox only once the server accepted."""
+        try:
+            await sb.destroy()
+        except NotFoundError:
+            pass
+        except Exception as exc:
+            self._destroy_errors[sb.id] = exc
+            logger.debug("destroying %s failed: %r", sb.id, exc)
+            return False
+        if self._ledger.pop(sb.id, None) is not None:
+            self._destroyed += 1
+        self._destroy_errors.pop(sb.id, None)
+        return True
+
+    # -- warm sandboxes ---------------------------------------------------------------------------
+
+    def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Start a child of the pool's task group, cancellable on its own, counted for exit."""
+        assert self._tg is not None
+        scope = anyio.CancelScope()
+        self._bg_scopes.add(scope)
+        self._children += 1
+
+        async def runner() -> None:
+            try:
+                with scope:
+                    await fn()
+            except Exception:  # pragma: no cover - a bug; never take the user's task down
+                logger.exception("SandboxPool background task failed")
+            finally:
+                self._bg_scopes.discard(scope)
+                self._children -= 1
+                if not self._children and self._children_done is not None:
+                    self._children_done.set()
+
+        self._tg.start_soon(runner)
+
+    def _wake_filler(self) -> None:
+        event, self._fill_event = self._fill_event, None
+        if event is not None:
+            event.set()
+
+    async def _filler(self) -> None:
+        """Keep ``warm`` sandboxes ready ahead of demand."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                while (
+                    self._fatal is None
+                    and not self._warm_broken
+                    and len(self._ready) + self._filling < self._warm
+                ):
+                    self._filling += 1
+                    tg.start_soon(self._fill_one)
+                self._fill_event = event = anyio.Event()
+                await event.wait()
+
+    async def _fill_one(self) -> None:
+        try:
+            sb = await self._fresh()
+        except _CreationStopped:
+            pass
+        except Exception:
+            logger.warning(
+                "SandboxPool: creating a warm sandbox failed; warming stops", exc_info=True
+            )
+            self._warm_broken = True
+        else:
+            self._ready.append(sb)
+        finally:
+            self._filling -= 1
+            self._wake_filler()
+
+    # -- cleanup ----------------------------------------------------------------------------------
+
+    async def _cleanup(self) -> None:
+        """Destroy the ledger concurrently; then sweep for sandboxes whose create reply was lost."""
+        self._ready.clear()
+        limiter = anyio.CapacityLimiter(max(16, self._max))
+
+        async def destroy(sb: Sandbox) -> None:
+            async with limiter:
+                await self._destroy(sb)
+
+        async with anyio.create_task_group() as tg:
+            for sb in list(self._ledger.values()):
+                tg.start_soon(destroy, sb)
+        if self._uncertain:
+            await self._sweep(destroy)
+
+    async def _sweep(self, destroy: Callable[[Sandbox], Coroutine[Any, Any, None]]) -> None:
+        """Find live sandboxes named with this pool's prefix (or forked from its template)."""
+        found: dict[str, Sandbox] = {}
+
+        async def scan(status: str) -> None:
+            try:
+                async for sb in self._session.sandboxes.list(status=status):
+                    name = sb.data.name or ""
+                    if name.startswith(self._prefix) or sb.data.forked_from in self._parents:
+                        found[sb.id] = sb
+            except Exception as exc:
+                logger.warning(
+                    "SandboxPool: listing %s sandboxes for the sweep failed: %r", status, exc
+                )
+
+        async with anyio.create_task_group() as tg:
+            for status in LIVE_STATUSES:
+                tg.start_soon(scan, status)
+        orphans = [sb for sid, sb in found.items() if sid not in self._ledger]
+        if not orphans:
+            return
+        logger.info(
+            "SandboxPool: destroying %d sandbox(es) whose create answer was lost", len(orphans)
+        )
+        for sb in orphans:
+            self._ledger[sb.id] = sb
+            self._created += 1
+        async with anyio.create_task_group() as tg:
+            for sb in orphans:
+                tg.start_soon(destroy, sb)
