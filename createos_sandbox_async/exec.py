@@ -1,19 +1,50 @@
-"""Running commands: buffered ``exec`` and the streamed ``ExecStream`` (WIRE §11).
+"""Running commands in a sandbox: buffered ``exec`` and streamed ``ExecStream`` (WIRE §11).
 
-(work in progress: events and the frame parser first)
+A buffered exec is one POST that answers after the command exits; it is resent only when the server
+said it did not process it (429, 503), never after a timeout or a dropped connection, because the
+command may already have run.
+
+A stream (``?stream=true``) yields :class:`ExecEvent` objects as output arrives. The connection is
+returned to the pool only when the stream was read to its end; every other way out (``break``,
+``aclose()``, an exception in the consumer, cancellation, a deadline) closes it, so the server sees
+the disconnect and kills the command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Final, Literal
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
+import aiohttp
 import attrs
 
 from ._ndjson import DEFAULT_MAX_LINE, EXEC_HEARTBEAT, NDJSONDecoder
-from .errors import ProtocolError
+from .errors import (
+    APITimeoutError,
+    CommandError,
+    NotFoundError,
+    ProtocolError,
+    StreamInterruptedError,
+    StreamStalledError,
+)
 
-__all__ = ["ExecEvent", "ExecEventKind", "ExecResult"]
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from ._transport import Transport
+
+__all__ = [
+    "NO_EXIT_CODE",
+    "ExecEvent",
+    "ExecEventKind",
+    "ExecResult",
+    "ExecStream",
+    "run_exec",
+    "run_sh",
+]
 
 ExecEventKind = Literal["stdout", "stderr", "exit", "error"]
 
@@ -22,8 +53,21 @@ STDERR: Final = "stderr"
 EXIT: Final = "exit"
 ERROR: Final = "error"
 
-#: ``ExecResult.exit_code`` when the command never started and no exit frame followed the error.
+#: ``exit_code`` when the command never started and the server sent no exit status with the error.
 NO_EXIT_CODE: Final = -1
+
+#: After the exit frame, how long to wait for the end of the body so the connection can be reused.
+_DRAIN_SECONDS: Final = 1.0
+_DRAIN_BYTES: Final = 64 * 1024
+
+
+class _SandboxLike(Protocol):
+    """What exec needs from a ``Sandbox`` handle."""
+
+    @property
+    def _transport(self) -> Transport: ...
+
+    def _path(self, suffix: str) -> str: ...
 
 
 @attrs.define(frozen=True, slots=True)
@@ -41,9 +85,9 @@ class ExecEvent:
 
 
 def _event_factory() -> Callable[[ExecEventKind, str, int | None], ExecEvent]:
-    """Build events without the generated frozen ``__init__`` (~25% of the per-event cost).
+    """Build events without the generated frozen ``__init__`` (a quarter of the per-event cost).
 
-    The slot descriptors are set directly: same object, same immutability afterwards.
+    The slot descriptors are set directly: the same object, just as immutable afterwards.
     """
     new = object.__new__
     set_kind = ExecEvent.__dict__["kind"].__set__
@@ -67,9 +111,9 @@ _new_event = _event_factory()
 class ExecResult:
     """What a finished command produced.
 
-    ``error`` is the agent's message when the command could not be started (then ``exit_code`` is
-    whatever the server sent, possibly 0, or -1 when a stream carried no exit frame). ``exec_ms`` is
-    the server's timing for a buffered exec, None for a stream.
+    ``error`` is the agent's message when the command could not be started; ``exit_code`` is then
+    whatever the server sent (possibly 0), or ``NO_EXIT_CODE`` (-1) when it sent none. ``exec_ms``
+    is the server's timing of a buffered exec, None for a stream.
     """
 
     stdout: str
@@ -80,8 +124,555 @@ class ExecResult:
 
     @property
     def ok(self) -> bool:
-        """True when the command ran and exited 0."""
+        """True when the command ran and exited 0 (what ``check=True`` insists on)."""
         return self.exit_code == 0 and not self.error
+
+    def check(self) -> ExecResult:
+        """Return self, or raise :class:`CommandError` when the command failed."""
+        if self.exit_code != 0 or self.error:
+            raise CommandError(self)
+        return self
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _check_cmd(cmd: object) -> str:
+    if not isinstance(cmd, str):
+        raise TypeError(f"cmd must be a str (the program to run), got {type(cmd).__name__}")
+    if not cmd:
+        raise ValueError("cmd must not be empty")
+    if "\x00" in cmd:
+        raise ValueError("cmd must not contain NUL characters")
+    return cmd
+
+
+def _check_args(args: object) -> list[str]:
+    if args is None:
+        return []
+    if isinstance(args, str | bytes):
+        raise TypeError(
+            "args must be a list of str, not a single string (use sh() to run a shell script)"
+        )
+    if not isinstance(args, Sequence):
+        raise TypeError(f"args must be a list of str, got {type(args).__name__}")
+    out = list(args)
+    for i, a in enumerate(out):
+        if not isinstance(a, str):
+            raise TypeError(f"args[{i}] must be a str, got {type(a).__name__}")
+        if "\x00" in a:
+            raise ValueError(f"args[{i}] must not contain NUL characters")
+    return out
+
+
+def _check_stdin(stdin: object) -> str | None:
+    """The API takes stdin as one JSON string field, so it must be text (WIRE §11)."""
+    if stdin is None:
+        return None
+    if isinstance(stdin, str):
+        return stdin
+    if isinstance(stdin, bytes | bytearray | memoryview):
+        try:
+            return bytes(stdin).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"stdin must be UTF-8 text: the exec API carries it as a JSON string "
+                f"(invalid byte at offset {exc.start}); upload binary input with files.upload()"
+            ) from None
+    if hasattr(stdin, "__aiter__") or hasattr(stdin, "__iter__"):
+        raise TypeError(
+            "stdin must be str or bytes: the exec API takes stdin as one string and cannot stream "
+            "it (use sb.processes for interactive input)"
+        )
+    raise TypeError(f"stdin must be str or bytes, got {type(stdin).__name__}")
+
+
+def _check_env(env: object) -> dict[str, str]:
+    """Names may appear in messages; values never do (they are often secrets)."""
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise TypeError(f"env must be a mapping of str to str, got {type(env).__name__}")
+    out: dict[str, str] = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError("env keys must be non-empty str")
+        if "=" in key or "\x00" in key:
+            raise ValueError(f"env key {key!r} must not contain '=' or NUL")
+        if not isinstance(value, str):
+            raise TypeError(f"env[{key!r}] must be a str, got {type(value).__name__}")
+        out[key] = value
+    return out
+
+
+def _check_seconds(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
+    if not value > 0 or math.isnan(value):
+        raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+    return float(value)
+
+
+def _exec_body(cmd: object, args: object, stdin: object, env: object) -> dict[str, Any]:
+    """The POST body, optional fields omitted rather than sent empty (WIRE §3)."""
+    body: dict[str, Any] = {"cmd": _check_cmd(cmd)}
+    arg_list = _check_args(args)
+    if arg_list:
+        body["args"] = arg_list
+    text = _check_stdin(stdin)
+    if text:
+        body["stdin"] = text
+    env_map = _check_env(env)
+    if env_map:
+        body["env"] = env_map
+    return body
+
+
+def _sh_args(script: object) -> list[str]:
+    if not isinstance(script, str):
+        raise TypeError(f"script must be a str, got {type(script).__name__}")
+    if not script.strip():
+        raise ValueError("script must not be empty")
+    return ["-lc", script]
+
+
+# ---------------------------------------------------------------- buffered exec
+
+
+def _result_from_wire(data: Any) -> ExecResult:
+    """``{"result": {stdout, stderr, exit_code, error?}, "exec_ms"}`` -> ExecResult.
+
+    Hand-written rather than through the converter: this runs once per exec on the hot path.
+    """
+    if type(data) is not dict or type(data.get("result")) is not dict:
+        raise ProtocolError("exec response has no 'result' object")
+    r = data["result"]
+    stdout = r.get("stdout") or ""
+    stderr = r.get("stderr") or ""
+    code = r.get("exit_code")
+    if code is None:
+        code = 0  # omitempty servers drop a zero exit code
+    error = r.get("error") or None
+    exec_ms = data.get("exec_ms")
+    if (
+        type(stdout) is not str
+        or type(stderr) is not str
+        or type(code) is not int
+        or (error is not None and type(error) is not str)
+        or (exec_ms is not None and type(exec_ms) not in (int, float))
+    ):
+        raise ProtocolError("exec response 'result' has fields of the wrong type")
+    return ExecResult(stdout, stderr, code, None if exec_ms is None else float(exec_ms), error)
+
+
+async def run_exec(
+    sandbox: _SandboxLike,
+    cmd: str,
+    args: Sequence[str] | None = None,
+    *,
+    stdin: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    check: bool = False,
+) -> ExecResult:
+    """Run ``cmd`` (no shell) and return its output after it exits.
+
+    ``stdin`` is str or UTF-8 bytes, sent whole in the request (the API cannot stream stdin).
+    ``env`` may only override keys declared when the sandbox was created. ``timeout`` bounds the
+    whole call (default: the session's request timeout, 60 s); the request is never resent after a
+    timeout. ``check=True`` raises :class:`CommandError` (holding the result) on a non-zero exit
+    or an agent error.
+    """
+    body = _exec_body(cmd, args, stdin, env)
+    seconds = _check_seconds("timeout", timeout)
+    if not isinstance(check, bool):
+        raise TypeError(f"check must be a bool, got {type(check).__name__}")
+    data = await sandbox._transport.request(
+        "POST", sandbox._path("/exec"), json=body, timeout=seconds
+    )
+    result = _result_from_wire(data)
+    if check and (result.exit_code != 0 or result.error):
+        raise CommandError(result)
+    return result
+
+
+async def run_sh(sandbox: _SandboxLike, script: str, **kw: Any) -> ExecResult:
+    """Run ``script`` with ``bash -lc`` (pipes, globs, ``&&``); keywords as for :func:`run_exec`."""
+    return await run_exec(sandbox, "bash", _sh_args(script), **kw)
+
+
+# ---------------------------------------------------------------- streaming exec
+
+
+class ExecStream:
+    """Output of a running command as it happens: an async context manager and async iterator.
+
+    ::
+
+        async with sb.exec_stream("make", ["test"]) as stream:
+            async for event in stream:          # ExecEvent: stdout / stderr chunks, then exit
+                ...
+        print(stream.exit_code)
+
+    Leaving the block before the exit event (``break``, an exception, cancellation, a deadline)
+    closes the connection, and the server kills the command. ``idle_timeout`` (default: the
+    session's ``stream_idle``, 30 s) bounds the silence between two bytes, heartbeats included:
+    more raises :class:`StreamStalledError`. ``timeout`` bounds the whole run (the command is
+    killed and :class:`APITimeoutError` raised); by default there is none. A stream that ends
+    without an exit status raises :class:`StreamInterruptedError`. A control plane that does not
+    stream exec (404 to ``?stream=true``) gets a buffered exec instead, replayed as events.
+
+    ``stdin`` is str or UTF-8 bytes sent whole with the request: the exec API has no streaming
+    stdin (use ``sb.processes`` for interactive input). ``max_line`` bounds one frame's size.
+    """
+
+    __slots__ = (
+        "_body",
+        "_cm",
+        "_deadline",
+        "_error",
+        "_events",
+        "_exec_ms",
+        "_exit_code",
+        "_finished",
+        "_i",
+        "_idle",
+        "_parser",
+        "_path",
+        "_reads",
+        "_resp",
+        "_state",
+        "_timeout",
+        "_transport",
+    )
+
+    def __init__(
+        self,
+        sandbox: _SandboxLike,
+        cmd: str,
+        args: Sequence[str] | None = None,
+        *,
+        stdin: str | bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        max_line: int = DEFAULT_MAX_LINE,
+    ) -> None:
+        self._body = _exec_body(cmd, args, stdin, env)
+        self._timeout = _check_seconds("timeout", timeout)
+        idle = _check_seconds("idle_timeout", idle_timeout)
+        if not isinstance(max_line, int) or isinstance(max_line, bool) or max_line < 1:
+            raise ValueError(f"max_line must be a positive int, got {max_line!r}")
+        self._transport = sandbox._transport
+        self._path = sandbox._path("/exec")
+        self._idle = self._transport.timeouts.stream_idle if idle is None else idle
+        self._parser = _FrameParser(max_line=max_line)
+        self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
+        self._resp: aiohttp.ClientResponse | None = None
+        self._events: list[ExecEvent] = []
+        self._i = 0
+        self._state = "new"  # new -> open -> closed
+        self._finished = False  # the terminal frame (or a clean EOF after an error) was read
+        self._exit_code: int | None = None
+        self._error: str | None = None
+        self._exec_ms: float | None = None
+        self._deadline: float | None = None
+        self._reads = 0  # network reads, for tests and debugging
+
+    def __repr__(self) -> str:
+        # The command line and its output may hold secrets: show the program name only.
+        return (
+            f"<ExecStream {self._body['cmd']!r} {self._state}"
+            f"{'' if self._exit_code is None else f' exit_code={self._exit_code}'}>"
+        )
+
+    # -- results -----------------------------------------------------------------------------------
+
+    @property
+    def exit_code(self) -> int | None:
+        """The command's exit status once the stream ended; None before (or when cut short).
+
+        ``NO_EXIT_CODE`` (-1) when the command never started and no status came with the error.
+        """
+        return self._exit_code
+
+    @property
+    def error(self) -> str | None:
+        """The agent's message when the command could not be started."""
+        return self._error
+
+    @property
+    def heartbeats(self) -> int:
+        """Heartbeat frames received so far (liveness only; they are never yielded)."""
+        return self._parser.heartbeats
+
+    @property
+    def finished(self) -> bool:
+        """True once the exit status (or a terminal error) has been read."""
+        return self._finished
+
+    # -- context manager --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ExecStream:
+        if self._state != "new":
+            raise RuntimeError("an ExecStream can be entered only once")
+        self._state = "open"
+        try:
+            await self._open()
+        except BaseException:
+            self._state = "closed"
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Stop now: drop the connection (the server kills a command still running). Idempotent."""
+        await self._close(None, None, None, drain=False)
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._timeout is not None:
+            self._deadline = loop.time() + self._timeout
+        cm = self._transport.stream(
+            "POST",
+            self._path,
+            params={"stream": True},
+            json={**self._body, "stream": True},
+            timeout=self._timeout,
+        )
+        try:
+            self._resp = await cm.__aenter__()
+        except NotFoundError:
+            # Either an old control plane without streaming (then the buffered call works) or a
+            # sandbox that is gone (then it raises the same NotFoundError again).
+            await self._fallback()
+            return
+        self._cm = cm
+
+    async def _fallback(self) -> None:
+        """Run the command buffered and queue its output as events (WIRE §11, old servers)."""
+        timeout = self._timeout
+        if self._deadline is not None:
+            timeout = max(self._deadline - asyncio.get_running_loop().time(), 0.001)
+        data = await self._transport.request("POST", self._path, json=self._body, timeout=timeout)
+        res = _result_from_wire(data)
+        events = []
+        if res.stdout:
+            events.append(ExecEvent(STDOUT, res.stdout))
+        if res.stderr:
+            events.append(ExecEvent(STDERR, res.stderr))
+        if res.error:
+            events.append(ExecEvent(ERROR, res.error))
+        events.append(ExecEvent(EXIT, "", res.exit_code))
+        self._events = events
+        self._i = 0
+        self._finished = True
+        self._exit_code = res.exit_code
+        self._error = res.error
+        self._exec_ms = res.exec_ms
+
+    async def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        *,
+        drain: bool = True,
+    ) -> None:
+        self._state = "closed"
+        cm, self._cm = self._cm, None
+        resp, self._resp = self._resp, None
+        if cm is None:
+            return
+        if exc_type is None and drain and self._finished and resp is not None:
+            await self._drain(resp)
+        # The transport releases the connection if the body was read to EOF, else closes it.
+        await cm.__aexit__(exc_type, exc, tb)
+
+    async def _drain(self, resp: aiohttp.ClientResponse) -> None:
+        """After the exit frame, read the (normally empty) rest so the connection can be reused."""
+        content = resp.content
+        left = _DRAIN_BYTES
+        try:
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                while left > 0 and not content.at_eof():
+                    chunk = await content.readany()
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass  # not at EOF: the transport will close the connection instead
+
+    # -- iteration ---------------------------------------------------------------------------------
+
+    def __aiter__(self) -> ExecStream:
+        return self
+
+    async def __anext__(self) -> ExecEvent:
+        events = self._events
+        i = self._i
+        if i < len(events):
+            self._i = i + 1
+            return events[i]
+        return await self._next_batch()
+
+    async def _next_batch(self) -> ExecEvent:
+        """Refill the event buffer from the network; the slow path of ``__anext__``."""
+        if self._finished:
+            raise StopAsyncIteration
+        resp = self._resp
+        if resp is None:
+            if self._state == "new":
+                raise RuntimeError(
+                    "use `async with sb.exec_stream(...) as stream:` before iterating, so the "
+                    "connection is closed however the loop ends"
+                )
+            raise RuntimeError("this exec stream is closed")
+        parser = self._parser
+        content = resp.content
+        while True:
+            chunk = await self._read(content)
+            events = parser.feed(chunk) if chunk else self._at_eof(parser)
+            if parser.exit_code is not None and not self._finished:
+                events = self._cut_at_exit(events, parser)
+            if events:
+                self._events = events
+                self._i = 1
+                return events[0]
+            if self._finished:
+                self._events = []
+                self._i = 0
+                raise StopAsyncIteration
+
+    def _cut_at_exit(self, events: list[ExecEvent], parser: _FrameParser) -> list[ExecEvent]:
+        """The exit event ends the stream: drop whatever a server sent after it."""
+        self._finished = True
+        self._exit_code = parser.exit_code
+        self._error = parser.error
+        for j, ev in enumerate(events):
+            if ev.kind == EXIT:
+                return events[: j + 1]
+        return events
+
+    def _at_eof(self, parser: _FrameParser) -> list[ExecEvent]:
+        """EOF: a last unterminated line is tolerated; no exit status is an interrupted stream."""
+        try:
+            events = parser.finish()
+        except ProtocolError:
+            if parser.exit_code is None and parser.error is None:
+                raise StreamInterruptedError(
+                    f"exec stream ended in the middle of a frame (POST {self._path})"
+                ) from None
+            raise
+        if parser.exit_code is None:
+            if parser.error is None:
+                raise StreamInterruptedError(
+                    f"exec stream ended without an exit status (POST {self._path})"
+                )
+            # The agent could not start the command and sent no status: a clean end.
+            self._finished = True
+            self._error = parser.error
+            self._exit_code = NO_EXIT_CODE
+        return events
+
+    async def _read(self, content: aiohttp.StreamReader) -> bytes:
+        """One network chunk; any byte (a heartbeat too) resets the idle deadline."""
+        self._reads += 1
+        wait = self._idle
+        total = False
+        if self._deadline is not None:
+            left = self._deadline - asyncio.get_running_loop().time()
+            if wait is None or left < wait:
+                wait, total = max(left, 0.0), True
+        try:
+            if wait is None:
+                return await content.readany()
+            async with asyncio.timeout(wait):
+                return await content.readany()
+        except TimeoutError:
+            if total:
+                raise APITimeoutError(
+                    f"exec stream: the command did not finish within timeout={self._timeout} s "
+                    f"(POST {self._path}); it has been killed"
+                ) from None
+            raise StreamStalledError(
+                f"exec stream: nothing received for {wait} s, not even a heartbeat "
+                f"(POST {self._path})"
+            ) from None
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+            raise StreamInterruptedError(
+                f"exec stream broke before the exit status (POST {self._path}): "
+                f"{type(exc).__name__}"
+            ) from exc
+
+    # -- conveniences ------------------------------------------------------------------------------
+
+    async def wait(self) -> ExecResult:
+        """Read the stream to its end and return the result.
+
+        Output events already taken by iterating are not repeated in ``stdout``/``stderr`` (nothing
+        is kept twice in memory). Works inside or outside ``async with`` (outside, it opens and
+        closes the stream itself).
+        """
+        if self._state == "new":
+            async with self:
+                return await self.wait()
+        out: list[str] = []
+        err: list[str] = []
+        async for ev in self:
+            kind = ev.kind
+            if kind == STDOUT:
+                out.append(ev.data)
+            elif kind == STDERR:
+                err.append(ev.data)
+        code = self._exit_code
+        if code is None:
+            raise RuntimeError("this exec stream was closed before the command finished")
+        return ExecResult("".join(out), "".join(err), code, self._exec_ms, self._error)
+
+    async def text(self) -> str:
+        """The rest of stdout as one string (see :meth:`wait`)."""
+        return (await self.wait()).stdout
+
+    async def lines(self) -> AsyncIterator[ExecEvent]:
+        """Whole lines per channel, for log tailing: one ``ExecEvent`` per line, ``\\n`` removed.
+
+        stdout and stderr are buffered separately; a last line without a newline comes out when
+        the command exits. Error events pass through; the exit status is ``exit_code`` afterwards.
+        """
+        partial: dict[str, list[str]] = {STDOUT: [], STDERR: []}
+        async for ev in self:
+            kind = ev.kind
+            if kind in (STDOUT, STDERR):
+                buf = partial[kind]
+                data = ev.data
+                if "\n" not in data:
+                    buf.append(data)
+                    continue
+                pieces = data.split("\n")
+                if buf:
+                    buf.append(pieces[0])
+                    pieces[0] = "".join(buf)
+                    buf.clear()
+                tail = pieces.pop()
+                if tail:
+                    buf.append(tail)
+                for line in pieces:
+                    yield _new_event(kind, line, None)
+            elif kind == ERROR:
+                yield ev
+        for kind in (STDOUT, STDERR):
+            if partial[kind]:
+                yield _new_event(kind, "".join(partial[kind]), None)
 
 
 class _FrameParser:
@@ -140,13 +731,14 @@ class _FrameParser:
         """Any frame: split its keys in WIRE order, checking each value's type."""
         if f.get("hb"):
             self.frame_heartbeats += 1
-        for key, kind in ((STDOUT, STDOUT), (STDERR, STDERR)):
-            v = f.get(key)
+        kind: ExecEventKind
+        for kind in (STDOUT, STDERR):
+            v = f.get(kind)
             if v is None or v == "":
                 continue
             if not isinstance(v, str):
                 raise ProtocolError(
-                    f"exec stream frame {key!r} is a {type(v).__name__}, not a string"
+                    f"exec stream frame {kind!r} is a {type(v).__name__}, not a string"
                 )
             append(_new_event(kind, v, None))
         err = f.get("error")

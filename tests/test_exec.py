@@ -1,0 +1,562 @@
+"""exec / sh / exec_stream over real sockets against a purpose-built misbehaving server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from _fake_exec_api import (
+    HANG,
+    OK_RESULT,
+    FakeExecAPI,
+    fail_body,
+    frames,
+    hang,
+    pool_state,
+    result_body,
+)
+from aiohttp import web
+
+from createos_sandbox_async import (
+    AsyncSession,
+    CommandError,
+    ExecEvent,
+    ExecResult,
+    NotFoundError,
+    ProtocolError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+    StreamInterruptedError,
+    StreamStalledError,
+)
+from createos_sandbox_async.errors import APIConnectionError, APITimeoutError
+from createos_sandbox_async.exec import NO_EXIT_CODE, ExecStream
+
+pytestmark = pytest.mark.anyio
+
+STREAM = (
+    b'{"stdout":"1\\n"}\n'
+    b'{"hb":true}\n'
+    b'{"stderr":"w\xc3\xa9\\n"}\n'
+    b'{"stdout":"2\\n"}\n'
+    b'{"exit_code":0}\n'
+)
+STREAM_EVENTS = [
+    ExecEvent("stdout", "1\n"),
+    ExecEvent("stderr", "wé\n"),
+    ExecEvent("stdout", "2\n"),
+    ExecEvent("exit", "", 0),
+]
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeExecAPI]:
+    async with FakeExecAPI() as server:
+        yield server
+
+
+@pytest.fixture
+async def session(api: FakeExecAPI) -> AsyncIterator[AsyncSession]:
+    async with api.session() as s:
+        yield s
+
+
+@pytest.fixture
+async def sb(api: FakeExecAPI, session: AsyncSession) -> Any:
+    return await api.sandbox(session)
+
+
+# ---------------------------------------------------------------- buffered exec
+
+
+async def test_exec_returns_the_result_and_sends_a_minimal_body(api: FakeExecAPI, sb: Any) -> None:
+    res = await sb.exec("python3", ["-c", "print(1+1)"])
+    assert res == ExecResult("2\n", "", 0, 12.5, None)
+    assert res.ok
+    [req] = api.exec_requests()
+    assert req.path == "/v1/sandboxes/sb_01TESTTESTTESTTESTTESTTEST/exec"
+    assert req.query == {}
+    assert req.body == {"cmd": "python3", "args": ["-c", "print(1+1)"]}
+
+
+async def test_exec_sends_stdin_and_env_only_when_given(api: FakeExecAPI, sb: Any) -> None:
+    await sb.exec("cat")
+    await sb.exec("cat", [], stdin=b"hi \xc3\xa9", env={"TOKEN": "v"})
+    await sb.exec("cat", stdin="", env={})
+    bodies = [r.body for r in api.exec_requests()]
+    assert bodies == [
+        {"cmd": "cat"},
+        {"cmd": "cat", "stdin": "hi é", "env": {"TOKEN": "v"}},
+        {"cmd": "cat"},
+    ]
+
+
+async def test_sh_runs_bash_lc(api: FakeExecAPI, sb: Any) -> None:
+    await sb.sh("echo $((1+1)) | cat")
+    assert api.exec_requests()[0].body == {"cmd": "bash", "args": ["-lc", "echo $((1+1)) | cat"]}
+
+
+async def test_check_raises_on_non_zero_exit_with_the_result(api: FakeExecAPI, sb: Any) -> None:
+    api.buffered = [(200, result_body("out", "boom", 3))]
+    res = await sb.exec("false")
+    assert res.exit_code == 3 and not res.ok
+    with pytest.raises(CommandError, match="exit code 3") as info:
+        await sb.exec("false", check=True)
+    assert info.value.result == ExecResult("out", "boom", 3, None, None)
+    with pytest.raises(CommandError):
+        res.check()
+
+
+async def test_check_raises_on_agent_error_even_with_exit_zero(api: FakeExecAPI, sb: Any) -> None:
+    api.buffered = [(200, result_body(exit_code=0, error='exec: "nope": not found'))]
+    res = await sb.exec("nope")
+    assert res.exit_code == 0 and res.error == 'exec: "nope": not found' and not res.ok
+    with pytest.raises(CommandError, match="not found") as info:
+        await sb.sh("nope", check=True)
+    assert info.value.result.error == 'exec: "nope": not found'
+
+
+async def test_missing_exit_code_means_zero_and_null_fields_are_empty(
+    api: FakeExecAPI, sb: Any
+) -> None:
+    api.buffered = [(200, b'{"status":"success","data":{"result":{"stdout":null}}}')]
+    assert await sb.exec("true") == ExecResult("", "", 0, None, None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status":"success","data":{}}',
+        b'{"status":"success","data":{"result":"x"}}',
+        b'{"status":"success","data":{"result":{"exit_code":"0"}}}',
+        b'{"status":"success","data":{"result":{"stdout":1}}}',
+    ],
+)
+async def test_buffered_result_off_the_wire_format(api: FakeExecAPI, sb: Any, body: bytes) -> None:
+    api.buffered = [(200, body)]
+    with pytest.raises(ProtocolError):
+        await sb.exec("true")
+
+
+@pytest.mark.parametrize(("status", "cls"), [(429, RateLimitError), (503, ServerError)])
+async def test_exec_is_resent_after_429_and_503(
+    api: FakeExecAPI, sb: Any, status: int, cls: type[Exception]
+) -> None:
+    api.buffered = [(status, fail_body("busy")), (200, OK_RESULT)]
+    sb.session._transport._retry = RetryPolicy(base=0.0, jitter=False)
+    assert (await sb.exec("true")).stdout == "2\n"
+    assert len(api.exec_requests()) == 2
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 408])
+async def test_exec_is_never_resent_after_other_failures(
+    api: FakeExecAPI, sb: Any, status: int
+) -> None:
+    api.buffered = [(status, fail_body("broken")), (200, OK_RESULT)]
+    with pytest.raises(Exception) as info:
+        await sb.exec("true")
+    assert getattr(info.value, "status", None) == status
+    assert len(api.exec_requests()) == 1
+
+
+async def test_exec_is_never_resent_after_a_connection_reset(api: FakeExecAPI, sb: Any) -> None:
+    api.buffered = [None, (200, OK_RESULT)]
+    with pytest.raises(APIConnectionError):
+        await sb.exec("true")
+    assert len(api.exec_requests()) == 1
+
+
+async def test_exec_timeout_is_not_resent(api: FakeExecAPI, sb: Any) -> None:
+    api.buffered = [HANG, (200, OK_RESULT)]
+    with pytest.raises(APITimeoutError):
+        await sb.exec("sleep", ["100"], timeout=0.2)
+    assert len(api.exec_requests()) == 1
+
+
+BAD_ARGS: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"cmd": ""}, ValueError, "cmd"),
+    ({"cmd": 5}, TypeError, "cmd"),
+    ({"cmd": ["ls"]}, TypeError, "cmd"),
+    ({"cmd": "ls", "args": "-la"}, TypeError, "args"),
+    ({"cmd": "ls", "args": ["-l", 3]}, TypeError, r"args\[1\]"),
+    ({"cmd": "ls", "args": 7}, TypeError, "args"),
+    ({"cmd": "cat", "stdin": b"\xff\xfe"}, ValueError, "stdin"),
+    ({"cmd": "cat", "stdin": 12}, TypeError, "stdin"),
+    ({"cmd": "cat", "stdin": [b"a"]}, TypeError, "stdin"),
+    ({"cmd": "env", "env": {"A": 1}}, TypeError, r"env\['A'\]"),
+    ({"cmd": "env", "env": {"A=B": "x"}}, ValueError, "env key"),
+    ({"cmd": "env", "env": ["A"]}, TypeError, "env"),
+    ({"cmd": "ls", "timeout": 0}, ValueError, "timeout"),
+    ({"cmd": "ls", "timeout": -1}, ValueError, "timeout"),
+    ({"cmd": "ls", "timeout": "5"}, TypeError, "timeout"),
+    ({"cmd": "ls", "check": "yes"}, TypeError, "check"),
+]
+
+
+@pytest.mark.parametrize(("kw", "exc", "match"), BAD_ARGS)
+async def test_bad_arguments_fail_before_any_request(
+    api: FakeExecAPI, sb: Any, kw: dict[str, Any], exc: type[Exception], match: str
+) -> None:
+    with pytest.raises(exc, match=match):
+        await sb.exec(**kw)
+    assert api.exec_requests() == []
+
+
+async def test_async_iterable_stdin_is_refused_with_a_reason(api: FakeExecAPI, sb: Any) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    with pytest.raises(TypeError, match="cannot stream"):
+        await sb.exec("cat", stdin=chunks())
+    with pytest.raises(TypeError, match="cannot stream"):
+        sb.exec_stream("cat", stdin=chunks())
+    assert api.exec_requests() == []
+
+
+async def test_env_values_never_appear_in_errors_or_reprs(api: FakeExecAPI, sb: Any) -> None:
+    secret = "sk-live-SECRETVALUE"
+    with pytest.raises(TypeError) as info:
+        await sb.exec("env", env={"TOKEN": secret, "N": 3})
+    assert secret not in str(info.value)
+    stream = sb.exec_stream("env", ["--", secret], env={"TOKEN": secret})
+    assert secret not in repr(stream)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"idle_timeout": 0}, "idle_timeout"), ({"max_line": 0}, "max_line"), ({"args": "x"}, "args")],
+)
+async def test_stream_arguments_checked_at_construction(
+    api: FakeExecAPI, sb: Any, kw: dict[str, Any], match: str
+) -> None:
+    with pytest.raises((TypeError, ValueError), match=match):
+        ExecStream(sb, "ls", **kw)
+    assert api.exec_requests() == []
+
+
+# ---------------------------------------------------------------- streams
+
+
+async def test_stream_yields_events_and_returns_the_connection(
+    api: FakeExecAPI, sb: Any, session: AsyncSession
+) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await resp.write(STREAM)
+
+    api.stream = script
+    async with sb.exec_stream("seq", ["2"]) as stream:
+        events = [ev async for ev in stream]
+    assert events == STREAM_EVENTS
+    assert stream.exit_code == 0 and stream.heartbeats == 1 and stream.finished
+    [req] = api.exec_requests()
+    assert req.query == {"stream": "true"}
+    assert req.body == {"cmd": "seq", "args": ["2"], "stream": True}
+    assert pool_state(session) == (0, 1)  # read to the end: back in the pool
+    await sb.exec("true")
+    assert api.requests[-1].port == req.port  # ... and reused
+    assert api.completed_streams == 1 and api.disconnects == 0
+
+
+async def test_frames_split_at_every_byte_boundary(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        for i in range(len(STREAM)):
+            await resp.write(STREAM[i : i + 1])
+            await asyncio.sleep(0)
+
+    api.stream = script
+    async with sb.exec_stream("seq", ["2"]) as stream:
+        events = [ev async for ev in stream]
+    assert events == STREAM_EVENTS
+    assert stream._reads > 10  # the client really saw the body in pieces
+
+
+async def test_break_after_exit_event_still_reuses_the_connection(
+    api: FakeExecAPI, sb: Any, session: AsyncSession
+) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await resp.write(STREAM)
+
+    api.stream = script
+    async with sb.exec_stream("seq", ["2"]) as stream:
+        async for ev in stream:
+            if ev.kind == "exit":
+                break
+    assert pool_state(session) == (0, 1)
+
+
+async def test_heartbeats_only_keep_the_stream_alive(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        for _ in range(30):
+            await resp.write(b'{"hb":true}\n')
+            await asyncio.sleep(0.05)
+        await resp.write(b'{"exit_code":7}\n')
+
+    api.stream = script
+    async with sb.exec_stream("sleep", ["1"], idle_timeout=0.75) as stream:
+        events = [ev async for ev in stream]
+    assert events == [ExecEvent("exit", "", 7)]
+    assert stream.heartbeats == 30
+
+
+async def test_stall_raises_and_disconnects(
+    api: FakeExecAPI, sb: Any, session: AsyncSession
+) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"stdout":"a"}')
+        await hang()
+
+    api.stream = script
+    got: list[ExecEvent] = []
+    with pytest.raises(StreamStalledError, match="nothing received"):
+        async with sb.exec_stream("sleep", ["100"], idle_timeout=0.2) as stream:
+            async for ev in stream:
+                got.append(ev)
+    assert got == [ExecEvent("stdout", "a")]
+    await api.wait_disconnect()
+    assert pool_state(session) == (0, 0)
+
+
+async def test_total_timeout_kills_the_stream(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        while True:
+            await resp.write(b'{"hb":true}\n')
+            await asyncio.sleep(0.02)
+
+    api.stream = script
+    with pytest.raises(APITimeoutError, match=r"timeout=0\.3"):
+        async with sb.exec_stream("sleep", ["100"], timeout=0.3, idle_timeout=5) as stream:
+            await stream.wait()
+    await api.wait_disconnect()
+
+
+async def test_clean_eof_without_exit_is_interrupted(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"stdout":"a"}', b'{"stdout":"b"}')
+
+    api.stream = script
+    got: list[str] = []
+    with pytest.raises(StreamInterruptedError, match="without an exit status"):
+        async with sb.exec_stream("x") as stream:
+            async for ev in stream:
+                got.append(ev.data)
+    assert got == ["a", "b"]
+    assert stream.exit_code is None
+
+
+async def test_eof_in_the_middle_of_a_frame_is_interrupted(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await resp.write(b'{"stdout":"a"}\n{"stdout":"b')
+
+    api.stream = script
+    with pytest.raises(StreamInterruptedError, match="middle of a frame"):
+        async with sb.exec_stream("x") as stream:
+            await stream.wait()
+
+
+async def test_connection_cut_mid_body_is_interrupted(
+    api: FakeExecAPI, sb: Any, session: AsyncSession
+) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"stdout":"a"}')
+        assert request.transport is not None
+        request.transport.abort()  # no terminating chunk
+        await hang()
+
+    api.stream = script
+    with pytest.raises(StreamInterruptedError, match="broke"):
+        async with sb.exec_stream("x") as stream:
+            await stream.wait()
+    assert pool_state(session) == (0, 0)
+
+
+async def test_last_exit_frame_without_newline_is_accepted(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await resp.write(b'{"stdout":"a"}\n{"exit_code":0}')
+
+    api.stream = script
+    async with sb.exec_stream("x") as stream:
+        res = await stream.wait()
+    assert res == ExecResult("a", "", 0)
+
+
+async def test_a_20_mib_line_is_a_protocol_error_and_disconnects(
+    api: FakeExecAPI, sb: Any, session: AsyncSession
+) -> None:
+    big = b'{"stdout":"' + b"x" * (20 * 1024 * 1024) + b'"}\n'
+
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"stdout":"a"}')
+        for i in range(0, len(big), 1 << 20):
+            await resp.write(big[i : i + (1 << 20)])
+        await frames(resp, b'{"exit_code":0}')
+
+    api.stream = script
+    with pytest.raises(ProtocolError, match="max_line"):
+        async with sb.exec_stream("x") as stream:
+            await stream.wait()
+    assert pool_state(session) == (0, 0)
+    # A larger bound accepts the same stream.
+    async with ExecStream(sb, "x", max_line=32 * 1024 * 1024) as stream:
+        res = await stream.wait()
+    assert len(res.stdout) == 1 + 20 * 1024 * 1024 and res.exit_code == 0
+
+
+async def test_invalid_json_is_a_protocol_error(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"stdout":"a"}', b"{not json}", b'{"exit_code":0}')
+
+    api.stream = script
+    got: list[ExecEvent] = []
+    with pytest.raises(ProtocolError, match="line 2"):
+        async with sb.exec_stream("x") as stream:
+            async for ev in stream:
+                got.append(ev)
+    assert got == []  # the bad line poisoned its whole chunk before anything was yielded
+
+
+async def test_multi_key_frame_is_split(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"exit_code":1,"stderr":"e","stdout":"o","hb":true}')
+
+    api.stream = script
+    async with sb.exec_stream("x") as stream:
+        events = [ev async for ev in stream]
+    assert events == [ExecEvent("stdout", "o"), ExecEvent("stderr", "e"), ExecEvent("exit", "", 1)]
+    assert stream.heartbeats == 1
+
+
+async def test_frames_after_the_exit_frame_are_ignored(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"stdout":"a"}', b'{"exit_code":0}', b'{"stdout":"late"}')
+
+    api.stream = script
+    async with sb.exec_stream("x") as stream:
+        events = [ev async for ev in stream]
+    assert events == [ExecEvent("stdout", "a"), ExecEvent("exit", "", 0)]
+
+
+async def test_error_frame_without_exit_ends_cleanly(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"error":"exec: \\"nope\\": not found"}')
+
+    api.stream = script
+    async with sb.exec_stream("nope") as stream:
+        events = [ev async for ev in stream]
+    assert events == [ExecEvent("error", 'exec: "nope": not found')]
+    assert stream.exit_code == NO_EXIT_CODE
+    with pytest.raises(CommandError, match="not found"):
+        (await stream.wait()).check()
+
+
+async def test_error_frame_then_exit_frame(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"error":"boom"}', b'{"exit_code":127}')
+
+    api.stream = script
+    res = await sb.exec_stream("nope").wait()
+    assert res == ExecResult("", "", 127, None, "boom")
+
+
+async def test_404_to_stream_falls_back_to_buffered_exec(api: FakeExecAPI, sb: Any) -> None:
+    api.stream_status = 404
+    api.buffered = [(200, result_body("out\n", "err\n", 2))]
+    async with sb.exec_stream("x", ["y"]) as stream:
+        events = [ev async for ev in stream]
+    assert events == [
+        ExecEvent("stdout", "out\n"),
+        ExecEvent("stderr", "err\n"),
+        ExecEvent("exit", "", 2),
+    ]
+    assert stream.exit_code == 2
+    first, second = api.exec_requests()
+    assert first.query == {"stream": "true"} and second.query == {}
+    assert second.body == {"cmd": "x", "args": ["y"]}
+
+
+async def test_404_twice_is_not_found(api: FakeExecAPI, sb: Any) -> None:
+    api.stream_status = 404
+    api.buffered = [(404, fail_body("sandbox not found"))]
+    with pytest.raises(NotFoundError):
+        async with sb.exec_stream("x"):
+            pass
+    assert len(api.exec_requests()) == 2
+
+
+async def test_other_stream_errors_are_raised_without_fallback(api: FakeExecAPI, sb: Any) -> None:
+    api.stream_status = 503
+    with pytest.raises(ServerError):
+        async with sb.exec_stream("x"):
+            pass
+    assert len(api.exec_requests()) == 1  # a stream is never resent
+
+
+async def test_wait_outside_async_with_and_text(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await resp.write(STREAM)
+
+    api.stream = script
+    res = await sb.exec_stream("seq", ["2"]).wait()
+    assert res == ExecResult("1\n2\n", "wé\n", 0, None, None)
+    assert await sb.exec_stream("seq", ["2"]).text() == "1\n2\n"
+
+
+async def test_wait_after_partial_iteration_returns_the_rest(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await resp.write(STREAM)
+
+    api.stream = script
+    async with sb.exec_stream("seq", ["2"]) as stream:
+        first = await stream.__anext__()
+        res = await stream.wait()
+    assert first == ExecEvent("stdout", "1\n")
+    assert res == ExecResult("2\n", "wé\n", 0)
+
+
+async def test_lines_reassembles_whole_lines_per_channel(api: FakeExecAPI, sb: Any) -> None:
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(
+            resp,
+            b'{"stdout":"al"}',
+            b'{"stderr":"E1\\nE"}',
+            b'{"stdout":"pha\\nbe"}',
+            b'{"stdout":"ta\\n\\ngam"}',
+            b'{"stderr":"2\\n"}',
+            b'{"stdout":"ma"}',
+            b'{"exit_code":0}',
+        )
+
+    api.stream = script
+    async with sb.exec_stream("x") as stream:
+        lines = [(ev.kind, ev.data) async for ev in stream.lines()]
+    assert lines == [
+        ("stderr", "E1"),
+        ("stdout", "alpha"),
+        ("stdout", "beta"),
+        ("stdout", ""),
+        ("stderr", "E2"),
+        ("stdout", "gamma"),
+    ]
+    assert stream.exit_code == 0
+
+
+async def test_iterating_without_async_with_is_refused(api: FakeExecAPI, sb: Any) -> None:
+    stream = sb.exec_stream("x")
+    with pytest.raises(RuntimeError, match="async with"):
+        await stream.__anext__()
+    assert api.exec_requests() == []
+    async with stream:
+        pass
+    with pytest.raises(RuntimeError, match="only once"):
+        async with stream:
+            pass
+
+
+async def test_stream_open_is_bounded_by_timeout(api: FakeExecAPI, sb: Any) -> None:
+    api.stream_headers_hang = True
+    with pytest.raises(APITimeoutError):
+        async with sb.exec_stream("x", timeout=0.2):
+            pass
+    assert len(api.exec_requests()) == 1
