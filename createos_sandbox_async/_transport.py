@@ -308,6 +308,10 @@ class Transport:
                     timeout=self._timeout,
                     trust_env=False,
                 )
+                # aiohttp silently resends idempotent requests once after a disconnect; the
+                # retry matrix (and the "never resend a stream body" rule) must be ours alone.
+                if hasattr(self._session, "_retry_connection"):
+                    self._session._retry_connection = False
             return self._session
 
     async def aclose(self) -> None:
