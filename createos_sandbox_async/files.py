@@ -19,13 +19,19 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 import aiohttp
 import anyio
 import anyio.to_thread
 
-from .errors import StreamInterruptedError, StreamStalledError
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    StreamInterruptedError,
+    StreamStalledError,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -42,6 +48,8 @@ MAX_FILE_SIZE = 524_288_000
 _READ_BLOCK = 1 << 20
 #: Bytes gathered before one worker-thread write in ``download_to``.
 _WRITE_BATCH = 1 << 20
+#: Bytes bodies up to this size go to aiohttp as one bytes object (its own limit for that).
+_INLINE_BODY = 1 << 20
 #: Default per-attempt deadline of an upload whose length is unknown (an async iterable).
 _UNKNOWN_SIZE_TIMEOUT = 3600.0
 #: Default ``download_iter`` chunk size.
@@ -112,6 +120,13 @@ async def _read_blocks(fileobj: IO[bytes], size: int | None) -> AsyncIterator[by
         if remaining is not None:
             remaining -= len(block)
         yield bytes(block) if not isinstance(block, bytes) else block
+
+
+async def _slices(body: bytes) -> AsyncIterator[memoryview]:
+    """A bytes body as zero-copy 1 MiB slices (a fresh generator per attempt)."""
+    view = memoryview(body)
+    for start in range(0, len(view), _READ_BLOCK):
+        yield view[start : start + _READ_BLOCK]
 
 
 async def _checked_iterable(source: AsyncIterable[Any]) -> AsyncIterator[bytes]:
@@ -253,9 +268,9 @@ class Files:
         """
         remote = check_remote_path(path, "path")
         if isinstance(data, (bytes, bytearray, memoryview)):
-            body = bytes(data)
+            body = data if isinstance(data, bytes) else bytes(data)
             _check_size(len(body), "data")
-            await self._put(remote, body, None, timeout=timeout, retry=True)
+            await self._put_bytes(remote, body, timeout=timeout)
             return
         if isinstance(data, (str, os.PathLike)):
             await self._upload_path(remote, data, timeout=timeout)
@@ -299,6 +314,38 @@ class Files:
             await self._put(remote, _read_blocks(fileobj, size), size, timeout=timeout, retry=False)
         finally:
             fileobj.close()
+
+    async def _put_bytes(self, remote: str, body: bytes, *, timeout: float | None) -> None:
+        """Upload an in-memory body; it can be replayed, so transient failures are retried.
+
+        Small bodies go to the transport as bytes (its retry loop applies). Big ones are sent as
+        1 MiB memoryview slices: handing aiohttp one huge bytes object copies it into the socket
+        buffer (and aiohttp warns about it), so the retry loop here reuses the session's
+        ``RetryPolicy`` for the PUT instead.
+        """
+        if len(body) <= _INLINE_BODY:
+            await self._put(remote, body, None, timeout=timeout, retry=True)
+            return
+        policy = self._sandbox._transport.retry_policy
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                # aiohttp writes memoryviews as they are: no copy per slice
+                chunks = cast("AsyncIterable[bytes]", _slices(body))
+                await self._put(remote, chunks, len(body), timeout=timeout, retry=False)
+                return
+            except APIError as err:
+                retryable = policy.retries_status("PUT", err.status)
+                retry_after = getattr(err, "retry_after", None)
+            except APITimeoutError:
+                retryable = policy.retries_timeout("PUT")
+            except APIConnectionError:
+                retryable = policy.retries_connection_error("PUT")
+            if not retryable or attempt >= policy.max_retries:
+                raise
+            await anyio.sleep(policy.delay(attempt, retry_after))
+            attempt += 1
 
     async def _put(
         self,
