@@ -330,20 +330,21 @@ class Files:
         attempt = 0
         while True:
             retry_after: float | None = None
+            error: Exception
             try:
                 # aiohttp writes memoryviews as they are: no copy per slice
                 chunks = cast("AsyncIterable[bytes]", _slices(body))
                 await self._put(remote, chunks, len(body), timeout=timeout, retry=False)
                 return
             except APIError as err:
-                retryable = policy.retries_status("PUT", err.status)
+                error, retryable = err, policy.retries_status("PUT", err.status)
                 retry_after = getattr(err, "retry_after", None)
-            except APITimeoutError:
-                retryable = policy.retries_timeout("PUT")
-            except APIConnectionError:
-                retryable = policy.retries_connection_error("PUT")
+            except APITimeoutError as err:
+                error, retryable = err, policy.retries_timeout("PUT")
+            except APIConnectionError as err:
+                error, retryable = err, policy.retries_connection_error("PUT")
             if not retryable or attempt >= policy.max_retries:
-                raise
+                raise error
             await anyio.sleep(policy.delay(attempt, retry_after))
             attempt += 1
 
