@@ -1,0 +1,214 @@
+"""Every way out of an exec stream closes its connection: the server sees the disconnect (and would
+kill the command), and nothing half-read goes back to the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+from _fake_exec_api import FakeExecAPI, frames, hang, pool_state
+from aiohttp import web
+
+from createos_sandbox_async import AsyncSession, ExecEvent
+
+pytestmark = pytest.mark.anyio
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeExecAPI]:
+    async with FakeExecAPI() as server:
+
+        async def one_frame_then_hang(request: web.Request, resp: web.StreamResponse) -> None:
+            await frames(resp, b'{"stdout":"first\\n"}', b'{"hb":true}')
+            await hang()
+
+        server.stream = one_frame_then_hang
+        yield server
+
+
+@pytest.fixture
+async def session(api: FakeExecAPI) -> AsyncIterator[AsyncSession]:
+    async with api.session() as s:
+        yield s
+
+
+@pytest.fixture
+async def sb(api: FakeExecAPI, session: AsyncSession) -> Any:
+    return await api.sandbox(session)
+
+
+# Each way out starts a stream, reads the first event, then leaves. Returns what it saw.
+
+
+async def by_break(sb: Any) -> list[ExecEvent]:
+    seen = []
+    async with sb.exec_stream("tail", ["-f", "log"]) as stream:
+        async for ev in stream:
+            seen.append(ev)
+            break
+    return seen
+
+
+async def by_aclose(sb: Any) -> list[ExecEvent]:
+    stream = sb.exec_stream("tail", ["-f", "log"])
+    async with stream:
+        seen = [await stream.__anext__()]
+        await stream.aclose()
+        await stream.aclose()  # idempotent
+        with pytest.raises(RuntimeError, match="closed"):
+            await stream.__anext__()
+    return seen
+
+
+async def by_consumer_exception(sb: Any) -> list[ExecEvent]:
+    seen = []
+    with pytest.raises(Boom):
+        async with sb.exec_stream("tail", ["-f", "log"]) as stream:
+            async for ev in stream:
+                seen.append(ev)
+                raise Boom
+    return seen
+
+
+async def by_task_group_cancel(sb: Any) -> list[ExecEvent]:
+    seen: list[ExecEvent] = []
+    got = anyio.Event()
+
+    async def consume() -> None:
+        async with sb.exec_stream("tail", ["-f", "log"]) as stream:
+            async for ev in stream:
+                seen.append(ev)
+                got.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await got.wait()
+        tg.cancel_scope.cancel()
+    return seen
+
+
+async def by_asyncio_task_cancel(sb: Any) -> list[ExecEvent]:
+    seen: list[ExecEvent] = []
+    got = asyncio.Event()
+
+    async def consume() -> None:
+        async with sb.exec_stream("tail", ["-f", "log"]) as stream:
+            async for ev in stream:
+                seen.append(ev)
+                got.set()
+
+    task = asyncio.create_task(consume())
+    await got.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    return seen
+
+
+async def by_fail_after(sb: Any) -> list[ExecEvent]:
+    seen = []
+    with pytest.raises(TimeoutError):
+        with anyio.fail_after(0.3):
+            async with sb.exec_stream("tail", ["-f", "log"]) as stream:
+                async for ev in stream:
+                    seen.append(ev)
+    return seen
+
+
+async def by_move_on_after(sb: Any) -> list[ExecEvent]:
+    seen = []
+    with anyio.move_on_after(0.3) as scope:
+        async with sb.exec_stream("tail", ["-f", "log"]) as stream:
+            async for ev in stream:
+                seen.append(ev)
+    assert scope.cancelled_caught
+    return seen
+
+
+async def by_break_out_of_lines(sb: Any) -> list[ExecEvent]:
+    seen = []
+    async with sb.exec_stream("tail", ["-f", "log"]) as stream:
+        async for line in stream.lines():
+            seen.append(ExecEvent(line.kind, line.data + "\n"))
+            break
+    return seen
+
+
+async def by_cancelled_wait(sb: Any) -> list[ExecEvent]:
+    with anyio.move_on_after(0.3) as scope:
+        await sb.exec_stream("tail", ["-f", "log"]).wait()
+    assert scope.cancelled_caught
+    return [ExecEvent("stdout", "first\n")]  # wait() keeps its output to itself
+
+
+WAYS: list[Callable[[Any], Awaitable[list[ExecEvent]]]] = [
+    by_break,
+    by_aclose,
+    by_consumer_exception,
+    by_task_group_cancel,
+    by_asyncio_task_cancel,
+    by_fail_after,
+    by_move_on_after,
+    by_break_out_of_lines,
+    by_cancelled_wait,
+]
+
+
+@pytest.mark.parametrize("way", WAYS, ids=[w.__name__ for w in WAYS])
+async def test_every_way_out_closes_the_connection(
+    api: FakeExecAPI,
+    sb: Any,
+    session: AsyncSession,
+    way: Callable[[Any], Awaitable[list[ExecEvent]]],
+) -> None:
+    seen = await way(sb)
+    # At once, before any other task runs: nothing in use, nothing half-read kept in the pool.
+    assert pool_state(session) == (0, 0)
+    assert seen == [ExecEvent("stdout", "first\n")]
+    await api.wait_disconnect()  # the server handler was cancelled by the disconnect
+    assert api.disconnects == 1 and api.completed_streams == 0
+    stream_port = api.exec_requests()[0].port
+    await sb.exec("true")  # the pool still works, on a fresh connection
+    assert api.requests[-1].port != stream_port
+    assert pool_state(session) == (0, 1)
+
+
+async def test_cancel_while_waiting_for_headers(
+    api: FakeExecAPI, sb: Any, session: AsyncSession
+) -> None:
+    api.stream_headers_hang = True
+    with anyio.move_on_after(0.3) as scope:
+        async with sb.exec_stream("x"):
+            raise AssertionError("headers never come")
+    assert scope.cancelled_caught
+    assert pool_state(session) == (0, 0)
+    stream_port = api.exec_requests()[0].port
+    await sb.exec("true")
+    assert api.requests[-1].port != stream_port
+
+
+async def test_many_streams_cut_short_leave_the_pool_empty(
+    api: FakeExecAPI, sb: Any, session: AsyncSession
+) -> None:
+    async def one() -> None:
+        async with sb.exec_stream("tail") as stream:
+            async for _ in stream:
+                break
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(one)
+    assert pool_state(session) == (0, 0)
+    with anyio.fail_after(10):
+        while api.disconnects < 20:
+            await asyncio.sleep(0.01)
+    assert api.disconnects == 20
