@@ -125,8 +125,9 @@ class Served:
         from createos_sandbox_async import AsyncSession, RetryPolicy
 
         kw.setdefault("api_key", API_KEY)
+        kw.setdefault("base_url", self.base_url)
         kw.setdefault("retry", RetryPolicy(base=0.0, cap=0.0, jitter=False))
-        return AsyncSession(base_url=self.base_url, **kw)
+        return AsyncSession(**kw)
 
     def json_bodies(self, method: str, path: str) -> list[Any]:
         """Decoded JSON bodies of the matching requests."""

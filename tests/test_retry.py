@@ -52,10 +52,9 @@ def _body(method: str) -> dict[str, Any]:
 @pytest.mark.parametrize("status", [408, 500, 502, 504])
 @pytest.mark.parametrize("method", IDEMPOTENT + NON_IDEMPOTENT)
 async def test_idempotent_only_statuses(method: str, status: int) -> None:
-    async with serve(_app(lambda r: error(status, "nope"))) as srv:
-        async with srv.session() as session:
-            with pytest.raises(APIError) as info:
-                await session.request(method, PATH, **_body(method))
+    async with serve(_app(lambda r: error(status, "nope"))) as srv, srv.session() as session:
+        with pytest.raises(APIError) as info:
+            await session.request(method, PATH, **_body(method))
     assert info.value.status == status
     expected = 3 if method in IDEMPOTENT else 1  # POST/PATCH are never resent on these
     assert srv.count(method, PATH) == expected
@@ -65,10 +64,10 @@ async def test_idempotent_only_statuses(method: str, status: int) -> None:
 @pytest.mark.parametrize("method", IDEMPOTENT + NON_IDEMPOTENT)
 async def test_always_retried_statuses(method: str, status: int) -> None:
     headers = {"Retry-After": "0"}
-    async with serve(_app(lambda r: error(status, "busy", headers=headers))) as srv:
-        async with srv.session() as session:
-            with pytest.raises((RateLimitError, ServerError)) as info:
-                await session.request(method, PATH, **_body(method))
+    app = _app(lambda r: error(status, "busy", headers=headers))
+    async with serve(app) as srv, srv.session() as session:
+        with pytest.raises((RateLimitError, ServerError)) as info:
+            await session.request(method, PATH, **_body(method))
     assert info.value.status == status
     assert srv.count(method, PATH) == 3  # 1 attempt + 2 retries
 
@@ -76,10 +75,9 @@ async def test_always_retried_statuses(method: str, status: int) -> None:
 @pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 409, 422, 501, 505, 418])
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
 async def test_other_statuses_never_retried(method: str, status: int) -> None:
-    async with serve(_app(lambda r: error(status, "no"))) as srv:
-        async with srv.session() as session:
-            with pytest.raises(APIError):
-                await session.request(method, PATH, **_body(method))
+    async with serve(_app(lambda r: error(status, "no"))) as srv, srv.session() as session:
+        with pytest.raises(APIError):
+            await session.request(method, PATH, **_body(method))
     assert srv.count(method, PATH) == 1
 
 
@@ -90,18 +88,16 @@ async def test_create_answered_500_sent_exactly_once() -> None:
         return error(500, "internal")
 
     app.router.add_post("/v1/sandboxes", create)
-    async with serve(app) as srv:
-        async with srv.session() as session:
-            with pytest.raises(ServerError):
-                await session.sandboxes.create(shape="s-1vcpu-256mb")
+    async with serve(app) as srv, srv.session() as session:
+        with pytest.raises(ServerError):
+            await session.sandboxes.create(shape="s-1vcpu-256mb")
     assert srv.count("POST", "/v1/sandboxes") == 1
 
 
 async def test_post_429_with_retry_after_zero_is_resent() -> None:
     answers = [error(429, "slow down", headers={"Retry-After": "0"}), ok({"done": True})]
-    async with serve(_app(lambda r: answers.pop(0))) as srv:
-        async with srv.session() as session:
-            assert await session.request("POST", PATH, json={}) == {"done": True}
+    async with serve(_app(lambda r: answers.pop(0))) as srv, srv.session() as session:
+        assert await session.request("POST", PATH, json={}) == {"done": True}
     assert srv.count("POST", PATH) == 2
 
 
@@ -113,10 +109,9 @@ async def test_network_error_retried_for_idempotent_only(method: str) -> None:
         await asyncio.Event().wait()  # cancelled by handler_cancellation
         raise AssertionError("unreachable")
 
-    async with serve(_app(reset)) as srv:
-        async with srv.session() as session:
-            with pytest.raises(APIConnectionError):
-                await session.request(method, PATH, **_body(method))
+    async with serve(_app(reset)) as srv, srv.session() as session:
+        with pytest.raises(APIConnectionError):
+            await session.request(method, PATH, **_body(method))
     assert srv.count(method, PATH) == (3 if method in IDEMPOTENT else 1)
 
 
@@ -128,10 +123,9 @@ async def test_timeouts_retried_for_idempotent_only(method: str, expected: int) 
         await never.wait()
         return ok(None)
 
-    async with serve(_app(hang)) as srv:
-        async with srv.session(timeout=Timeouts(request=0.05)) as session:
-            with pytest.raises(APITimeoutError) as info:
-                await session.request(method, PATH, **_body(method))
+    async with serve(_app(hang)) as srv, srv.session(timeout=Timeouts(request=0.05)) as session:
+        with pytest.raises(APITimeoutError) as info:
+            await session.request(method, PATH, **_body(method))
     assert isinstance(info.value, TimeoutError)
     assert srv.count(method, PATH) == expected
 
@@ -144,26 +138,25 @@ async def test_timeouts_not_retried_when_disabled() -> None:
         return ok(None)
 
     policy = RetryPolicy(base=0, jitter=False, retry_timeouts=False)
-    async with serve(_app(hang)) as srv:
-        async with srv.session(timeout=0.05, retry=policy) as session:
-            with pytest.raises(APITimeoutError):
-                await session.request("GET", PATH)
+    async with serve(_app(hang)) as srv, srv.session(timeout=0.05, retry=policy) as session:
+        with pytest.raises(APITimeoutError):
+            await session.request("GET", PATH)
     assert srv.count("GET", PATH) == 1
 
 
 async def test_retry_false_sends_once() -> None:
-    async with serve(_app(lambda r: error(503, "busy", headers={"Retry-After": "0"}))) as srv:
-        async with srv.session() as session:
-            with pytest.raises(ServerError):
-                await session.request("GET", PATH, retry=False)
+    app = _app(lambda r: error(503, "busy", headers={"Retry-After": "0"}))
+    async with serve(app) as srv, srv.session() as session:
+        with pytest.raises(ServerError):
+            await session.request("GET", PATH, retry=False)
     assert srv.count("GET", PATH) == 1
 
 
 async def test_max_retries_zero_sends_once() -> None:
-    async with serve(_app(lambda r: error(503, "busy"))) as srv:
-        async with srv.session(retry=RetryPolicy(max_retries=0)) as session:
-            with pytest.raises(ServerError):
-                await session.request("GET", PATH)
+    app = _app(lambda r: error(503, "busy"))
+    async with serve(app) as srv, srv.session(retry=RetryPolicy(max_retries=0)) as session:
+        with pytest.raises(ServerError):
+            await session.request("GET", PATH)
     assert srv.count("GET", PATH) == 1
 
 
@@ -172,18 +165,17 @@ async def test_stream_body_never_retried() -> None:
         yield b"chunk-1"
         yield b"chunk-2"
 
-    async with serve(_app(lambda r: error(503, "busy", headers={"Retry-After": "0"}))) as srv:
-        async with srv.session() as session:
-            with pytest.raises(ServerError):
-                await session.request("PUT", PATH, data=body())
+    app = _app(lambda r: error(503, "busy", headers={"Retry-After": "0"}))
+    async with serve(app) as srv, srv.session() as session:
+        with pytest.raises(ServerError):
+            await session.request("PUT", PATH, data=body())
     assert srv.count("PUT", PATH) == 1
 
 
 async def test_bytes_body_replayed_identically() -> None:
     answers = [error(503, "busy"), error(502, "bad gateway"), ok({"ok": True})]
-    async with serve(_app(lambda r: answers.pop(0))) as srv:
-        async with srv.session() as session:
-            assert await session.request("PUT", PATH, data=b"payload") == {"ok": True}
+    async with serve(_app(lambda r: answers.pop(0))) as srv, srv.session() as session:
+        assert await session.request("PUT", PATH, data=b"payload") == {"ok": True}
     bodies = [r.body for r in srv.requests]
     assert bodies == [b"payload"] * 3
 
@@ -193,9 +185,12 @@ async def test_retry_after_date_form_and_hook_delay() -> None:
     answers = [error(429, "slow", headers={"Retry-After": past}), ok(1)]
     events: list[RetryEvent] = []
     policy = RetryPolicy(base=5.0, jitter=False)  # a computed delay would be 5 s: the header wins
-    async with serve(_app(lambda r: answers.pop(0))) as srv:
-        async with srv.session(retry=policy, hooks={"on_retry": events.append}) as session:
-            assert await session.request("POST", PATH, json={}) == 1
+    app = _app(lambda r: answers.pop(0))
+    async with (
+        serve(app) as srv,
+        srv.session(retry=policy, hooks={"on_retry": events.append}) as session,
+    ):
+        assert await session.request("POST", PATH, json={}) == 1
     assert srv.count("POST", PATH) == 2
     assert [(e.attempt, e.delay, e.status) for e in events] == [(1, 0.0, 429)]
 
@@ -203,19 +198,19 @@ async def test_retry_after_date_form_and_hook_delay() -> None:
 async def test_retry_after_seconds_used_as_delay() -> None:
     answers = [error(503, "busy", headers={"Retry-After": "0.001"}), ok(1)]
     events: list[RetryEvent] = []
-    async with serve(_app(lambda r: answers.pop(0))) as srv:
-        async with srv.session(
-            retry=RetryPolicy(base=5.0), hooks={"on_retry": events.append}
-        ) as session:
-            assert await session.request("GET", PATH) == 1
+    async with (
+        serve(_app(lambda r: answers.pop(0))) as srv,
+        srv.session(retry=RetryPolicy(base=5.0), hooks={"on_retry": events.append}) as session,
+    ):
+        assert await session.request("GET", PATH) == 1
     assert [e.delay for e in events] == [0.001]
 
 
 async def test_final_error_after_exhaustion_is_mapped() -> None:
-    async with serve(_app(lambda r: error(429, "slow", headers={"Retry-After": "0"}))) as srv:
-        async with srv.session() as session:
-            with pytest.raises(RateLimitError) as info:
-                await session.request("GET", PATH)
+    app = _app(lambda r: error(429, "slow", headers={"Retry-After": "0"}))
+    async with serve(app) as srv, srv.session() as session:
+        with pytest.raises(RateLimitError) as info:
+            await session.request("GET", PATH)
     assert info.value.retry_after == 0.0
     assert info.value.endpoint == PATH
 
@@ -223,11 +218,11 @@ async def test_final_error_after_exhaustion_is_mapped() -> None:
 async def test_large_failed_bodies_are_dropped_before_retry() -> None:
     big = b"x" * (6 * 1024 * 1024)  # bigger than the 4 MiB read bound: the connection is closed
     answers = [raw(503, big), raw(502, big), ok({"fine": True}), ok({"fine": True})]
-    async with serve(_app(lambda r: answers.pop(0))) as srv:
-        async with srv.session(max_connections=1) as session:
-            assert await session.request("GET", PATH) == {"fine": True}
-            # the single pooled connection is usable again: nothing half-read was kept
-            assert await session.request("GET", PATH) == {"fine": True}
+    app = _app(lambda r: answers.pop(0))
+    async with serve(app) as srv, srv.session(max_connections=1) as session:
+        assert await session.request("GET", PATH) == {"fine": True}
+        # the single pooled connection is usable again: nothing half-read was kept
+        assert await session.request("GET", PATH) == {"fine": True}
     assert srv.count("GET", PATH) == 4
 
 
@@ -266,8 +261,7 @@ def test_policy_rejects_bad_values(kwargs: dict[str, Any]) -> None:
 
 
 async def test_validation_error_post_once() -> None:
-    async with serve(_app(lambda r: error(409, "conflict"))) as srv:
-        async with srv.session() as session:
-            with pytest.raises(ValidationError):
-                await session.request("POST", PATH, json={})
+    async with serve(_app(lambda r: error(409, "conflict"))) as srv, srv.session() as session:
+        with pytest.raises(ValidationError):
+            await session.request("POST", PATH, json={})
     assert srv.count() == 1
