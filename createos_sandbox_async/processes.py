@@ -118,10 +118,6 @@ def _event_from_frame(frame: Any) -> ProcessEvent | None:
     return None
 
 
-class _Dropped(Exception):
-    """Internal: the connection went away before the exit frame; reconnect from last_seq."""
-
-
 class ProcessOutput:
     """Async iterator of :class:`ProcessEvent` for one process; also an async context manager.
 
@@ -147,8 +143,9 @@ class ProcessOutput:
         self._sandbox = sandbox
         self._path = sandbox._path(f"/processes/{quote(process_id, safe='')}/connect")
         self.process_id = process_id
-        #: Highest ``seq`` delivered so far; reconnects resume after it.
+        #: Highest ``seq`` handed to the consumer: pass it as ``after`` to resume later.
         self.last_seq = after
+        self._seen_seq = after  # highest seq received (queued or delivered); reconnects use it
         #: Reconnects made so far (all of them, not just the current run of failures).
         self.reconnects = 0
         self.exit_code: int | None = None
@@ -190,7 +187,10 @@ class ProcessOutput:
         try:
             while True:
                 if self._queue:
-                    return self._queue.popleft()
+                    event = self._queue.popleft()
+                    if event.seq is not None and event.kind == "data":
+                        self.last_seq = event.seq
+                    return event
                 if self._done:
                     raise StopAsyncIteration
                 await self._pump()
@@ -246,9 +246,9 @@ class ProcessOutput:
             if event.kind == "data":
                 seq = event.seq
                 if seq is not None:
-                    if seq <= self.last_seq:
+                    if seq <= self._seen_seq:
                         continue
-                    self.last_seq = seq
+                    self._seen_seq = seq
                 self._failures = 0
             elif event.kind == "exit":
                 self.exit_code = event.exit_code
@@ -262,7 +262,7 @@ class ProcessOutput:
 
     async def _connect(self) -> None:
         """Open ``connect?after=last_seq``; transient failures count as reconnect attempts."""
-        cm = self._sandbox._transport.stream("GET", self._path, params={"after": self.last_seq})
+        cm = self._sandbox._transport.stream("GET", self._path, params={"after": self._seen_seq})
         try:
             response: aiohttp.ClientResponse = await cm.__aenter__()
         except (APIConnectionError, APITimeoutError, ServerError) as exc:
