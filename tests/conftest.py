@@ -24,3 +24,13 @@ def require_bwrap() -> None:
     if os.environ.get("CREATEOS_REQUIRE_BWRAP") == "1":
         pytest.fail("bubblewrap (bwrap) is required here: apt-get install bubblewrap")
     pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
+
+
+@pytest.fixture
+async def local_server():  # type: ignore[no-untyped-def]
+    """A fresh emulator per test: fast heartbeats, short visible transitional states."""
+    require_bwrap()
+    from createos_sandbox_async.local import LocalServer
+
+    async with LocalServer(heartbeat_interval=0.05, transition_delay=0.02) as server:
+        yield server

@@ -1,0 +1,106 @@
+"""`python -m createos_sandbox_async.local`: run the emulator until Ctrl-C.
+
+Prints the base URL and the API key to use (as shell exports), binds to loopback only unless
+`--allow-remote` is given, and removes every sandbox on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from .runtime import ISOLATIONS, IsolationUnavailableError
+from .server import LocalServer, is_loopback
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m createos_sandbox_async.local",
+        description="Local CreateOS Sandbox API emulator (commands run for real in bubblewrap).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to bind; 0 = any free port")
+    p.add_argument(
+        "--isolation",
+        choices=ISOLATIONS,
+        default="bubblewrap",
+        help="bubblewrap (default) or none (unsafe: commands run on this machine)",
+    )
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="use this API key for the default account instead of a random one",
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="stream heartbeat period (default 5)",
+    )
+    p.add_argument(
+        "--transition-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long pausing/resuming/... states stay visible (default 0)",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow binding a non-loopback address (anyone reaching it can run code)",
+    )
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    server = LocalServer(
+        host=args.host,
+        port=args.port,
+        isolation=args.isolation,
+        api_key=args.api_key,
+        heartbeat_interval=args.heartbeat_interval,
+        transition_delay=args.transition_delay,
+        allow_remote=args.allow_remote,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with server:
+        print(f"CreateOS Sandbox emulator listening on {server.base_url}", flush=True)
+        print(f"export CREATEOS_SANDBOX_BASE_URL={server.base_url}", flush=True)
+        print(f"export CREATEOS_SANDBOX_API_KEY={server.api_key}", flush=True)
+        print("Press Ctrl-C to stop (every sandbox is destroyed on exit).", flush=True)
+        await stop.wait()
+    print("stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if not is_loopback(args.host) and not args.allow_remote:
+        print(
+            f"error: refusing to bind {args.host}: it is not a loopback address and the emulator "
+            "runs arbitrary commands for anyone who can reach it. Pass --allow-remote to do it "
+            "anyway.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return asyncio.run(_serve(args))
+    except IsolationUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:
+        print(f"error: cannot start the emulator: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

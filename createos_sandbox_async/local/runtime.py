@@ -1,0 +1,612 @@
+"""Real execution: one bubblewrap "VM" per sandbox, commands entered into it with nsenter.
+
+Each sandbox is a long-lived `bwrap` (new user/pid/ipc/uts/net/mount namespaces, host system dirs
+read-only, its own writable tree at `/`, `--die-with-parent`, `--new-session`) whose pid 1 is a tiny
+reaper. Every exec joins those namespaces through `nsenter`, drops all capabilities with
+`setpriv`, and runs in its own process group, so a whole command tree can be killed with one
+`killpg`, while daemons started with `setsid` keep running like in a VM. Pause and resume send
+SIGSTOP/SIGCONT to every process of the sandbox's pid namespace; destroy kills pid 1, which makes
+the kernel kill everything else in the namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+
+from ._fs import View, open_in_root
+
+log = logging.getLogger("createos_sandbox_async.local")
+
+ISOLATIONS = ("bubblewrap", "none")
+SANDBOX_UID = 65534  # "nobody": what sandboxes run as on the host when the emulator is root
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_INIT_SCRIPT = (
+    'echo ready; exec >/dev/null 2>&1 </dev/null; trap "" TERM INT HUP; '
+    "while :; do sleep 86400 & wait $!; done"
+)
+_SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+_ETC_FILES = (
+    "bash.bashrc",
+    "profile",
+    "inputrc",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "debian_version",
+    "issue",
+    "lsb-release",
+    "os-release",
+    "protocols",
+    "services",
+    "host.conf",
+    "gai.conf",
+    "locale.alias",
+    "login.defs",
+    "shells",
+    "ld.so.conf",
+    "ld.so.cache",
+    "ca-certificates.conf",
+    "magic",
+    "magic.mime",
+    "environment",
+    "wgetrc",
+    "papersize",
+)
+_ETC_DIRS = (
+    "alternatives",
+    "profile.d",
+    "ld.so.conf.d",
+    "ca-certificates",
+    "ssl/certs",
+    "perl",
+    "terminfo",
+    "skel",
+    "fonts",
+    "bash_completion.d",
+    "python3",
+)
+_INSTALL_HINT = (
+    "install it with `apt-get install bubblewrap` (Debian/Ubuntu; `dnf install bubblewrap` on "
+    'Fedora), or opt out of isolation explicitly with LocalServer(isolation="none") / '
+    "`--isolation none` (commands then run directly on this machine, unsandboxed)"
+)
+
+
+class IsolationUnavailableError(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces on this machine."""
+
+
+def _etc_entries() -> list[tuple[str, str, bytes | str]]:
+    """(relative path, kind, payload) of host /etc files worth copying into every sandbox."""
+    out: list[tuple[str, str, bytes | str]] = []
+    for name in _ETC_FILES:
+        path = f"/etc/{name}"
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                out.append((f"etc/{name}", "link", os.readlink(path)))
+            elif stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH and st.st_size < 1 << 20:
+                with open(path, "rb") as fh:
+                    out.append((f"etc/{name}", "file", fh.read()))
+        except OSError:
+            continue
+    return out
+
+
+def _etc_dirs() -> list[str]:
+    """Host /etc directories bound read-only (world-readable, no secrets)."""
+    found = []
+    names = list(_ETC_DIRS)
+    with contextlib.suppress(OSError):
+        names += [n for n in os.listdir("/etc") if n.startswith("python3.")]
+    for name in names:
+        path = f"/etc/{name}"
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_IROTH:
+                found.append(name)
+    return found
+
+
+class Runtime:
+    """Starts sandbox VMs. One per LocalServer; knows the isolation mode and host layout."""
+
+    def __init__(self, isolation: str, state_dir: str) -> None:
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
+        self.isolation = isolation
+        self.state_dir = state_dir
+        self.is_root = os.geteuid() == 0
+        self.bwrap = shutil.which("bwrap") or "bwrap"
+        self.nsenter = shutil.which("nsenter") or "nsenter"
+        self.setpriv = shutil.which("setpriv") or "setpriv"
+        self.disable_userns = False
+        self.etc_entries = _etc_entries()
+        self.etc_dirs = _etc_dirs()
+        self.system_links: dict[str, str] = {}
+        self.system_binds: list[str] = ["/usr"]
+        for name in _SYSTEM_LINKS:
+            path = f"/{name}"
+            if os.path.islink(path):
+                self.system_links[name] = os.readlink(path)
+            elif os.path.isdir(path):
+                self.system_binds.append(path)
+
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        """(uid, gid) files in a sandbox tree must belong to, or None when no chown is needed."""
+        if self.isolation == "bubblewrap" and self.is_root:
+            return (SANDBOX_UID, SANDBOX_UID)
+        return None
+
+    def ro_mounts(self) -> dict[str, str]:
+        """Inside path -> host path of every read-only mount a sandbox sees."""
+        if self.isolation != "bubblewrap":
+            return {}
+        mounts = {p: p for p in self.system_binds}
+        for name in self.etc_dirs:
+            mounts[f"/etc/{name}"] = f"/etc/{name}"
+        return mounts
+
+    async def probe(self) -> None:
+        """Fail fast, with instructions, when isolation cannot work here."""
+        if self.isolation == "none":
+            log.warning(
+                "createos_sandbox_async.local: isolation='none' - sandbox commands run directly on "
+                "this machine as %s, with its files and network. Use only with trusted code.",
+                "root" if self.is_root else "the current user",
+            )
+            return
+        missing = [n for n in ("bwrap", "nsenter", "setpriv") if shutil.which(n) is None]
+        if "bwrap" in missing:
+            raise IsolationUnavailableError(f"bubblewrap (bwrap) is not installed: {_INSTALL_HINT}")
+        if missing:
+            raise IsolationUnavailableError(
+                f"{', '.join(missing)} not found (package util-linux); install it, or "
+                + _INSTALL_HINT.split(", or ", 1)[1]
+            )
+        proc = await asyncio.create_subprocess_exec(
+            self.bwrap, "--help", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, _ = await proc.communicate()
+        self.disable_userns = self.is_root and b"--disable-userns" in out
+        argv = self._bwrap_argv("/", "probe", ["/bin/true"], probe=True)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": DEFAULT_PATH},
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            detail = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+            raise IsolationUnavailableError(
+                f"bubblewrap cannot create namespaces here ({detail}). Enable unprivileged user "
+                "namespaces (sysctl kernel.unprivileged_userns_clone=1 or, on Ubuntu 24.04+, "
+                "kernel.apparmor_restrict_unprivileged_userns=0), or "
+                + _INSTALL_HINT.split(", or ", 1)[1]
+            )
+
+    def _bwrap_argv(
+        self, root: str, hostname: str, command: Sequence[str], *, probe: bool = False
+    ) -> list[str]:
+        argv: list[str] = []
+        if self.is_root:
+            argv += [
+                self.setpriv,
+                f"--reuid={SANDBOX_UID}",
+                f"--regid={SANDBOX_UID}",
+                "--clear-groups",
+                "--",
+            ]
+        argv += [
+            self.bwrap,
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-net",
+            "--unshare-cgroup-try",
+            "--uid",
+            "0",
+            "--gid",
+            "0",
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            hostname,
+        ]
+        if self.disable_userns:
+            argv.append("--disable-userns")
+        if probe:
+            argv += ["--ro-bind", "/", "/"]
+        else:
+            argv += ["--bind", root, "/"]
+            for path in self.system_binds:
+                argv += ["--ro-bind", path, path]
+            for name in self.etc_dirs:
+                argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+            argv += ["--chdir", "/root"]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--as-pid-1", "--", *command]
+        return argv
+
+    def prepare_tree(self, root: str, hostname: str) -> None:
+        """A fresh sandbox filesystem: a small Linux skeleton, owned by the sandbox user."""
+        os.makedirs(root, mode=0o755)
+        for d in (
+            "etc",
+            "root",
+            "tmp",
+            "var",
+            "var/tmp",
+            "run",
+            "home",
+            "workspace",
+            "usr",
+            "proc",
+            "dev",
+            "mnt",
+            "opt",
+            "srv",
+        ):
+            os.mkdir(os.path.join(root, d), 0o700 if d == "root" else 0o755)
+        for d in ("tmp", "var/tmp"):
+            os.chmod(os.path.join(root, d), 0o1777)
+        if self.isolation == "bubblewrap":
+            for name, target in self.system_links.items():
+                os.symlink(target, os.path.join(root, name))
+            os.mkdir(os.path.join(root, "etc", "ssl"))
+        files: list[tuple[str, str, bytes | str]] = list(self.etc_entries)
+        files += [
+            (
+                "etc/passwd",
+                "file",
+                b"root:x:0:0:root:/root:/bin/bash\n"
+                b"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+            ),
+            ("etc/group", "file", b"root:x:0:\nnogroup:x:65534:\n"),
+            ("etc/hostname", "file", f"{hostname}\n".encode()),
+            (
+                "etc/hosts",
+                "file",
+                f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
+                "::1\tlocalhost ip6-localhost ip6-loopback\n".encode(),
+            ),
+            ("etc/resolv.conf", "file", b"# no network inside the local emulator\n"),
+            ("etc/nsswitch.conf", "file", b"passwd: files\ngroup: files\nhosts: files dns\n"),
+            ("etc/mtab", "link", "../proc/self/mounts"),
+        ]
+        for rel, kind, payload in files:
+            path = os.path.join(root, rel)
+            with contextlib.suppress(FileExistsError):
+                if kind == "link":
+                    assert isinstance(payload, str)
+                    os.symlink(payload, path)
+                else:
+                    assert isinstance(payload, bytes)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                    try:
+                        os.write(fd, payload)
+                    finally:
+                        os.close(fd)
+        owner = self.owner
+        if owner is not None:
+            chown_tree(root, owner)
+
+    async def start(self, sandbox_id: str, root: str, hostname: str) -> SandboxRuntime:
+        """Boot a sandbox VM over an existing tree and wait until it is ready for commands."""
+        box = SandboxRuntime(self, sandbox_id, root)
+        await box.boot(hostname)
+        return box
+
+
+def chown_tree(root: str, owner: tuple[int, int]) -> None:
+    """Give a freshly built tree to the sandbox user (links themselves, never their targets)."""
+    uid, gid = owner
+    os.lchown(root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, gid)
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    """killpg that tolerates a group that is already gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def session_members(sid: int) -> list[int]:
+    """Host pids whose session id is `sid` (the whole tree of one command, setpgid included)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) > 3 and int(fields[3]) == sid:
+            out.append(int(name))
+    return out
+
+
+def kill_tree(leader: int) -> None:
+    """SIGKILL a command's process group and every process left in its session."""
+    kill_group(leader)
+    for pid in session_members(leader):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+class SandboxRuntime:
+    """The running side of one sandbox: its VM process, tree, and the commands inside it."""
+
+    def __init__(self, runtime: Runtime, sandbox_id: str, root: str) -> None:
+        self.runtime = runtime
+        self.sandbox_id = sandbox_id
+        self.root = root
+        self.view = View(root, runtime.ro_mounts())
+        self.init: asyncio.subprocess.Process | None = None
+        self.init_pid = 0  # host pid of the namespace's pid 1
+        self.pidns: tuple[int, int] | None = None
+        self.groups: set[int] = set()  # process groups of commands started here
+        self.paused = False
+        self.dead = False
+        self._rootfd = -1
+
+    @property
+    def rootfd(self) -> int:
+        """An O_PATH descriptor of the tree, the anchor of every file API lookup."""
+        if self._rootfd < 0:
+            self._rootfd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._rootfd
+
+    async def boot(self, hostname: str) -> None:
+        """Start the VM (bubblewrap) and wait for its pid 1 to say it is ready."""
+        rt = self.runtime
+        if rt.isolation != "bubblewrap":
+            return
+        info_r, info_w = os.pipe()
+        try:
+            argv = rt._bwrap_argv(self.root, hostname, ["/bin/sh", "-c", _INIT_SCRIPT])
+            argv.insert(argv.index("--as-pid-1"), "--info-fd")
+            argv.insert(argv.index("--as-pid-1"), str(info_w))
+            self.init = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(info_w,),
+                start_new_session=True,
+                env={"PATH": DEFAULT_PATH},
+            )
+            os.close(info_w)
+            info_w = -1
+            assert self.init.stdout is not None and self.init.stderr is not None
+            line = await self.init.stdout.readline()
+            if line != b"ready\n":
+                err = await self.init.stderr.read()
+                with contextlib.suppress(ProcessLookupError):
+                    self.init.kill()
+                await self.init.wait()
+                raise RuntimeError(
+                    "sandbox VM failed to start: " + err.decode(errors="replace").strip()
+                )
+            raw = b""
+            os.set_blocking(info_r, False)
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(info_r, 65536):
+                    raw += chunk
+            self.init_pid = int(json.loads(raw)["child-pid"])
+            st = os.stat(f"/proc/{self.init_pid}/ns/pid")
+            self.pidns = (st.st_dev, st.st_ino)
+            self.init.stdout.feed_eof()
+            self.init.stderr.feed_eof()
+        finally:
+            os.close(info_r)
+            if info_w >= 0:
+                os.close(info_w)
+
+    def command_argv(self, argv: Sequence[str], *, pty: bool = False) -> list[str]:
+        """The host argv that runs `argv` inside this sandbox with no capabilities."""
+        rt = self.runtime
+        if rt.isolation != "bubblewrap":
+            return (["setsid", "-c"] if pty else []) + list(argv)
+        creds = ["--preserve-credentials"] if not rt.is_root else ["-S", "0", "-G", "0"]
+        enter = [
+            rt.nsenter,
+            "-t",
+            str(self.init_pid),
+            "-U",
+            "-m",
+            "-p",
+            "-i",
+            "-u",
+            "-n",
+            "-r",
+            "-w",
+            *creds,
+            "--",
+        ]
+        tty = ["/usr/bin/setsid", "-c"] if pty else []
+        drop = [
+            "/usr/bin/setpriv",
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            "--no-new-privs",
+            "--",
+        ]
+        return enter + tty + drop + list(argv)
+
+    def resolve_command(self, cmd: str, env: Mapping[str, str]) -> str | None:
+        """Why `cmd` cannot start (agent-style message), or None when it will."""
+        if self.runtime.isolation != "bubblewrap":
+            if shutil.which(cmd, path=env.get("PATH", DEFAULT_PATH)) is None:
+                return f'exec: "{cmd}": executable file not found in $PATH'
+            return None
+        candidates = (
+            [cmd]
+            if "/" in cmd
+            else [f"{d.rstrip('/')}/{cmd}" for d in env.get("PATH", DEFAULT_PATH).split(":") if d]
+        )
+        for cand in candidates:
+            if not cand.startswith("/"):
+                cand = "/root/" + cand
+            if self._is_executable(cand):
+                return None
+        if "/" in cmd:
+            return f"fork/exec {cmd}: no such file or directory"
+        return f'exec: "{cmd}": executable file not found in $PATH'
+
+    def _is_executable(self, inside: str) -> bool:
+        try:
+            path = self.view.canonical(self.rootfd, inside)
+            host = self.view.ro_host_path(path)
+            if host is not None:
+                st = os.stat(host)
+            else:
+                fd = open_in_root(self.rootfd, path, os.O_PATH)
+                try:
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+
+    def base_env(self) -> dict[str, str]:
+        """HOME and PATH as a fresh login would have them."""
+        if self.runtime.isolation != "bubblewrap":
+            return {"HOME": os.path.join(self.root, "root"), "PATH": DEFAULT_PATH}
+        return {"HOME": "/root", "PATH": DEFAULT_PATH}
+
+    async def spawn(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        stdin: int | None,
+        stdout: int | None = asyncio.subprocess.PIPE,
+        stderr: int | None = asyncio.subprocess.PIPE,
+        pty: bool = False,
+    ) -> asyncio.subprocess.Process:
+        """Start a command inside the sandbox in its own process group (killable as one tree)."""
+        full = self.command_argv(argv, pty=pty)
+        cwd = None if self.runtime.isolation == "bubblewrap" else os.path.join(self.root, "root")
+        proc = await asyncio.create_subprocess_exec(
+            *full,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=not (pty and self.runtime.isolation != "bubblewrap"),
+        )
+        self.groups.add(proc.pid)
+        return proc
+
+    def forget(self, pgid: int) -> None:
+        """A command finished: stop tracking its process group."""
+        self.groups.discard(pgid)
+
+    def namespace_pids(self) -> list[int]:
+        """Host pids of every process inside this sandbox's pid namespace."""
+        if self.pidns is None:
+            return []
+        out = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                st = os.stat(f"/proc/{name}/ns/pid")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == self.pidns:
+                out.append(int(name))
+        return out
+
+    def _signal_all(self, sig: int) -> None:
+        seen: set[int] = set()
+        for _ in range(5):  # repeat: a process may fork while we walk /proc
+            pids = [p for p in self.namespace_pids() if p not in seen]
+            if not pids:
+                break
+            for pid in pids:
+                seen.add(pid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        for pgid in list(self.groups):
+            kill_group(pgid, sig)
+
+    def pause(self) -> None:
+        """Freeze every process of the sandbox (SIGSTOP)."""
+        self._signal_all(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """Thaw every process of the sandbox (SIGCONT)."""
+        self._signal_all(signal.SIGCONT)
+        self.paused = False
+
+    async def stop(self) -> None:
+        """Kill everything that runs in the sandbox and wait for the VM to be gone."""
+        self.dead = True
+        for pgid in list(self.groups):
+            kill_group(pgid)
+            kill_group(pgid, signal.SIGCONT)
+        self.groups.clear()
+        if self.init is not None:
+            kill_group(self.init.pid)
+            if self.init_pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(self.init_pid, signal.SIGKILL)
+            await self.init.wait()
+        if self._rootfd >= 0:
+            os.close(self._rootfd)
+            self._rootfd = -1
+
+    def remove_tree(self) -> None:
+        """Delete the sandbox's files (blocking; run it in a thread). Directories a command made
+        read-only are made writable again first."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        if os.path.lexists(self.root):
+            for dirpath, _dirs, _files in os.walk(self.root):
+                with contextlib.suppress(OSError):
+                    os.chmod(dirpath, 0o700)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    @staticmethod
+    async def copy_tree(src: str, dst: str) -> None:
+        """Copy a (paused) tree for a fork: `cp -a --reflink=auto` keeps owners, shares blocks."""
+        proc = await asyncio.create_subprocess_exec(
+            "cp",
+            "-a",
+            "--reflink=auto",
+            src,
+            dst,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0 and not _is_dir(dst):
+            raise OSError(errno.EIO, "copying the sandbox tree failed: " + err.decode().strip())
+
+
+def _is_dir(path: str) -> bool:
+    return os.path.isdir(path)
+
+
+def all_groups(boxes: Iterable[SandboxRuntime]) -> list[int]:
+    """Every process group any sandbox started (for shutdown accounting)."""
+    return [g for b in boxes for g in b.groups]

@@ -1,0 +1,256 @@
+"""LocalServer: start and stop the emulator inside your own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import shutil
+import tempfile
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .app import Emulator, build_app
+from .faults import Faults
+from .runtime import ISOLATIONS, Runtime
+
+if TYPE_CHECKING:
+    from .. import AsyncSession
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost`."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LocalServer:
+    """The CreateOS Sandbox API on this machine, commands run for real under bubblewrap.
+
+        async with LocalServer() as server:
+            async with server.session() as session:
+                sb = await session.sandboxes.create(shape="s-1vcpu-256mb")
+
+    State lives in memory plus one temporary directory (under `state_dir`, default: /dev/shm
+    when it is a roomy tmpfs, else the system temp dir), both gone after exit; every sandbox
+    process is killed on exit. `heartbeat_interval` is the exec/process stream heartbeat period,
+    `transition_delay` how long transitional states (creating, pausing, resuming, forking,
+    destroying) stay visible, `auto_pause_scale` multiplies auto-pause timeouts (tests use e.g.
+    0.001 so 60 s becomes 60 ms).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        isolation: str = "bubblewrap",
+        heartbeat_interval: float = 5.0,
+        transition_delay: float = 0.0,
+        api_key: str | None = None,
+        auto_pause_scale: float = 1.0,
+        allow_remote: bool = False,
+        state_dir: str | None = None,
+    ) -> None:
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer in 0..65535, got {port!r}")
+        if not is_loopback(host) and not allow_remote:
+            raise ValueError(
+                f"host {host!r} is not a loopback address; the emulator runs arbitrary commands "
+                "for anyone who can reach it - pass allow_remote=True to bind it anyway"
+            )
+        if heartbeat_interval <= 0:
+            raise ValueError(f"heartbeat_interval must be > 0, got {heartbeat_interval!r}")
+        if transition_delay < 0:
+            raise ValueError(f"transition_delay must be >= 0, got {transition_delay!r}")
+        if auto_pause_scale <= 0:
+            raise ValueError(f"auto_pause_scale must be > 0, got {auto_pause_scale!r}")
+        self._host = host
+        self._port = port
+        self._isolation = isolation
+        self._heartbeat = heartbeat_interval
+        self._transition = transition_delay
+        self._auto_pause_scale = auto_pause_scale
+        self._wanted_key = api_key
+        self._state_parent = state_dir
+        self._emu: Emulator | None = None
+        self._runner: web.AppRunner | None = None
+        self._state_dir: str | None = None
+        self._api_key: str | None = None
+        self.port = 0
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._runner is not None else "not started"
+        return f"LocalServer({where}, isolation={self._isolation!r})"
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:<port>` (IPv6 hosts are bracketed)."""
+        self._require()
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def api_key(self) -> str:
+        """The default tenant's API key."""
+        self._require()
+        assert self._api_key is not None
+        return self._api_key
+
+    @property
+    def faults(self) -> Faults:
+        """Fault injection for tests (see createos_sandbox_async.local.faults)."""
+        return self._require().faults
+
+    @property
+    def state_dir(self) -> str:
+        """The temporary directory holding every sandbox's files (removed on exit)."""
+        self._require()
+        assert self._state_dir is not None
+        return self._state_dir
+
+    @property
+    def isolation(self) -> str:
+        return self._isolation
+
+    def _require(self) -> Emulator:
+        if self._emu is None:
+            raise RuntimeError("LocalServer is not running: use `async with LocalServer() as s:`")
+        return self._emu
+
+    def add_tenant(self) -> str:
+        """Create another account and return its API key (its sandboxes are invisible to others)."""
+        return self._require().add_tenant()
+
+    def request_count(self, method: str | None = None, path: str = "*") -> int:
+        """How many requests arrived, optionally filtered by method and an fnmatch path pattern."""
+        return self._require().request_count(method, path)
+
+    def session(self, **kw: Any) -> AsyncSession:
+        """An AsyncSession pointed at this server with the default key (kwargs pass through)."""
+        from .. import AsyncSession  # lazy: the emulator never imports the client otherwise
+
+        kw.setdefault("api_key", self.api_key)
+        kw.setdefault("base_url", self.base_url)
+        return AsyncSession(**kw)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Probe isolation, bind the port, and serve."""
+        if self._emu is not None:
+            raise RuntimeError("LocalServer already started")
+        state_dir = tempfile.mkdtemp(
+            prefix="createos-local-", dir=self._state_parent or _fast_tmp()
+        )
+        try:
+            os.chmod(state_dir, 0o711)  # the sandbox user may traverse it, never list it
+            os.mkdir(os.path.join(state_dir, "sandboxes"), 0o711)
+            runtime = Runtime(self._isolation, state_dir)
+            await runtime.probe()
+            emu = Emulator(
+                runtime,
+                heartbeat_interval=self._heartbeat,
+                transition_delay=self._transition,
+                auto_pause_scale=self._auto_pause_scale,
+            )
+            self._api_key = emu.add_tenant(self._wanted_key)
+            runner = web.AppRunner(build_app(emu), handler_cancellation=True, access_log=None)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
+                await site.start()
+            except BaseException:
+                await runner.cleanup()
+                raise
+        except BaseException:
+            shutil.rmtree(state_dir, ignore_errors=True)
+            raise
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        self.port = int(server.sockets[0].getsockname()[1])
+        self._state_dir = state_dir
+        self._runner = runner
+        self._emu = emu
+
+    async def stop(self) -> None:
+        """Stop serving, kill every sandbox process, remove the state directory."""
+        emu, runner, state_dir = self._emu, self._runner, self._state_dir
+        if emu is None:
+            return
+        emu.closing = True
+        try:
+            if runner is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(runner.shutdown(), 5)
+                await runner.cleanup()
+        finally:
+            for sb in emu.sandboxes.values():
+                if sb.auto_pause_timer is not None:
+                    sb.auto_pause_timer.cancel()
+                for proc in sb.processes.values():
+                    proc.kill()
+            for task in list(emu.background):
+                task.cancel()
+            if emu.background:
+                await asyncio.gather(*emu.background, return_exceptions=True)
+            boxes = [sb.runtime for sb in emu.sandboxes.values() if sb.runtime is not None]
+            await asyncio.gather(*(b.stop() for b in boxes), return_exceptions=True)
+            for proc_owner in emu.sandboxes.values():
+                for proc in proc_owner.processes.values():
+                    if proc.proc is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(proc.proc.wait(), 5)
+            if state_dir is not None:
+                await asyncio.to_thread(_remove_all, state_dir)
+            self._emu = None
+            self._runner = None
+            self._state_dir = None
+
+    async def __aenter__(self) -> LocalServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def _fast_tmp() -> str | None:
+    """Where sandbox trees go: $CREATEOS_LOCAL_STATE_DIR, else /dev/shm when it is a tmpfs with
+    room (creating a sandbox writes dozens of small files; on a busy disk that dominates create
+    latency), else the system temp dir."""
+    env = os.environ.get("CREATEOS_LOCAL_STATE_DIR")
+    if env:
+        return env
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    if st.f_bavail * st.f_frsize >= 2 * 1024**3 and os.access("/dev/shm", os.W_OK | os.X_OK):
+        return "/dev/shm"
+    return None
+
+
+def _remove_all(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+        for dirpath, _dirs, _files in os.walk(path):
+            with contextlib.suppress(OSError):
+                os.chmod(dirpath, 0o700)
+        shutil.rmtree(path, ignore_errors=True)
