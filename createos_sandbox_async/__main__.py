@@ -1,0 +1,5 @@
+"""``python -m createos_sandbox_async`` runs the command line (see ``cli.py``)."""
+
+from .cli import main
+
+raise SystemExit(main())
