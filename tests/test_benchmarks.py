@@ -1,0 +1,91 @@
+"""The benchmark suite's quick mode runs end to end and every driver did verified work.
+
+Counts, never speed: the harness already checks each operation's output in the driver and the
+fake server's own counters against the driver's claims; this test runs ``benchmarks/run.py
+--quick`` once and asserts on the JSON it writes. The official SDK drivers run when their installs
+are present (``tests/conformance/setup.sh`` or ``benchmarks/run.py --setup``) and are skipped, not
+failed, when they are not.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+ALWAYS = {"raw_aiohttp", "sdk"}  # need nothing beyond the project's own install
+KINDS = {
+    "exec_c1": 1,
+    "exec_c16": 16,
+    "lifecycle_c8": 8,
+    "stream_1mib": 1,
+    "stream_32mib": 1,
+    "upload_1mib_c4": 4,
+    "download_8mib_c4": 4,
+    "idle_1000": 100,  # quick mode opens 100
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--no-setup", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data: dict[str, Any] = json.loads((out / "results.json").read_text())
+    data["_out"] = out
+    data["_stdout"] = proc.stdout
+    return data
+
+
+def test_every_run_verified(quick_run: dict[str, Any]) -> None:
+    records = quick_run["records"]
+    bad = [(r["driver"], r["workload"], r.get("error")) for r in records if not r["ok"]]
+    assert bad == []
+    ran = {(r["driver"], r["workload"]) for r in records}
+    for driver in ALWAYS:
+        for workload in KINDS:
+            assert (driver, workload) in ran
+
+
+def test_counts_match_the_recipe(quick_run: dict[str, Any]) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from _fakeserver import stream_frames
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    for r in quick_run["records"]:
+        assert r["ops"] >= 1
+        w = r["workload"]
+        if w.startswith("stream_"):
+            size = (1 if w == "stream_1mib" else 4) << 20
+            assert r["events"] == r["ops"] * stream_frames(size)[1].events
+        elif w == "upload_1mib_c4":
+            assert r["bytes"] == r["ops"] << 20
+        elif w == "download_8mib_c4":
+            assert r["bytes"] == r["ops"] * (8 << 20)
+        elif w == "idle_1000":
+            assert r["ops"] == KINDS[w]
+        if w != "idle_1000":
+            # every worker finished its warm-up operation
+            assert r["warm_ops"] == KINDS[w]
+
+
+def test_report_written(quick_run: dict[str, Any]) -> None:
+    md = (quick_run["_out"] / "RESULTS.md").read_text()
+    assert "## Targets" in md
+    assert "| buffered exec, c=16 | ops/s |" in md
+    summary = quick_run["summary"]
+    assert summary["exec_c16"]["raw_aiohttp"]["ratio"] == 1.0
+    assert summary["exec_c16"]["sdk"]["ratio"] is not None
