@@ -60,6 +60,11 @@ NO_EXIT_CODE: Final = -1
 _DRAIN_SECONDS: Final = 1.0
 _DRAIN_BYTES: Final = 64 * 1024
 
+#: Lines decoded per batch. Small enough that a batch's dicts and events stay under the cyclic
+#: GC's young-generation threshold (700 objects) while the consumer drops each event in turn;
+#: large enough that one ``loads`` call per batch costs nothing per line.
+_BATCH: Final = 256
+
 
 class _SandboxLike(Protocol):
     """What exec needs from a ``Sandbox`` handle."""
@@ -538,10 +543,17 @@ class ExecStream:
                 )
             raise RuntimeError("this exec stream is closed")
         parser = self._parser
+        decoder = parser.decoder
         content = resp.content
         while True:
-            chunk = await self._read(content)
-            events = parser.feed(chunk) if chunk else self._at_eof(parser)
+            if decoder.queued:
+                events = parser.pop(_BATCH)
+            else:
+                chunk = await self._read(content)
+                if chunk:
+                    parser.push(chunk)
+                    continue
+                events = self._at_eof(parser)
             if parser.exit_code is not None and not self._finished:
                 events = self._cut_at_exit(events, parser)
             if events:
@@ -696,7 +708,16 @@ class _FrameParser:
         return self.decoder.heartbeats + self.frame_heartbeats
 
     def feed(self, chunk: bytes) -> list[ExecEvent]:
+        """Events of every line this chunk completes."""
         return self._events(self.decoder.feed(chunk))
+
+    def push(self, chunk: bytes) -> int:
+        """Queue a chunk's complete lines; returns how many wait for :meth:`pop`."""
+        return self.decoder.push(chunk)
+
+    def pop(self, limit: int = _BATCH) -> list[ExecEvent]:
+        """Events of up to ``limit`` queued lines."""
+        return self._events(self.decoder.pop(limit))
 
     def finish(self) -> list[ExecEvent]:
         return self._events(self.decoder.finish())

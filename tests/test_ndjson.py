@@ -266,3 +266,31 @@ def test_any_frames_cut_anywhere_parse_to_the_same_events(
     assert events == expected
     assert p.heartbeats == sum(1 for (k, _), _ in frames if k == "hb")
     assert p.exit_code == exit_code
+
+
+def test_push_then_pop_in_batches_keeps_order_and_counts() -> None:
+    lines = [json.dumps({"stdout": str(i)}).encode() for i in range(10)]
+    body = b"\n".join([*lines[:4], EXEC_HEARTBEAT, *lines[4:]]) + b"\n"
+    dec = NDJSONDecoder()
+    assert dec.push(body[:-7]) == 10  # the last line is still unfinished
+    assert dec.queued == 10 and dec.pending > 0
+    got = dec.pop(3) + dec.pop(3)
+    assert dec.push(body[-7:]) == 5  # 4 left in the queue + the line just completed
+    while dec.queued:
+        got += dec.pop(3)
+    assert got == [{"stdout": str(i)} for i in range(10)]
+    assert dec.heartbeats == 1 and dec.pop() == [] and dec.finish() == []
+
+
+def test_finish_decodes_queued_lines_and_the_unterminated_tail() -> None:
+    dec = NDJSONDecoder()
+    dec.push(b'{"stdout":"a"}\n{"stdout":"b"}\n{"exit_code":0}')
+    assert dec.pop(1) == [{"stdout": "a"}]
+    assert dec.finish() == [{"stdout": "b"}, {"exit_code": 0}]
+
+
+def test_bad_line_number_counts_heartbeats_and_earlier_chunks() -> None:
+    dec = NDJSONDecoder()
+    assert dec.feed(b'{"stdout":"a"}\n' + EXEC_HEARTBEAT + b"\n") == [{"stdout": "a"}]
+    with pytest.raises(ProtocolError, match="line 4 "):
+        dec.feed(EXEC_HEARTBEAT + b'\n{"stdout":x}\n')
