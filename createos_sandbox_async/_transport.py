@@ -53,6 +53,10 @@ except ImportError:  # pragma: no cover - depends on the environment
     _loads = _json.loads
 
 
+#: One encoder for every body: ``json.dumps`` with options would build a new one per call.
+_dumps: Final = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 class _Unset:
     """Sentinel type: "no JSON body" (``None`` is a valid JSON body: ``null``)."""
 
@@ -387,16 +391,24 @@ class Transport:
         retry: bool = True,
     ) -> Any:
         """Send one logical request (with retries) and return the JSend ``data`` payload."""
-        session = self._check_open() or await self._open()
-        url = self._url(path)
+        if self._closed:
+            raise RuntimeError("this AsyncSession is closed; create a new one")
+        session = self._session or await self._open()
+        if path[:1] != "/":
+            raise ValueError(f"path must start with '/', got {path!r}")
+        url = URL(self._prefix + path, encoded=True)
         is_json = json is not UNSET
         if is_json:
             if data is not None:
                 raise ValueError("pass either json= or data=, not both")
-            body: Any = _json.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
+            body: Any = _dumps(json).encode()
+            if headers:
+                hdrs = self._headers(auth, True, headers)
+            else:
+                hdrs = self._json_auth_headers if auth else self._json_noauth_headers
         else:
             body = data
-        hdrs = self._headers(auth, is_json, headers)
+            hdrs = self._headers(auth, False, headers)
         query = _query(params) if params else None
         client_timeout = self._timeout if timeout is None else self._client_timeout(timeout)
         policy = self._retry
@@ -565,7 +577,7 @@ class Transport:
         if is_json:
             if data is not None:
                 raise ValueError("pass either json= or data=, not both")
-            body: Any = _json.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
+            body: Any = _dumps(json).encode()
         else:
             body = data
         hdrs = self._headers(auth, is_json, headers)

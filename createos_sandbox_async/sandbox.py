@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -199,6 +199,18 @@ def _status_arg(name: str, status: object) -> str:
 
 def _id_segment(name: str, value: object) -> str:
     return quote(_check_str(name, value), safe="")
+
+
+# The hot path (``sb.exec``) skips the import machinery after the first call.
+_run_exec: Callable[..., Awaitable[ExecResult]] | None = None
+
+
+def _load_run_exec() -> Callable[..., Awaitable[ExecResult]]:
+    global _run_exec
+    from .exec import run_exec
+
+    _run_exec = run_exec
+    return run_exec
 
 
 # -- the handle -----------------------------------------------------------------------------------
@@ -458,11 +470,8 @@ class Sandbox:
         check: bool = False,
     ) -> ExecResult:
         """Run a command to completion and return its output (see ``exec.run_exec``)."""
-        from . import exec as _exec
-
-        return await _exec.run_exec(
-            self, cmd, args, stdin=stdin, env=env, timeout=timeout, check=check
-        )
+        run_exec = _run_exec or _load_run_exec()
+        return await run_exec(self, cmd, args, stdin=stdin, env=env, timeout=timeout, check=check)
 
     async def sh(self, script: str, **kw: Any) -> ExecResult:
         """Run ``script`` with ``bash -lc`` (pipes, globs, ``&&``)."""
