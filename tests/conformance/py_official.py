@@ -147,6 +147,13 @@ def scenario_catalog(c: Client) -> None:
     err = expect_status(401, bad.who_am_i, "whoami with an unknown key")
     check(err.body.startswith(b"{"), "401 body is JSON (JSend)", err.body[:200])
     expect_status(401, lambda: bad.list_sandboxes(), "list with an unknown key")
+    # WIRE §4.7 / §6: JSON bodies are labelled application/json; every response has X-Request-Id.
+    raw = c._transport.request_raw("GET", "/v1/sandboxes", params={"limit": 1})
+    raw.close()
+    ctype = raw.headers.get("content-type", "")
+    check(ctype.startswith("application/json"), "success Content-Type application/json", ctype)
+    check(raw.headers.get("x-request-id"), "X-Request-Id on a success response", dict(raw.headers))
+    expect_status(404, lambda: c._transport.request("GET", "/v1/no-such-route"), "unknown route")
 
 
 def scenario_sandboxes(c: Client) -> None:
@@ -193,6 +200,27 @@ def scenario_sandboxes(c: Client) -> None:
         paused = [s.id for s in c.list_sandboxes(ListSandboxesOptions(status=SandboxStatus.PAUSED))]
         check(created.id not in paused, "list status=paused does not contain it", paused)
         eq(len(c.list_sandboxes(ListSandboxesOptions(limit=1))), 1, "list limit=1 returns one")
+        stats = c.who_am_i().stats
+        check(stats.running >= 1 and stats.total >= stats.running, "whoami counts it", stats)
+
+        # Create validation (WIRE §10): 400 for bad bodies, 409 for a duplicate live name.
+        def create(**kw: Any) -> Any:
+            return c.create_sandbox(CreateSandboxRequest(**{"shape": SHAPE, **kw}), SHORT)
+
+        expect_status(409, lambda: create(name=name), "duplicate name among live sandboxes")
+        expect_status(400, lambda: create(shape=""), "empty shape")
+        expect_status(400, lambda: create(shape="no-such-shape"), "unknown shape")
+        expect_status(400, lambda: create(rootfs="no-such-rootfs:9"), "unknown rootfs")
+        expect_status(400, lambda: create(environment_variables={"1BAD": "x"}), "bad env key")
+        expect_status(400, lambda: create(auto_pause_after_seconds=59), "auto-pause below 60")
+        expect_status(400, lambda: create(region="mars-1"), "region mismatch")
+        expect_status(
+            400,
+            lambda: c._transport.request(
+                "POST", "/v1/sandboxes", body={"shape": SHAPE, "bandwidth_quota_bytes": 1}
+            ),
+            "non-zero bandwidth_quota_bytes",
+        )
 
         expect_status(404, lambda: c.get_sandbox("sb_00000000000000000000000000"), "GET unknown id")
         other = os.environ.get("CREATEOS_OTHER_API_KEY")
@@ -357,6 +385,24 @@ def scenario_exec(c: Client) -> None:
             terminal,
         )
 
+        # WIRE §11: a client that goes away mid-stream gets its command killed (bounded poll).
+        marker = f"conf-marker-{secrets.token_hex(3)}"
+        pattern = f"[{marker[0]}]{marker[1:]}"  # matches the command, never pgrep itself
+        loop = RunCommandRequest(
+            command="bash", arguments=["-c", "while :; do echo tick; sleep 0.02; done", marker]
+        )
+        with sb.stream_command(loop, ExecOptions(timeout=30.0)) as stream:
+            for ev in stream:
+                if ev.type == ExecStreamEventType.STDOUT:
+                    break
+            eq(run(sb, "pgrep", "-f", pattern).result.exit_code, 0, "streamed command runs")
+        # Leaving the block closed the response: the SDK dropped the connection.
+        polls = 0
+        while run(sb, "pgrep", "-f", pattern).result.exit_code != 1:
+            polls += 1
+            check(polls < 300, "command killed after the client disconnected", polls)
+        print(f"  disconnect -> command gone after {polls} extra poll(s)")
+
         # Streaming on a non-running sandbox is a 404 before any frame.
         sb.pause()
         sb.wait_until_paused(WAIT)
@@ -367,6 +413,11 @@ def scenario_exec(c: Client) -> None:
 
         expect_status(404, open_stream, "stream exec on a paused sandbox")
         expect_status(404, lambda: run(sb, "true"), "buffered exec on a paused sandbox")
+        expect_status(
+            404,
+            lambda: sb.processes.create(ManagedProcessCreateRequest(command="true")),
+            "process create on a paused sandbox",
+        )
 
 
 def scenario_files(c: Client) -> None:
@@ -441,7 +492,7 @@ def scenario_files(c: Client) -> None:
 
 def scenario_lifecycle(c: Client) -> None:
     """Pause, resume, fork (child, start_paused), illegal transitions."""
-    with sandbox(c) as sb, c_cleanup(c) as extra:
+    with sandbox(c, environment_variables={"FOO": "src"}) as sb, c_cleanup(c) as extra:
         sb.files.upload("/workspace/state.txt", b"before pause", SHORT)
         expect_status(409, sb.resume, "resume a running sandbox")
         expect_status(409, lambda: sb.fork(), "fork a running sandbox")
@@ -480,6 +531,20 @@ def scenario_lifecycle(c: Client) -> None:
         paused_child.wait_until_paused(WAIT)
         eq(paused_child.data.forked_from, sb.id, "start_paused child forked_from")
 
+        # Fork overrides (WIRE §10): envs/egress replace, explicit ingress_enabled false kept.
+        over = sb.fork(
+            ForkSandboxRequest(
+                environment_variables={"FOO": "child"},
+                egress_rules=["example.com:443"],
+                ingress_enabled=False,
+            )
+        )
+        extra.append(over)
+        over.wait_until_running(WAIT)
+        eq(over.data.egress_rules, ["example.com:443"], "fork egress override")
+        eq(over.data.ingress_enabled, False, "fork ingress_enabled:false")
+        eq(run(over, "printenv", "FOO").result.standard_output, "child\n", "fork envs override")
+
         sb.resume()
         check(
             sb.status in {SandboxStatus.RESUMING, SandboxStatus.RUNNING},
@@ -510,7 +575,7 @@ def scenario_lifecycle(c: Client) -> None:
         sb.wait_until_running(WAIT)
         eq(bash(sb, alive).result.standard_output, "alive\n", "detached process survives pause")
 
-        for s in (child, paused_child):
+        for s in (child, paused_child, over):
             s.destroy()
             s.wait_until_destroyed(WAIT)
         expect_status(409, child.resume, "resume a destroyed sandbox")
@@ -566,7 +631,7 @@ def scenario_processes(c: Client) -> None:
         eq(p.command, "bash", "cmd echoed")
         check(p.created_at is not None, "created_at", p)
         seq = procs.input(p.process_id, "hi\n")
-        check(isinstance(seq, int) and seq >= 1, "input_seq", seq)
+        check(isinstance(seq, int) and seq >= 0, "input_seq", seq)
         opts = ManagedProcessConnectOptions(timeout=20.0)
         with procs.connect(p.process_id, opts) as stream:
             events = collect(stream)

@@ -120,13 +120,21 @@ async function scenarioSandboxes(box) {
   try {
     check(sb.id, "create returns an id", sb.data);
     eq(sb.status, "running", "create status");
-    eq(sb.data.status, "running", "create response carries status running (emulator sends it)");
     eq(sb.name, name, "create echoes name");
     eq(sb.data.shape, SHAPE, "create echoes shape");
     eq(sb.data.rootfs, ROOTFS, "create echoes rootfs");
     check(sb.ip, "create returns ip", sb.data);
     check(typeof sb.data.spawn_ms === "number", "create spawn_ms is a number", sb.data);
     check(sb.data.disk_mib > 0 && sb.data.vcpu >= 1 && sb.data.mem_mib >= 1, "create sizes", sb.data);
+
+    // WIRE §10: the create body is CreateSandboxResponse, not a SandboxView.
+    const rawCreate = await box.http.request("POST", "/v1/sandboxes", { body: { shape: SHAPE }, timeoutMs: 60_000 });
+    extra.push(await box.getSandbox(rawCreate.id));
+    eq(rawCreate.status, "running", "raw create status (the emulator sends it)");
+    check(!("created_at" in rawCreate) && !("ingress_enabled" in rawCreate), "create body has no created_at / ingress_enabled", rawCreate);
+    for (const key of ["id", "ip", "shape", "vcpu", "mem_mib", "disk_mib", "spawn_ms"]) {
+      check(key in rawCreate, `create body has required ${key}`, rawCreate);
+    }
 
     const got = await box.getSandbox(sb.id);
     eq(got.id, sb.id, "GET id");
@@ -154,14 +162,19 @@ async function scenarioSandboxes(box) {
     const paused = (await box.listSandboxes({ status: "paused" })).map((s) => s.id);
     check(paused.includes(other.id) && !paused.includes(sb.id), "status=paused filter", paused);
     eq((await box.listSandboxes({ limit: 1 })).length, 1, "list limit=1");
+    const ours = (ids) => ids.filter((id) => id === sb.id || id === other.id);
     const iterated = [];
     for await (const s of box.iterateSandboxes()) iterated.push(s.id);
-    eq(iterated, all, "iterateSandboxes walks the same items in the same order");
+    eq(ours(iterated), ours(all), "iterateSandboxes yields ours in the same (creation) order");
+    eq(ours(all), [sb.id, other.id], "list order = creation order");
+    const at = (id) => all.indexOf(id);
+    check(at(sb.id) < at(rawCreate.id) && at(rawCreate.id) < at(other.id), "list order = creation order (3)", all);
     // Explicit paging: offset walks by item count, order stable across pages.
+    const full = await box.http.request("GET", "/v1/sandboxes", { query: { limit: 2, offset: 0 } });
     const p0 = await box.http.request("GET", "/v1/sandboxes", { query: { limit: 1, offset: 0 } });
     const p1 = await box.http.request("GET", "/v1/sandboxes", { query: { limit: 1, offset: 1 } });
-    eq([p0.data[0].id, p1.data[0].id], all.slice(0, 2), "limit=1 pages follow list order");
-    eq(p1.pagination.offset, 1, "pagination.offset echoes");
+    eq([p0.data[0].id, p1.data[0].id], full.data.map((v) => v.id), "limit=1 pages follow list order");
+    eq([p1.pagination.offset, p1.pagination.limit, p1.pagination.count], [1, 1, 1], "pagination fields echo");
     await expectStatus(400, () => box.listSandboxes({ status: "bogus" }), "unknown status filter");
 
     await expectStatus(404, () => box.getSandbox("sb_00000000000000000000000000"), "GET unknown id");
@@ -244,10 +257,21 @@ async function scenarioExec(box) {
     const lines = (await raw.text()).split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l));
     eq(lines.filter((f) => !f.hb), [{ stdout: "x\n" }, { exit_code: 0 }], "raw NDJSON frames, one key each");
 
-    // Early break: the SDK cancels the body; the emulator must cope and stay usable.
-    for await (const ev of sb.streamCommand("bash", ["-c", "for i in $(seq 1 200); do echo $i; sleep 0.01; done"], REQ)) {
-      if (ev.type === "stdout") break;
+    // Early break: the SDK cancels the body; WIRE §11 says the server then kills the command.
+    const marker = `conf-marker-${randomBytes(3).toString("hex")}`;
+    const pattern = `[${marker[0]}]${marker.slice(1)}`; // matches the command, never pgrep itself
+    for await (const ev of sb.streamCommand("bash", ["-c", "while :; do echo tick; sleep 0.02; done", marker], REQ)) {
+      if (ev.type === "stdout") {
+        eq((await sb.runCommand("pgrep", ["-f", pattern], REQ)).result.exit_code, 0, "streamed command runs");
+        break;
+      }
     }
+    let polls = 0;
+    while ((await sb.runCommand("pgrep", ["-f", pattern], REQ)).result.exit_code !== 1) {
+      polls++;
+      check(polls < 300, "command killed after the client disconnected", polls);
+    }
+    console.log(`  disconnect -> command gone after ${polls} extra poll(s)`);
     eq((await sb.runCommand("echo", ["still-ok"], REQ)).result.stdout, "still-ok\n", "usable after an abandoned stream");
 
     await sb.pause();
@@ -345,12 +369,39 @@ async function scenarioLifecycle(box) {
   });
 }
 
+async function scenarioExtras(box) {
+  await withSandbox(box, { egress: ["pypi.org", "1.1.1.1:53"] }, async (sb) => {
+    eq((await sb.getEgress()).egress, ["pypi.org", "1.1.1.1:53"], "egress from create");
+    eq(await sb.setEgress(["10.0.0.0/8:443"]), { id: sb.id, egress: ["10.0.0.0/8:443"] }, "PUT egress returns {id, egress}");
+    const cleared = await sb.setEgress(null);
+    eq(cleared.id, sb.id, "PUT egress null id");
+    check(cleared.egress == null || cleared.egress.length === 0, "egress null = allow all", cleared);
+    const bw = await sb.getBandwidth();
+    eq(bw.id, sb.id, "bandwidth id");
+    for (const k of ["quota_bytes", "used_bytes", "ingress_bytes", "remaining_bytes"]) {
+      check(Number.isInteger(bw[k]), `bandwidth ${k} is an integer`, bw);
+    }
+    eq(typeof bw.capped, "boolean", "bandwidth capped is a boolean");
+    const topped = await sb.rechargeBandwidth(1024);
+    eq(topped.quota_bytes, bw.quota_bytes + 1024, "recharge adds to the quota");
+    await expectStatus(400, () => sb.rechargeBandwidth(0), "recharge 0 bytes");
+    const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvJ4mHkJ0x1nWvQvT9qVxkq6tF9kR2yq2w4lZ1cPpXc conf@test";
+    eq(await sb.addSSHPubkeys([key, key]), { count: 1 }, "ssh-pubkeys de-duplicates");
+    await expectStatus(400, () => sb.addSSHPubkeys(["not a key"]), "bad ssh key");
+    const before = sb.data.disk_mib;
+    eq(await sb.resize(before + 1024), { id: sb.id, disk_mib: before + 1024 }, "resize grows");
+    eq((await box.getSandbox(sb.id)).data.disk_mib, before + 1024, "GET after resize");
+    await expectStatus(400, () => sb.resize(before), "resize cannot shrink");
+  });
+}
+
 const SCENARIOS = {
   catalog: scenarioCatalog,
   sandboxes: scenarioSandboxes,
   exec: scenarioExec,
   files: scenarioFiles,
   lifecycle: scenarioLifecycle,
+  extras: scenarioExtras,
 };
 
 async function main(argv) {
