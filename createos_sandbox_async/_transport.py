@@ -291,6 +291,8 @@ class Transport:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _client_timeout(self, total: float | None) -> aiohttp.ClientTimeout:
+        if total is not None and (isinstance(total, bool) or not total > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {total!r}")
         t = self._timeouts
         return aiohttp.ClientTimeout(total=total, connect=t.pool, sock_connect=t.connect)
 
@@ -582,6 +584,8 @@ class Transport:
             body = data
         hdrs = self._headers(auth, is_json, headers)
         query = _query(params) if params else None
+        if timeout is not None:
+            self._client_timeout(timeout)  # validates
         deadline = self._timeouts.request if timeout is None else timeout
         observe = (
             self._hooks.on_request is not None

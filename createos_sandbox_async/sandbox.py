@@ -293,23 +293,32 @@ class Sandbox:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def refresh(self) -> Sandbox:
+    async def refresh(self, *, timeout: float | None = None) -> Sandbox:
         """Fetch the current view (``GET /v1/sandboxes/{id}``)."""
-        self._set_view(await self._transport.request("GET", self._base))
+        self._set_view(await self._transport.request("GET", self._base, timeout=timeout))
         return self
 
-    async def pause(self, *, wait: bool = False, timeout: float = 120.0) -> Sandbox:
-        """Snapshot and pause (running only). Returns at once in ``pausing`` unless ``wait``."""
-        self._set_view(await self._transport.request("POST", self._base + "/pause"))
+    async def pause(
+        self, *, wait: bool = False, wait_timeout: float = 120.0, timeout: float | None = None
+    ) -> Sandbox:
+        """Snapshot and pause (running only). Returns at once in ``pausing`` unless ``wait``.
+
+        ``timeout`` bounds the request (as on every method); ``wait_timeout`` the wait.
+        """
+        path = self._base + "/pause"
+        self._set_view(await self._transport.request("POST", path, timeout=timeout))
         if wait:
-            await self.wait_until("paused", timeout=timeout)
+            await self.wait_until("paused", timeout=wait_timeout)
         return self
 
-    async def resume(self, *, wait: bool = False, timeout: float = 120.0) -> Sandbox:
+    async def resume(
+        self, *, wait: bool = False, wait_timeout: float = 120.0, timeout: float | None = None
+    ) -> Sandbox:
         """Resume a paused (or ``error``) sandbox; returns in ``resuming`` unless ``wait``."""
-        self._set_view(await self._transport.request("POST", self._base + "/resume"))
+        path = self._base + "/resume"
+        self._set_view(await self._transport.request("POST", path, timeout=timeout))
         if wait:
-            await self.wait_until("running", timeout=timeout)
+            await self.wait_until("running", timeout=wait_timeout)
         return self
 
     async def fork(
@@ -322,7 +331,8 @@ class Sandbox:
         envs: Mapping[str, str] | None = None,
         bandwidth_quota_bytes: int | None = None,
         wait: bool = False,
-        timeout: float = 120.0,
+        wait_timeout: float = 120.0,
+        timeout: float | None = None,
     ) -> Sandbox:
         """Clone this paused sandbox; returns the child. Omitted fields inherit from the source."""
         body: dict[str, Any] = {}
@@ -340,30 +350,34 @@ class Sandbox:
             body["bandwidth_quota_bytes"] = _check_int(
                 "bandwidth_quota_bytes", bandwidth_quota_bytes
             )
-        data = await self._transport.request("POST", self._base + "/fork", json=body)
+        path = self._base + "/fork"
+        data = await self._transport.request("POST", path, json=body, timeout=timeout)
         child = Sandbox(self._session, structure(data, SandboxView))
         if wait:
-            await child.wait_until("paused" if start_paused else "running", timeout=timeout)
+            target = "paused" if start_paused else "running"
+            await child.wait_until(target, timeout=wait_timeout)
         return child
 
-    async def destroy(self, *, wait: bool = False, timeout: float = 120.0) -> DestroyResult:
+    async def destroy(
+        self, *, wait: bool = False, wait_timeout: float = 120.0, timeout: float | None = None
+    ) -> DestroyResult:
         """Destroy (idempotent: an already destroyed or vanished sandbox is not an error)."""
         try:
-            data = await self._transport.request("DELETE", self._base)
+            data = await self._transport.request("DELETE", self._base, timeout=timeout)
         except NotFoundError:
             result = DestroyResult(id=self.id, status=SandboxStatus.DESTROYED)
         else:
             result = structure(data, DestroyResult)
         self.data = attrs.evolve(self.data, status=result.status)
         if wait and result.status != "destroyed":
-            await self.wait_until("destroyed", timeout=timeout)
+            await self.wait_until("destroyed", timeout=wait_timeout)
         return result
 
-    async def resize(self, disk_mib: int) -> ResizeResult:
+    async def resize(self, disk_mib: int, *, timeout: float | None = None) -> ResizeResult:
         """Grow the overlay disk to ``disk_mib`` MiB in total (grow only)."""
         _check_int("disk_mib", disk_mib, minimum=1)
         data = await self._transport.request(
-            "POST", self._base + "/resize", json={"disk_mib": disk_mib}
+            "POST", self._base + "/resize", json={"disk_mib": disk_mib}, timeout=timeout
         )
         result = structure(data, ResizeResult)
         self.data = attrs.evolve(self.data, disk_mib=result.disk_mib)
@@ -375,6 +389,7 @@ class Sandbox:
         ingress_enabled: bool | None = None,
         auto_pause_after_seconds: int | None = None,
         disable_auto_pause: bool | None = None,
+        timeout: float | None = None,
     ) -> Sandbox:
         """PATCH ingress / auto-pause. Only the arguments given are sent; ``False`` is sent."""
         body: dict[str, Any] = {}
@@ -391,7 +406,8 @@ class Sandbox:
                 "update() needs at least one of ingress_enabled, auto_pause_after_seconds, "
                 "disable_auto_pause"
             )
-        self._set_view(await self._transport.request("PATCH", self._base, json=body))
+        data = await self._transport.request("PATCH", self._base, json=body, timeout=timeout)
+        self._set_view(data)
         return self
 
     async def wait_until(
@@ -522,36 +538,45 @@ class Sandbox:
 
     # -- network policy, keys, networks, disks (thin) --------------------------------------------
 
-    async def get_egress(self) -> tuple[str, ...]:
+    async def get_egress(self, *, timeout: float | None = None) -> tuple[str, ...]:
         """The egress allowlist; empty means allow all."""
-        data = await self._transport.request("GET", self._base + "/egress")
+        data = await self._transport.request("GET", self._base + "/egress", timeout=timeout)
         return structure(data, EgressView).egress
 
-    async def set_egress(self, rules: Sequence[str] | None) -> tuple[str, ...]:
+    async def set_egress(
+        self, rules: Sequence[str] | None, *, timeout: float | None = None
+    ) -> tuple[str, ...]:
         """Replace the egress allowlist; ``None`` or ``[]`` allows all."""
         body = {"egress": None if rules is None else _check_str_list("rules", rules)}
-        data = await self._transport.request("PUT", self._base + "/egress", json=body)
+        path = self._base + "/egress"
+        data = await self._transport.request("PUT", path, json=body, timeout=timeout)
         return structure(data, EgressView).egress
 
-    async def bandwidth(self) -> Bandwidth:
+    async def bandwidth(self, *, timeout: float | None = None) -> Bandwidth:
         """Bandwidth quota and usage."""
-        return structure(await self._transport.request("GET", self._base + "/bandwidth"), Bandwidth)
+        data = await self._transport.request("GET", self._base + "/bandwidth", timeout=timeout)
+        return structure(data, Bandwidth)
 
-    async def recharge_bandwidth(self, add_bytes: int) -> Bandwidth:
+    async def recharge_bandwidth(
+        self, add_bytes: int, *, timeout: float | None = None
+    ) -> Bandwidth:
         """Add ``add_bytes`` to the quota (credit-gated)."""
         _check_int("add_bytes", add_bytes, minimum=1)
         data = await self._transport.request(
-            "POST", self._base + "/bandwidth/recharge", json={"add_bytes": add_bytes}
+            "POST",
+            self._base + "/bandwidth/recharge",
+            json={"add_bytes": add_bytes},
+            timeout=timeout,
         )
         return structure(data, Bandwidth)
 
-    async def add_ssh_pubkeys(self, keys: Sequence[str]) -> int:
+    async def add_ssh_pubkeys(self, keys: Sequence[str], *, timeout: float | None = None) -> int:
         """Add OpenSSH public keys; returns the total after de-duplication."""
         key_list = _check_str_list("keys", keys)
         if not key_list:
             raise ValueError("keys must not be empty")
         data = await self._transport.request(
-            "POST", self._base + "/ssh-pubkeys", json={"keys": key_list}
+            "POST", self._base + "/ssh-pubkeys", json={"keys": key_list}, timeout=timeout
         )
         if not isinstance(data, dict) or not isinstance(data.get("count"), int):
             from .errors import ProtocolError
@@ -559,15 +584,16 @@ class Sandbox:
             raise ProtocolError("POST ssh-pubkeys: response has no integer 'count'")
         return int(data["count"])
 
-    async def attach_network(self, network_id: str) -> None:
+    async def attach_network(self, network_id: str, *, timeout: float | None = None) -> None:
         """Join a private network (running sandboxes only)."""
         body = {"id": _check_str("network_id", network_id)}
-        await self._transport.request("POST", self._base + "/networks", json=body)
+        path = self._base + "/networks"
+        await self._transport.request("POST", path, json=body, timeout=timeout)
 
-    async def detach_network(self, network_id: str) -> None:
+    async def detach_network(self, network_id: str, *, timeout: float | None = None) -> None:
         """Leave a private network."""
         seg = _id_segment("network_id", network_id)
-        await self._transport.request("DELETE", self._base + "/networks/" + seg)
+        await self._transport.request("DELETE", self._base + "/networks/" + seg, timeout=timeout)
 
     async def list_disks(self) -> list[SandboxDisk]:
         """Disks mounted in this sandbox, with their mount status."""
@@ -579,7 +605,12 @@ class Sandbox:
         return await pager.to_list()
 
     async def attach_disk(
-        self, disk_id: str, mount_path: str, *, sub_path: str | None = None
+        self,
+        disk_id: str,
+        mount_path: str,
+        *,
+        sub_path: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Mount a registered disk at ``mount_path`` (running sandboxes only)."""
         body: dict[str, str] = {
@@ -588,14 +619,16 @@ class Sandbox:
         }
         if sub_path:
             body["sub_path"] = _check_sub_path("sub_path", sub_path)
-        await self._transport.request("POST", self._base + "/disks", json=body)
+        await self._transport.request("POST", self._base + "/disks", json=body, timeout=timeout)
 
-    async def detach_disk(self, disk_id: str, mount_path: str) -> None:
+    async def detach_disk(
+        self, disk_id: str, mount_path: str, *, timeout: float | None = None
+    ) -> None:
         """Unmount one mount of a disk (pass the ``disk_…`` id, not the name)."""
         seg = _id_segment("disk_id", disk_id)
         path = _check_mount_path("mount_path", mount_path)
         await self._transport.request(
-            "DELETE", self._base + "/disks/" + seg, params={"mount_path": path}
+            "DELETE", self._base + "/disks/" + seg, params={"mount_path": path}, timeout=timeout
         )
 
 
@@ -658,16 +691,16 @@ class Sandboxes:
         view = view_from_create(data, ingress_enabled=bool(ingress_enabled))
         return Sandbox(self._session, structure(view, SandboxView))
 
-    async def get(self, sandbox_id: str) -> Sandbox:
+    async def get(self, sandbox_id: str, *, timeout: float | None = None) -> Sandbox:
         """The sandbox with this id (404 -> ``NotFoundError``, also for another tenant's id)."""
         path = "/v1/sandboxes/" + _id_segment("sandbox_id", sandbox_id)
-        data = await self._session._transport.request("GET", path)
+        data = await self._session._transport.request("GET", path, timeout=timeout)
         return Sandbox(self._session, structure(data, SandboxView))
 
-    async def by_ip(self, ip: str) -> Sandbox:
+    async def by_ip(self, ip: str, *, timeout: float | None = None) -> Sandbox:
         """The sandbox whose private IP is ``ip``."""
         path = "/v1/sandboxes/by-ip/" + _id_segment("ip", ip)
-        data = await self._session._transport.request("GET", path)
+        data = await self._session._transport.request("GET", path, timeout=timeout)
         return Sandbox(self._session, structure(data, SandboxView))
 
     def list(

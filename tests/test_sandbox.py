@@ -522,3 +522,27 @@ async def test_egress_bandwidth_keys_networks_disks() -> None:
     detach = [r for r in srv.requests if r.method == "DELETE" and "/disks/" in r.path]
     assert detach[0].query == {"mount_path": "/mnt/data"}
     assert srv.count() == 12  # the bad calls sent nothing
+
+
+async def test_per_call_timeout_on_lifecycle_methods() -> None:
+    api = FakeAPI()
+    row = api.add()
+    never = anyio.Event()
+
+    async def hang(_request: web.Request) -> web.Response:
+        await never.wait()
+        return ok(None)
+
+    app = api.app()
+    app.router.add_post("/v1/sandboxes/{id}/hang", hang)
+    async with serve(app) as srv, srv.session(timeout=600) as session:
+        sb = await session.sandboxes.get(row["id"], timeout=5)
+        with pytest.raises(APITimeoutError):
+            await session.request("POST", sb._path("/hang"), json={}, timeout=0.05)
+        await sb.pause(timeout=5, wait=False)
+        with pytest.raises(ValueError, match="timeout"):
+            await sb.refresh(timeout=0)
+        with pytest.raises(ValueError, match="timeout"):
+            await sb.destroy(timeout=-1)
+    assert srv.count("POST", f"/v1/sandboxes/{row['id']}/hang") == 1
+    assert srv.count("DELETE") == 0
