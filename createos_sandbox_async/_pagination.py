@@ -82,6 +82,7 @@ class Pager(Generic[T]):
         "_offset",
         "_page_size",
         "_params",
+        "_timeout",
         "_transport",
         "_yielded",
     )
@@ -97,6 +98,7 @@ class Pager(Generic[T]):
         limit: int | None = None,
         page_size: int | None = None,
         auth: bool = True,
+        timeout: float | None = None,
     ) -> None:
         _check_positive("limit", limit)
         _check_positive("page_size", page_size)
@@ -113,6 +115,7 @@ class Pager(Generic[T]):
         self._yielded = 0
         self._done = False
         self._auth = auth
+        self._timeout = timeout
 
     def __aiter__(self) -> Pager[T]:
         return self
@@ -139,7 +142,9 @@ class Pager(Generic[T]):
             params["limit"] = size
         if self._offset:
             params["offset"] = self._offset
-        data = await self._transport.request("GET", self._endpoint, params=params, auth=self._auth)
+        data = await self._transport.request(
+            "GET", self._endpoint, params=params, auth=self._auth, timeout=self._timeout
+        )
         items, total = parse_page(data, self._legacy_keys, self._endpoint)
         self._buffer = items
         self._index = 0

@@ -595,13 +595,19 @@ class Sandbox:
         seg = _id_segment("network_id", network_id)
         await self._transport.request("DELETE", self._base + "/networks/" + seg, timeout=timeout)
 
-    async def list_disks(self) -> list[SandboxDisk]:
+    async def list_disks(self, *, timeout: float | None = None) -> list[SandboxDisk]:
         """Disks mounted in this sandbox, with their mount status."""
 
         def convert(item: Any) -> SandboxDisk:
             return structure(item, SandboxDisk)
 
-        pager = Pager(self._transport, self._base + "/disks", convert, legacy_keys=("disks",))
+        pager = Pager(
+            self._transport,
+            self._base + "/disks",
+            convert,
+            legacy_keys=("disks",),
+            timeout=timeout,
+        )
         return await pager.to_list()
 
     async def attach_disk(
@@ -709,6 +715,7 @@ class Sandboxes:
         limit: int | None = None,
         *,
         page_size: int | None = None,
+        timeout: float | None = None,
     ) -> Pager[Sandbox]:
         """Async iterator over your sandboxes, pages fetched lazily.
 
@@ -730,6 +737,7 @@ class Sandboxes:
             params=params,
             limit=limit,
             page_size=page_size,
+            timeout=timeout,
         )
 
 

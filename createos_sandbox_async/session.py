@@ -155,29 +155,29 @@ class AsyncSession:
 
     # -- catalog and identity ---------------------------------------------------------------------
 
-    async def whoami(self) -> WhoAmI:
+    async def whoami(self, *, timeout: float | None = None) -> WhoAmI:
         """Who the API key belongs to, with sandbox counts."""
-        return await _catalog.whoami(self._transport)
+        return await _catalog.whoami(self._transport, timeout)
 
-    async def shapes(self) -> list[Shape]:
+    async def shapes(self, *, timeout: float | None = None) -> list[Shape]:
         """Every sandbox shape."""
-        return await _catalog.shapes(self._transport)
+        return await _catalog.shapes(self._transport, timeout)
 
-    async def rootfs(self) -> RootfsCatalog:
+    async def rootfs(self, *, timeout: float | None = None) -> RootfsCatalog:
         """The built-in root filesystems and the default one."""
-        return await _catalog.rootfs(self._transport)
+        return await _catalog.rootfs(self._transport, timeout)
 
-    async def hosts(self) -> list[Host]:
+    async def hosts(self, *, timeout: float | None = None) -> list[Host]:
         """Worker hosts (may be refused to ordinary keys)."""
-        return await _catalog.hosts(self._transport)
+        return await _catalog.hosts(self._transport, timeout)
 
-    async def health(self) -> Health:
+    async def health(self, *, timeout: float | None = None) -> Health:
         """Liveness of the API."""
-        return await _catalog.health(self._transport)
+        return await _catalog.health(self._transport, timeout)
 
-    async def ready(self) -> Readiness:
+    async def ready(self, *, timeout: float | None = None) -> Readiness:
         """Readiness of the API (a 503 is returned as ``ready=False``, not raised)."""
-        return await _catalog.ready(self._transport)
+        return await _catalog.ready(self._transport, timeout)
 
     # -- escape hatches ---------------------------------------------------------------------------
 

@@ -18,44 +18,48 @@ if TYPE_CHECKING:
 __all__ = ["health", "hosts", "ready", "rootfs", "shapes", "whoami"]
 
 
-async def whoami(transport: Transport) -> WhoAmI:
+async def whoami(transport: Transport, timeout: float | None = None) -> WhoAmI:
     """Identity behind the API key (``GET /v1/whoami``)."""
-    return structure(await transport.request("GET", "/v1/whoami"), WhoAmI)
+    return structure(await transport.request("GET", "/v1/whoami", timeout=timeout), WhoAmI)
 
 
-async def shapes(transport: Transport) -> list[Shape]:
+async def shapes(transport: Transport, timeout: float | None = None) -> list[Shape]:
     """Every sandbox shape (open route: sent without the key)."""
 
     def convert(item: Any) -> Shape:
         return structure(item, Shape)
 
-    pager = Pager(transport, "/v1/shapes", convert, legacy_keys=("shapes",), auth=False)
+    pager = Pager(
+        transport, "/v1/shapes", convert, legacy_keys=("shapes",), auth=False, timeout=timeout
+    )
     return await pager.to_list()
 
 
-async def rootfs(transport: Transport) -> RootfsCatalog:
+async def rootfs(transport: Transport, timeout: float | None = None) -> RootfsCatalog:
     """The built-in root filesystem catalog (open route, not paginated)."""
-    return structure(await transport.request("GET", "/v1/rootfs", auth=False), RootfsCatalog)
+    data = await transport.request("GET", "/v1/rootfs", auth=False, timeout=timeout)
+    return structure(data, RootfsCatalog)
 
 
-async def hosts(transport: Transport) -> list[Host]:
+async def hosts(transport: Transport, timeout: float | None = None) -> list[Host]:
     """Worker hosts (administrator projection: ordinary keys may get ``PermissionDeniedError``)."""
 
     def convert(item: Any) -> Host:
         return structure(item, Host)
 
-    return await Pager(transport, "/v1/hosts", convert).to_list()
+    return await Pager(transport, "/v1/hosts", convert, timeout=timeout).to_list()
 
 
-async def health(transport: Transport) -> Health:
+async def health(transport: Transport, timeout: float | None = None) -> Health:
     """Liveness (``GET /healthz``, no credentials)."""
-    return structure(await transport.request("GET", "/healthz", auth=False), Health)
+    data = await transport.request("GET", "/healthz", auth=False, timeout=timeout)
+    return structure(data, Health)
 
 
-async def ready(transport: Transport) -> Readiness:
+async def ready(transport: Transport, timeout: float | None = None) -> Readiness:
     """Readiness: 200 -> ready, 503 -> not ready (returned, not raised; never retried)."""
     try:
-        data = await transport.request("GET", "/readyz", auth=False, retry=False)
+        data = await transport.request("GET", "/readyz", auth=False, retry=False, timeout=timeout)
     except APIError as err:
         if err.status != 503:
             raise
