@@ -493,3 +493,33 @@ async def test_secret_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
     assert API_KEY not in blob
     assert "env-secret-value" not in blob
     assert "[redacted]" in blob
+
+
+async def test_cancelled_buffered_request_drops_the_connection() -> None:
+    started, disconnected = anyio.Event(), anyio.Event()
+
+    async def dribble(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_type = "application/json"
+        await resp.prepare(request)
+        try:
+            await resp.write(b'{"status":"success","data":')
+            started.set()
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            disconnected.set()
+            raise
+        return resp
+
+    app = _one("/v1/x", dribble)
+    async with serve(app) as srv, srv.session() as session:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.request, "GET", "/v1/x")
+            await started.wait()
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(5):
+            await disconnected.wait()
+        connector = session._transport.connector
+        assert connector is not None
+        assert sum(len(v) for v in connector._conns.values()) == 0
+    assert srv.count() == 1
