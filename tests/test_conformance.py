@@ -117,6 +117,46 @@ def _report(sdk: str, scenario: str, rc: int | None, output: str) -> None:
     assert f"ok   {scenario}" in output, output[-2000:]
 
 
+def _arm_faults(server: Any) -> list[Any]:
+    """FAULT_PLAN: what the `faults` scenario of both scripts meets, in the order it meets it."""
+    f = server.faults
+    f.clear()
+    return [
+        f.status(503, route="/v1/whoami", method="GET", retry_after=0),
+        f.reset(route="/v1/sandboxes", method="GET"),
+        f.status(429, route="/v1/sandboxes", method="POST", retry_after=0),
+        f.status(502, route="/v1/sandboxes/*", method="GET", html=True),
+        f.status(500, route="/v1/sandboxes/*/exec", method="POST"),
+        f.truncate(route="/v1/sandboxes/*/exec", method="POST", after_frames=1),
+        f.slow(route="/v1/sandboxes/*/files", method="GET", delay=0.002, chunk_size=8192),
+    ]
+
+
+@pytest.mark.parametrize("sdk", ["python", "typescript"])
+async def test_official_sdks_ride_out_injected_faults(
+    server: Any, other_tenant: str, sdk: str
+) -> None:
+    """The emulator's faults look like real ones to the official SDKs: the retryable ones are
+    retried (each exactly once), the 500 on a POST surfaces, a truncated stream just ends."""
+    if sdk == "python":
+        _require_python_sdk()
+        argv = [str(PY_OFFICIAL), str(HERE / "py_official.py"), "faults"]
+    else:
+        argv = [_require_ts_sdk(), str(HERE / "ts_official.mjs"), "faults"]
+    count = server.request_count
+    before = (count("GET", "/v1/whoami"), count("POST", "/v1/sandboxes"), count("POST", "*/exec"))
+    handles = _arm_faults(server)
+    try:
+        rc, out = await _run(argv, _env(server, other_tenant))
+    finally:
+        server.faults.clear()
+    _report(sdk, "faults", rc, out)
+    assert [h.hits for h in handles] == [1] * len(handles), handles
+    after = (count("GET", "/v1/whoami"), count("POST", "/v1/sandboxes"), count("POST", "*/exec"))
+    # whoami and create each sent twice (one retry); exec 3 times: the 500 was NOT retried.
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 3]
+
+
 @pytest.mark.parametrize("scenario", PY_SCENARIOS)
 async def test_official_python_sdk(server: Any, other_tenant: str, scenario: str) -> None:
     _require_python_sdk()

@@ -761,6 +761,33 @@ def scenario_processes(c: Client) -> None:
         eq(events[-1].exit_code, 0, "bg exit")
 
 
+def scenario_faults(c: Client) -> None:
+    """Only with the faults tests/test_conformance.py arms (FAULT_PLAN there), in this order."""
+    eq(bool(c.who_am_i().user_id), True, "whoami after a 503 with Retry-After: 0 (retried)")
+    c.list_sandboxes()  # connection reset before headers: a GET, retried
+    with sandbox(c) as sb:  # POST create answered 429 first: retried (the server did not run it)
+        eq(c.get_sandbox(sb.id).id, sb.id, "GET after an nginx-style HTML 502 (retried)")
+        err = expect_status(500, lambda: run(sb, "true"), "exec POST 500 (never retried)")
+        check(err.body.startswith(b"{"), "injected 500 carries a JSend body", err.body[:200])
+        script = "echo one; sleep 0.3; echo two"
+        with sb.stream_command(
+            RunCommandRequest(command="bash", arguments=["-c", script]), ExecOptions(timeout=30.0)
+        ) as stream:
+            events = list(stream)
+        kinds = [e.type for e in events if e.type != ExecStreamEventType.HEARTBEAT]
+        eq(kinds, [ExecStreamEventType.STDOUT], "truncated stream: output, then EOF, no exit")
+        eq(
+            [e.data for e in events if e.type == ExecStreamEventType.STDOUT],
+            ["one\n"],
+            "truncated stream output",
+        )
+        blob = secrets.token_bytes(65536)
+        sb.files.upload("/tmp/slow.bin", blob, SHORT)
+        with sb.files.download("/tmp/slow.bin", SHORT) as dl:
+            check(dl.read() == blob, "slow (dribbled) download reassembles", None)
+        eq(run(sb, "echo", "ok").result.standard_output, "ok\n", "exec works after the faults")
+
+
 SCENARIOS: dict[str, Callable[[Client], None]] = {
     "catalog": scenario_catalog,
     "sandboxes": scenario_sandboxes,
@@ -768,11 +795,12 @@ SCENARIOS: dict[str, Callable[[Client], None]] = {
     "files": scenario_files,
     "lifecycle": scenario_lifecycle,
     "processes": scenario_processes,
+    "faults": scenario_faults,
 }
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(SCENARIOS)
+    names = argv or [n for n in SCENARIOS if n != "faults"]  # faults needs armed faults
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         print(f"unknown scenario(s): {unknown}; known: {list(SCENARIOS)}", file=sys.stderr)

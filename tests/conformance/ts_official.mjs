@@ -395,6 +395,24 @@ async function scenarioExtras(box) {
   });
 }
 
+async function scenarioFaults(box) {
+  // Only with the faults tests/test_conformance.py arms (FAULT_PLAN there), in this order.
+  check((await box.whoami()).user_id, "whoami after a 503 with Retry-After: 0 (retried)", null);
+  await box.listSandboxes(); // connection reset before headers: a GET, retried
+  await withSandbox(box, {}, async (sb) => { // POST create answered 429 first: retried
+    eq((await box.getSandbox(sb.id)).id, sb.id, "GET after an nginx-style HTML 502 (retried)");
+    await expectStatus(500, () => sb.runCommand("true", [], REQ), "exec POST 500 (never retried)");
+    const events = await collect(sb.streamCommand("bash", ["-c", "echo one; sleep 0.3; echo two"], REQ));
+    eq(events.filter((e) => e.type !== "heartbeat"), [{ type: "stdout", data: "one\n" }],
+      "truncated stream: output, then EOF, no exit");
+    const blob = randomBytes(65536);
+    await sb.files.upload("/tmp/slow.bin", blob, REQ);
+    const back = Buffer.from(await sb.files.download("/tmp/slow.bin", REQ));
+    check(back.equals(blob), "slow (dribbled) download reassembles", back.length);
+    eq((await sb.runCommand("echo", ["ok"], REQ)).result.stdout, "ok\n", "exec works after the faults");
+  });
+}
+
 const SCENARIOS = {
   catalog: scenarioCatalog,
   sandboxes: scenarioSandboxes,
@@ -402,10 +420,12 @@ const SCENARIOS = {
   files: scenarioFiles,
   lifecycle: scenarioLifecycle,
   extras: scenarioExtras,
+  faults: scenarioFaults,
 };
 
 async function main(argv) {
-  const names = argv.length ? argv : Object.keys(SCENARIOS);
+  // "faults" only makes sense with the faults the pytest wrapper arms.
+  const names = argv.length ? argv : Object.keys(SCENARIOS).filter((n) => n !== "faults");
   const unknown = names.filter((n) => !(n in SCENARIOS));
   if (unknown.length) {
     console.error(`unknown scenario(s): ${unknown}; known: ${Object.keys(SCENARIOS)}`);
