@@ -53,6 +53,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     _loads = _json.loads
 
 
+#: Bodies that can be sent again as they are.
+_REPLAYABLE: Final = (bytes, bytearray, memoryview)
 #: One encoder for every body: ``json.dumps`` with options would build a new one per call.
 _dumps: Final = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -212,6 +214,7 @@ class Transport:
         "_limits",
         "_lock",
         "_noauth_headers",
+        "_observed",
         "_prefix",
         "_retry",
         "_secrets",
@@ -239,6 +242,8 @@ class Transport:
         self._retry = retry
         self._limits = limits
         self._hooks = hooks or Hooks()
+        # request/response observers present: only then build events on the hot path
+        self._observed = self._hooks.on_request is not None or self._hooks.on_response is not None
         self._secrets: tuple[str, ...] = (api_key,) if api_key else ()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -399,8 +404,9 @@ class Transport:
         if path[:1] != "/":
             raise ValueError(f"path must start with '/', got {path!r}")
         url = URL(self._prefix + path, encoded=True)
-        is_json = json is not UNSET
-        if is_json:
+        policy = self._retry
+        max_retries = policy.max_retries if retry else 0
+        if json is not UNSET:
             if data is not None:
                 raise ValueError("pass either json= or data=, not both")
             body: Any = _dumps(json).encode()
@@ -411,18 +417,12 @@ class Transport:
         else:
             body = data
             hdrs = self._headers(auth, False, headers)
+            if body is not None and not isinstance(body, _REPLAYABLE):
+                max_retries = 0  # a stream body cannot be replayed
         query = _query(params) if params else None
         client_timeout = self._timeout if timeout is None else self._client_timeout(timeout)
-        policy = self._retry
-        max_retries = policy.max_retries if retry else 0
-        if body is not None and not isinstance(body, bytes | bytearray | memoryview):
-            max_retries = 0  # a stream body cannot be replayed
-        hooks = self._hooks
-        observe = (
-            hooks.on_request is not None
-            or hooks.on_response is not None
-            or logger.isEnabledFor(logging.DEBUG)
-        )
+        observe = self._observed or logger.isEnabledFor(logging.DEBUG)
+        started = 0.0
         attempt = 0
         while True:
             if observe:
@@ -474,7 +474,7 @@ class Transport:
                 raise error
             delay = policy.delay(attempt, retry_after)
             attempt += 1
-            if hooks.on_retry is not None or logger.isEnabledFor(logging.DEBUG):
+            if self._hooks.on_retry is not None or logger.isEnabledFor(logging.DEBUG):
                 await self._on_retry(method, path, attempt, delay, status, error)
             await asyncio.sleep(delay)
 
@@ -587,11 +587,7 @@ class Transport:
         if timeout is not None:
             self._client_timeout(timeout)  # validates
         deadline = self._timeouts.request if timeout is None else timeout
-        observe = (
-            self._hooks.on_request is not None
-            or self._hooks.on_response is not None
-            or logger.isEnabledFor(logging.DEBUG)
-        )
+        observe = self._observed or logger.isEnabledFor(logging.DEBUG)
         started = await self._before(method, path, hdrs, 0) if observe else 0.0
         try:
             async with asyncio.timeout(deadline):
