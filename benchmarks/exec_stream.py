@@ -254,38 +254,47 @@ async def run(args: argparse.Namespace, server: FakeServer) -> dict[str, dict[st
 
 
 def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
-    med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
-    raw, sdk = med["raw aiohttp"], med["createos_sandbox_async"]
+    """Medians per client, and the median of the per-round SDK/raw ratios.
+
+    Each round runs the two clients back to back, so a round's ratio compares them under the same
+    machine load; the median of those ratios is what the targets are checked against.
+    """
+    raw_r, sdk_r = results["raw aiohttp"], results["createos_sandbox_async"]
+    raw = {k: statistics.median(v) for k, v in raw_r.items()}
+    sdk = {k: statistics.median(v) for k, v in sdk_r.items()}
+    ratio = {
+        k: statistics.median(s / r for s, r in zip(sdk_r[k], raw_r[k], strict=True)) for k in raw_r
+    }
     print(
         f"\nexec benchmark: json={args.json}, concurrency={args.concurrency}, "
-        f"{args.ops} execs and one {args.stream_mib} MiB stream per round, "
-        f"median of {args.rounds} rounds\n"
+        f"{args.ops} execs and one {args.stream_mib} MiB stream per client per round, "
+        f"{args.rounds} rounds (medians)\n"
     )
     rows = [
-        ("buffered exec ops/s", "ops_s", "{:,.0f}", False),
-        ("buffered exec CPU µs/op", "cpu_us_op", "{:,.1f}", True),
-        ("stream events/s", "ev_s", "{:,.0f}", False),
-        ("stream MB/s", "mb_s", "{:,.1f}", False),
-        ("stream CPU ns/event", "cpu_ns_ev", "{:,.0f}", True),
+        ("buffered exec ops/s", "ops_s", "{:,.0f}", ""),
+        ("buffered exec CPU µs/op", "cpu_us_op", "{:,.1f}", " (lower is better)"),
+        ("stream events/s", "ev_s", "{:,.0f}", ""),
+        ("stream MB/s", "mb_s", "{:,.1f}", ""),
+        ("stream CPU ns/event", "cpu_ns_ev", "{:,.0f}", " (lower is better)"),
     ]
-    print(f"{'metric':<26}{'raw aiohttp':>16}{'SDK':>16}{'SDK/raw':>10}")
-    for label, key, fmt, lower_better in rows:
-        ratio = sdk[key] / raw[key]
-        note = " (lower is better)" if lower_better else ""
+    print(f"{'metric':<26}{'raw aiohttp':>14}{'SDK':>14}{'SDK/raw':>10}")
+    for label, key, fmt, note in rows:
         print(
-            f"{label:<26}{fmt.format(raw[key]):>16}{fmt.format(sdk[key]):>16}{ratio:>9.2f}x{note}"
+            f"{label:<26}{fmt.format(raw[key]):>14}{fmt.format(sdk[key]):>14}"
+            f"{ratio[key]:>9.2f}x{note}"
         )
-    cpu_ratio = sdk["cpu_us_op"] / raw["cpu_us_op"]
-    ev_ratio = sdk["ev_s"] / raw["ev_s"]
+    cpu_ratio = ratio["cpu_us_op"]
+    ev_ratio = ratio["ev_s"]
+    ev_cpu_ratio = 1 / ratio["cpu_ns_ev"]
     ev_target = 1.0 if args.json == "orjson" else 2.0
     print()
+    verdict = "OK" if cpu_ratio <= 1.15 else "MISSED"
+    print(f"target CPU per buffered exec <= 1.15x raw: {cpu_ratio:.2f}x {verdict}")
+    verdict = "OK" if ev_ratio >= ev_target else "MISSED"
+    print(f"target stream events/s >= {ev_target:.1f}x raw: {ev_ratio:.2f}x {verdict}")
     print(
-        f"target CPU per buffered exec <= 1.15x raw: {cpu_ratio:.2f}x "
-        f"{'OK' if cpu_ratio <= 1.15 else 'MISSED'}"
-    )
-    print(
-        f"target stream events/s >= {ev_target:.1f}x raw: {ev_ratio:.2f}x "
-        f"{'OK' if ev_ratio >= ev_target else 'MISSED'}"
+        f"  (events per CPU second: {ev_cpu_ratio:.2f}x raw; on a busy machine the wall-clock "
+        "rate also depends on the scheduler)"
     )
 
 
