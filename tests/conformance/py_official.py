@@ -189,6 +189,7 @@ def scenario_sandboxes(c: Client) -> None:
         check(view.destroyed_at is None, "destroyed_at absent on a live sandbox", view)
         by_ip = c.get_sandbox_by_ip(created.ip_address)
         eq(by_ip.id, created.id, "GET by-ip")
+        expect_status(404, lambda: c.get_sandbox_by_ip("192.0.2.77"), "GET by-ip unknown ip")
 
         ids = [s.id for s in c.list_sandboxes()]
         check(created.id in ids, "list contains the new sandbox", ids)
@@ -706,6 +707,26 @@ def scenario_processes(c: Client) -> None:
             "unknown signal name",
         )
 
+        # scope=leader vs tree (WIRE §13): the leader exits at once, its orphan keeps the tree
+        # (and the inherited stdout/stderr pipes) alive.
+        orphan = procs.create(
+            ManagedProcessCreateRequest(command="bash", arguments=["-c", "sleep 30 & exit 0"])
+        )
+        check(orphan.pid > 0, "pid of a process whose leader exits at once", orphan.pid)
+        lead = procs.wait(
+            orphan.process_id,
+            ManagedProcessWaitOptions(
+                scope=ManagedProcessWaitScope.LEADER, wait_timeout=5.0, timeout=20.0
+            ),
+        )
+        eq(
+            (lead.leader_exited, lead.tree_exited, lead.exit_code),
+            (True, False, 0),
+            "wait scope=leader returns when the leader exits, tree still alive",
+        )
+        gone = procs.delete(orphan.process_id, ManagedProcessDeleteOptions(timeout=20.0))
+        eq(gone.tree_exited, True, "DELETE ends the orphaned tree")
+
         # Delete a running process tree.
         tree = procs.create(
             ManagedProcessCreateRequest(
@@ -718,6 +739,13 @@ def scenario_processes(c: Client) -> None:
         eq(gone.process_id, tree.process_id, "DELETE returns the final view")
         eq((gone.leader_exited, gone.tree_exited), (True, True), "DELETE kills the whole tree")
         expect_status(404, lambda: procs.get("definitely-not-a-process"), "unknown process id")
+
+        # PTY with neither cmd nor size: the SDK sends {"pty": {}}; a login shell starts.
+        sh = procs.create(ManagedProcessCreateRequest(pty=PTYSize()))
+        eq(sh.kind, ManagedProcessKind.PTY, "bare pty kind")
+        procs.input(sh.process_id, "exit 0\n")
+        fin = procs.wait(sh.process_id, ManagedProcessWaitOptions(wait_timeout=10.0, timeout=20.0))
+        eq((fin.leader_exited, fin.exit_code), (True, 0), "bare pty shell exits on input")
 
         # PTY: a shell with a terminal.
         pty = procs.create(

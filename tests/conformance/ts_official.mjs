@@ -110,6 +110,10 @@ async function scenarioCatalog(box) {
   check(page.pagination.total >= page.data.length, "pagination.total", page.pagination);
   await expectStatus(400, () => box.http.request("GET", "/v1/sandboxes", { query: { limit: -1 } }),
     "negative limit");
+  eq((await box.http.request("GET", "/v1/sandboxes")).pagination.limit, 50, "default limit 50");
+  eq((await box.http.request("GET", "/v1/sandboxes", { query: { limit: 0 } })).pagination.limit, 50, "limit=0 -> 50");
+  const past = await box.http.request("GET", "/v1/sandboxes", { query: { offset: 1_000_000 } });
+  eq([past.data, past.pagination.count, past.pagination.offset], [[], 0, 1_000_000], "offset past the end: empty page");
 }
 
 async function scenarioSandboxes(box) {
