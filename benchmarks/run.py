@@ -264,6 +264,7 @@ def run_one(
             os.sched_setaffinity(0, client_cpus)
 
     rec: dict[str, Any] = {"driver": drv.name, "workload": w.name, "ok": False}
+    t0 = time.monotonic()
     try:
         proc = subprocess.run(
             [*drv.cmd, json.dumps(job)],
@@ -282,6 +283,7 @@ def run_one(
         return rec
     res = json.loads(lines[-1])
     rec.update(res)
+    rec["process_s"] = time.monotonic() - t0
     want = expected_counts(w, res)
     # Idle streams are closed by the client just before it exits: give the server a moment.
     deadline = time.monotonic() + 15
@@ -317,6 +319,7 @@ def derive(rec: dict[str, Any]) -> None:
     if "rss_per_stream_kib" in rec:
         rec["kib_per_stream"] = rec["rss_per_stream_kib"]
     rec["server_busy"] = rec["server_cpu_s"] / wall if wall else 0.0
+    rec["client_share"] = rec["cpu_s"] / wall if wall else 0.0
 
 
 # ---------------------------------------------------------------- summarising
@@ -355,6 +358,7 @@ def summarise(records: list[dict[str, Any]], wls: list[Workload], drvs: list[Dri
                 "cpu_us_per_op": statistics.median(r["cpu_us_per_op"] for r in rows),
                 "peak_rss_mib": statistics.median(r["peak_rss_kib"] for r in rows) / 1024,
                 "server_busy": statistics.median(r["server_busy"] for r in rows),
+                "client_share": statistics.median(r["client_share"] for r in rows),
                 "ratio": statistics.median(ratios) if ratios else None,
                 "ratio_min": min(ratios) if ratios else None,
                 "ratio_max": max(ratios) if ratios else None,
@@ -592,8 +596,10 @@ def render_markdown(
     out += ["", "## Absolute figures (medians)", ""]
     out.append(
         "Noisy by nature: the machine was shared with other work. `ratio` range is min–max over "
-        "rounds. `server busy` is the fake server's CPU time over the run's wall time (1.0 = its "
-        "core was saturated, so the client was not the bottleneck)."
+        "rounds. `client CPU share` is the client's CPU time over wall time (well under 1.0 for a "
+        "CPU-bound workload means other processes took the core). `server busy` is the fake "
+        "server's CPU time over wall time (near 1.0 = its core was saturated and the server, not "
+        "the client, set the pace)."
     )
     for w in wls:
         per = summary.get(w.name, {})
@@ -603,9 +609,9 @@ def render_markdown(
         out += ["", f"### {w.label}", ""]
         out.append(
             f"| driver | {unit} | ratio (range) | CPU µs/op | CPU ratio | peak RSS MiB | "
-            "server busy | rounds |"
+            "client CPU share | server busy | rounds |"
         )
-        out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for d in drvs:
             if d.name not in per:
                 continue
@@ -617,8 +623,8 @@ def render_markdown(
             )
             out.append(
                 f"| {names[d.name]} | {fmt(s['value'], 1)} | {rng} | {fmt(s['cpu_us_per_op'], 1)} "
-                f"| {fmt(s['cpu_ratio'])} | {s['peak_rss_mib']:.0f} | {s['server_busy']:.2f} "
-                f"| {s['n']} |"
+                f"| {fmt(s['cpu_ratio'])} | {s['peak_rss_mib']:.0f} | {s['client_share']:.2f} "
+                f"| {s['server_busy']:.2f} | {s['n']} |"
             )
     skipped = [d for d in drvs if d.missing]
     failed = [r for r in records if not r["ok"]]
