@@ -27,8 +27,8 @@ from conftest import require_bwrap
 HERE = Path(__file__).resolve().parent / "conformance"
 PY_OFFICIAL = HERE / ".venv-official" / "bin" / "python"
 TS_SDK_PACKAGE = HERE / "node_modules" / "@nodeops-createos" / "sandbox" / "package.json"
-PY_SCENARIOS = ["catalog", "sandboxes", "exec", "files", "lifecycle", "processes"]
-TS_SCENARIOS = ["catalog", "sandboxes", "exec", "files", "lifecycle", "extras"]
+PY_SCENARIOS = ["catalog", "sandboxes", "exec", "files", "lifecycle", "processes", "tokens"]
+TS_SCENARIOS = ["catalog", "sandboxes", "exec", "files", "lifecycle", "extras", "resources"]
 SCENARIO_DEADLINE = 90.0  # seconds; a scenario normally takes 1-5 s
 
 pytestmark = [pytest.mark.conformance, pytest.mark.anyio]

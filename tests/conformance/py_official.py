@@ -789,6 +789,33 @@ def scenario_processes(c: Client) -> None:
         eq(events[-1].exit_code, 0, "bg exit")
 
 
+def scenario_tokens(c: Client) -> None:
+    """Per-sandbox access tokens (WIRE §16): plaintext once, drives only its own sandbox."""
+    with sandbox(c) as sb, sandbox(c) as other:
+        eq(sb.get_access_token().enabled, False, "no token yet")
+        made = sb.create_access_token()
+        check(made.token and made.enabled and made.created_at, "token created", made.enabled)
+        expect_status(409, sb.create_access_token, "second token while one is enabled")
+        meta = sb.get_access_token()
+        eq(meta.enabled, True, "token enabled")
+        check(meta.token_hint and made.token not in meta.token_hint, "hint, never the token", None)
+        delegated = sb.with_access_token(made.token)
+        eq(run(delegated, "echo", "via-token").result.standard_output, "via-token\n", "token execs")
+        eq(delegated.refresh().id, sb.id, "token reads its own sandbox")
+        foreign = createos.SandboxInstance(delegated._transport, other.data)
+        expect_status({403, 404}, lambda: run(foreign, "true"), "token on another sandbox")
+        expect_status(403, delegated.get_access_token, "token cannot manage tokens")
+        rotated = sb.rotate_access_token()
+        check(rotated.token and rotated.token != made.token, "rotate returns a new token", None)
+        expect_status(401, lambda: run(delegated, "true"), "old token revoked by rotate")
+        eq(sb.disable_access_token().enabled, False, "DELETE disables")
+        expect_status(
+            401, lambda: run(sb.with_access_token(rotated.token), "true"), "disabled token"
+        )
+        eq(sb.disable_access_token().enabled, False, "DELETE again still succeeds")
+        expect_status(404, sb.rotate_access_token, "rotate with no token")
+
+
 def scenario_faults(c: Client) -> None:
     """Only with the faults tests/test_conformance.py arms (FAULT_PLAN there), in this order."""
     eq(bool(c.who_am_i().user_id), True, "whoami after a 503 with Retry-After: 0 (retried)")
@@ -823,6 +850,7 @@ SCENARIOS: dict[str, Callable[[Client], None]] = {
     "files": scenario_files,
     "lifecycle": scenario_lifecycle,
     "processes": scenario_processes,
+    "tokens": scenario_tokens,
     "faults": scenario_faults,
 }
 

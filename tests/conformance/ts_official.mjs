@@ -399,6 +399,50 @@ async function scenarioExtras(box) {
   });
 }
 
+async function scenarioResources(box) {
+  const net = await box.networks.create({ name: unique("confnet") });
+  check(net.id, "network id", net);
+  const disk = await box.disks.create({
+    name: unique("confdisk"),
+    kind: "s3",
+    config: { bucket: "conf-bucket", endpoint: "https://s3.example.test" },
+    credentials: { access_key: "AKIACONF", secret_key: "conf-secret" },
+  });
+  check(disk.id && !JSON.stringify(disk).includes("conf-secret"), "disk id, credentials write-only", disk);
+  try {
+    check((await box.networks.list()).some((n) => n.id === net.id && n.member_count === 0), "network listed", null);
+    eq((await box.disks.get(disk.name)).id, disk.id, "disk by name");
+    await withSandbox(box, {}, async (sb) => {
+      await sb.attachNetwork(net.id);
+      const members = (await box.networks.get(net.id)).members.map((m) => m.sandbox_id);
+      eq(members, [sb.id], "network members after attach");
+      await expectStatus(409, () => box.networks.delete(net.id), "delete a network with members");
+      await sb.detachNetwork(net.id);
+      eq(await sb.attachDisk({ diskId: disk.id, mountPath: "/mnt/data" }), { id: sb.id }, "attach disk -> {id}");
+      const mounts = await sb.listDisks();
+      eq(mounts.map((d) => [d.disk_id, d.mount_path]), [[disk.id, "/mnt/data"]], "sandbox disks");
+      check(["pending", "mounted", "error", "unmounting"].includes(mounts[0].mount_status), "mount_status", mounts[0]);
+      await expectStatus(409, () => box.disks.delete(disk.id), "delete an attached disk");
+      eq(await sb.detachDisk({ diskId: disk.id, mountPath: "/mnt/data" }), { detached: true }, "detach disk");
+    });
+  } finally {
+    await box.networks.delete(net.id).catch(() => undefined);
+    await box.disks.delete(disk.id).catch(() => undefined);
+  }
+  eq((await box.networks.list()).some((n) => n.id === net.id), false, "network deleted");
+
+  const tpl = await box.templates.create({ name: unique("conftpl"), dockerfile: "FROM debian:bookworm\nRUN echo hi" });
+  check(["pending", "building"].includes(tpl.status), "template starts pending|building", tpl);
+  const frames = [];
+  for await (const f of box.templates.followLogs(tpl.id, { timeoutMs: 60_000 })) frames.push(f);
+  eq(frames.at(-1), { final: true, status: "ready" }, "follow ends with the final frame");
+  check(frames.slice(0, -1).every((f) => typeof f.line === "string"), "log frames carry line", frames);
+  eq((await box.templates.get(tpl.id)).status, "ready", "template ready");
+  check((await box.templates.logs(tpl.id)).length > 0, "plain-text log", null);
+  await box.templates.delete(tpl.id);
+  await expectStatus(404, () => box.templates.get(tpl.id), "deleted template");
+}
+
 async function scenarioFaults(box) {
   // Only with the faults tests/test_conformance.py arms (FAULT_PLAN there), in this order.
   check((await box.whoami()).user_id, "whoami after a 503 with Retry-After: 0 (retried)", null);
@@ -424,6 +468,7 @@ const SCENARIOS = {
   files: scenarioFiles,
   lifecycle: scenarioLifecycle,
   extras: scenarioExtras,
+  resources: scenarioResources,
   faults: scenarioFaults,
 };
 
