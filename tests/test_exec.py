@@ -18,6 +18,7 @@ from _fake_exec_api import (
     result_body,
 )
 from aiohttp import web
+from conftest import require_bwrap
 
 from createos_sandbox_async import (
     AsyncSession,
@@ -32,8 +33,9 @@ from createos_sandbox_async import (
     StreamInterruptedError,
     StreamStalledError,
 )
-from createos_sandbox_async.errors import APIConnectionError, APITimeoutError
+from createos_sandbox_async.errors import APIConnectionError, APITimeoutError, ValidationError
 from createos_sandbox_async.exec import NO_EXIT_CODE, ExecStream
+from createos_sandbox_async.local import LocalServer
 
 pytestmark = pytest.mark.anyio
 
@@ -560,3 +562,99 @@ async def test_stream_open_is_bounded_by_timeout(api: FakeExecAPI, sb: Any) -> N
         async with sb.exec_stream("x", timeout=0.2):
             pass
     assert len(api.exec_requests()) == 1
+
+
+# ---------------------------------------------------------------- against the emulator
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[LocalServer]:
+    require_bwrap()
+    async with LocalServer(heartbeat_interval=0.05) as server:
+        yield server
+
+
+@pytest.fixture
+async def emu_sb(emu: LocalServer) -> AsyncIterator[Any]:
+    async with emu.session() as s:
+        sb = await s.sandboxes.create(shape="s-1vcpu-256mb", envs={"TOKEN": "declared"})
+        async with sb:
+            yield sb
+
+
+async def test_emulator_buffered_exec(emu_sb: Any) -> None:
+    res = await emu_sb.exec("python3", ["-c", "print(1+1)"])
+    assert (res.stdout, res.stderr, res.exit_code, res.error) == ("2\n", "", 0, None)
+    assert res.exec_ms is not None and res.exec_ms >= 0
+    assert (await emu_sb.exec("cat", stdin="hé\nllo")).stdout == "hé\nllo"
+    assert (await emu_sb.sh("echo $TOKEN", env={"TOKEN": "override"})).stdout == "override\n"
+    with pytest.raises(ValidationError):
+        await emu_sb.exec("true", env={"UNDECLARED": "x"})
+    res = await emu_sb.sh("echo out; echo err >&2; exit 4")
+    assert (res.stdout, res.stderr, res.exit_code) == ("out\n", "err\n", 4)
+    with pytest.raises(CommandError) as info:
+        await emu_sb.sh("exit 4", check=True)
+    assert info.value.result.exit_code == 4
+    with pytest.raises(CommandError, match="no such file") as info:
+        await emu_sb.exec("/no/such/tool", check=True)
+    assert info.value.result.error
+
+
+async def test_emulator_stream_real_output(emu_sb: Any) -> None:
+    script = "echo one; sleep 0.3; echo two >&2; printf 'no newline'; exit 3"
+    async with emu_sb.exec_stream("bash", ["-c", script]) as stream:
+        lines = [(ev.kind, ev.data) async for ev in stream.lines()]
+    assert lines == [("stdout", "one"), ("stderr", "two"), ("stdout", "no newline")]
+    assert stream.exit_code == 3
+    assert stream.heartbeats >= 1  # 0.3 s of silence with a 0.05 s heartbeat
+
+
+async def test_emulator_stream_events_arrive_before_the_command_ends(emu_sb: Any) -> None:
+    # The command waits for a file that is created only after its first event was received.
+    script = "echo ready; while [ ! -e /tmp/go ]; do sleep 0.01; done; echo done"
+    async with emu_sb.exec_stream("bash", ["-c", script], timeout=30) as stream:
+        first = await stream.__anext__()
+        assert first == ExecEvent("stdout", "ready\n")
+        await emu_sb.exec("touch", ["/tmp/go"])
+        rest = [ev async for ev in stream]
+    assert rest == [ExecEvent("stdout", "done\n"), ExecEvent("exit", "", 0)]
+
+
+async def test_emulator_stream_error_event(emu_sb: Any) -> None:
+    async with emu_sb.exec_stream("no-such-tool") as stream:
+        events = [ev async for ev in stream]
+    assert events[0].kind == "error" and events[0].data == stream.error
+    assert "no-such-tool" in events[0].data
+    assert stream.exit_code is not None  # the emulator's status, or NO_EXIT_CODE without one
+
+
+async def test_emulator_stall_fault(emu: LocalServer, emu_sb: Any) -> None:
+    # The emulator holds the stream when the frame after `after_frames` is produced.
+    emu.faults.stall(route="/v1/sandboxes/*/exec", after_frames=1)
+    got: list[ExecEvent] = []
+    with pytest.raises(StreamStalledError):
+        async with emu_sb.exec_stream(
+            "bash", ["-c", "echo a; sleep 0.2; echo b; sleep 30"], idle_timeout=0.5
+        ) as s:
+            async for ev in s:
+                got.append(ev)
+    assert got == [ExecEvent("stdout", "a\n")]
+
+
+async def test_emulator_truncate_fault(emu: LocalServer, emu_sb: Any) -> None:
+    emu.faults.truncate(route="/v1/sandboxes/*/exec", after_frames=1)
+    with pytest.raises(StreamInterruptedError):
+        await emu_sb.exec_stream("bash", ["-c", "echo a; echo b"]).wait()
+
+
+async def test_emulator_404_to_stream_falls_back(emu: LocalServer, emu_sb: Any) -> None:
+    before = emu.request_count("POST", "/v1/sandboxes/*/exec")
+    emu.faults.status(404, route="/v1/sandboxes/*/exec", times=1)
+    async with emu_sb.exec_stream("bash", ["-c", "echo a; echo b >&2; exit 2"]) as stream:
+        events = [ev async for ev in stream]
+    assert events == [
+        ExecEvent("stdout", "a\n"),
+        ExecEvent("stderr", "b\n"),
+        ExecEvent("exit", "", 2),
+    ]
+    assert emu.request_count("POST", "/v1/sandboxes/*/exec") - before == 2

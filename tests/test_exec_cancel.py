@@ -12,8 +12,10 @@ import anyio
 import pytest
 from _fake_exec_api import FakeExecAPI, frames, hang, pool_state
 from aiohttp import web
+from conftest import require_bwrap
 
 from createos_sandbox_async import AsyncSession, ExecEvent
+from createos_sandbox_async.local import LocalServer
 
 pytestmark = pytest.mark.anyio
 
@@ -212,3 +214,58 @@ async def test_many_streams_cut_short_leave_the_pool_empty(
         while api.disconnects < 20:
             await asyncio.sleep(0.01)
     assert api.disconnects == 20
+
+
+# ---------------------------------------------------------------- the emulator kills the command
+
+
+@pytest.fixture
+async def emu_sb() -> AsyncIterator[Any]:
+    require_bwrap()
+    async with LocalServer(heartbeat_interval=0.05) as server, server.session() as s:
+        sb = await s.sandboxes.create(shape="s-1vcpu-256mb")
+        async with sb:
+            yield sb
+
+
+SCRIPT = "sleep 300 & echo $! > /tmp/child.pid; echo started; wait"
+
+
+async def _alive(sb: Any) -> bool:
+    res = await sb.sh("kill -0 $(cat /tmp/child.pid)")
+    return bool(res.exit_code == 0)
+
+
+async def _leave_by_break(sb: Any) -> None:
+    async with sb.exec_stream("bash", ["-c", SCRIPT]) as stream:
+        async for ev in stream:
+            assert ev == ExecEvent("stdout", "started\n")
+            assert await _alive(sb)  # the check below can fail: the child is running now
+            break
+
+
+async def _leave_by_cancel(sb: Any) -> None:
+    got = anyio.Event()
+
+    async def consume() -> None:
+        async with sb.exec_stream("bash", ["-c", SCRIPT]) as stream:
+            async for _ in stream:
+                got.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await got.wait()
+        assert await _alive(sb)
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("leave", [_leave_by_break, _leave_by_cancel], ids=["break", "cancel"])
+async def test_leaving_a_stream_kills_the_command_in_the_emulator(
+    emu_sb: Any, leave: Callable[[Any], Awaitable[None]]
+) -> None:
+    await leave(emu_sb)
+    with anyio.fail_after(10):  # the API promises ~5 s; the emulator kills at once
+        while await _alive(emu_sb):
+            await anyio.sleep(0.02)
+    assert not await _alive(emu_sb)
+    assert (await emu_sb.exec("true")).exit_code == 0  # the sandbox itself is fine
