@@ -12,6 +12,7 @@ CREATEOS_REQUIRE_CONFORMANCE=1 (CI), where a missing SDK is a failure.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -47,10 +48,20 @@ def _require_python_sdk() -> None:
         _missing("official Python SDK (tests/conformance/.venv-official)")
 
 
+@functools.cache
+def _node_major(node: str) -> int:
+    """Major version of node (the official TS SDK needs >= 20: AbortSignal.any, fetch)."""
+    out = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    try:
+        return int(out.stdout.strip().lstrip("v").split(".")[0])
+    except ValueError:
+        return 0
+
+
 def _require_ts_sdk() -> str:
     node = shutil.which("node")
-    if node is None or not TS_SDK_PACKAGE.exists():
-        _missing("node or the official TypeScript SDK (tests/conformance/node_modules)")
+    if node is None or not TS_SDK_PACKAGE.exists() or _node_major(node) < 20:
+        _missing("node >= 20 or the official TypeScript SDK (tests/conformance/node_modules)")
     assert node is not None
     return node
 

@@ -35,7 +35,11 @@ else
 fi
 
 command -v node >/dev/null && command -v npm >/dev/null || {
-  echo "conformance: node and npm are required (apt-get install nodejs npm)" >&2
+  echo "conformance: node >= 20 and npm are required (apt-get install nodejs npm)" >&2
+  exit 1
+}
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || {
+  echo "conformance: node $(node --version) is too old; the official TS SDK needs node >= 20" >&2
   exit 1
 }
 if have_ts_sdk; then
