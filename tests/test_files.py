@@ -24,6 +24,7 @@ from aiohttp import web
 
 from createos_sandbox_async import (
     AsyncSession,
+    CommandError,
     NotFoundError,
     RetryPolicy,
     ServerError,
@@ -392,11 +393,10 @@ def _local_server() -> Any:
     return LocalServer
 
 
-async def test_dir_round_trip_through_emulator(tmp_path: Path) -> None:
-    from conftest import require_bwrap
-
-    require_bwrap()
-    local_server = _local_server()
+async def test_dir_round_trip_through_emulator(
+    emulated: tuple[Any, Sandbox], tmp_path: Path
+) -> None:
+    _server, sb = emulated
     src = tmp_path / "src"
     (src / "sub" / "deeper").mkdir(parents=True)
     (src / "a.txt").write_text("alpha\n")
@@ -404,19 +404,77 @@ async def test_dir_round_trip_through_emulator(tmp_path: Path) -> None:
     (src / "sub" / "deeper" / "c").write_text("")
     (src / "link").symlink_to("a.txt")
     os.chmod(src / "a.txt", 0o750)
-    async with local_server(port=0) as server, server.session() as session:
-        sb = await session.sandboxes.create(shape="s-1vcpu-256mb", rootfs="devbox:1")
-        async with sb:
-            await sb.files.upload_dir(src, "/tmp/up")
-            res = await sb.exec("cat", ["/tmp/up/a.txt"])
-            assert res.stdout == "alpha\n"
-            dst = tmp_path / "dst"
-            await sb.files.download_dir("/tmp/up", dst)
+    await sb.files.upload_dir(src, "/tmp/up")
+    res = await sb.exec("cat", ["/tmp/up/a.txt"])
+    assert res.stdout == "alpha\n"
+    dst = tmp_path / "dst"
+    await sb.files.download_dir("/tmp/up", dst)
+    with pytest.raises(CommandError):
+        await sb.files.download_dir("/tmp/does-not-exist", tmp_path / "none")
+    leftovers = await sb.exec("sh", ["-c", "ls -A /tmp | grep -c createos || true"])
+    assert leftovers.stdout.strip() == "0"  # guest temp archives were removed
     assert (dst / "a.txt").read_text() == "alpha\n"
     assert (dst / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
     assert (dst / "sub" / "deeper" / "c").read_bytes() == b""
     assert os.readlink(dst / "link") == "a.txt"
     assert (dst / "a.txt").stat().st_mode & 0o777 == 0o750
+
+
+@pytest.fixture
+async def emulated() -> AsyncIterator[tuple[Any, Sandbox]]:
+    """A running sandbox on the emulator (real files in a bubblewrap guest)."""
+    from conftest import require_bwrap
+
+    require_bwrap()
+    local_server = _local_server()
+    async with local_server(port=0) as server, server.session() as session:
+        sb = await session.sandboxes.create(shape="s-1vcpu-256mb", rootfs="devbox:1")
+        async with sb:
+            yield server, sb
+
+
+async def test_round_trip_through_emulator(emulated: tuple[Any, Sandbox], tmp_path: Path) -> None:
+    _server, sb = emulated
+    for size in (0, 1, 65_537, (1 << 20) + 7, 64 << 20):
+        data = _random(size, size + 1)
+        remote = f"/tmp/rt/{size}/blob.bin"  # parents are created by the server
+        await sb.files.upload(remote, data)
+        res = await sb.exec("sha256sum", [remote])
+        assert res.stdout.split()[0] == hashlib.sha256(data).hexdigest()
+        assert await sb.files.download(remote) == data
+        local = tmp_path / f"{size}.bin"
+        assert await sb.files.download_to(remote, local) == size
+        assert local.read_bytes() == data
+    src = tmp_path / "src.bin"
+    src.write_bytes(_random(3 << 20, 77))
+    await sb.files.upload("/tmp/from-path.bin", src)
+    with src.open("rb") as fh:
+        await sb.files.upload("/tmp/from-file.bin", fh)
+
+    async def parts() -> AsyncIterator[bytes]:
+        for i in range(5):
+            yield _random(100_000, i)
+
+    await sb.files.upload("/tmp/from-iter.bin", parts())
+    assert await sb.files.download("/tmp/from-path.bin") == src.read_bytes()
+    assert await sb.files.download("/tmp/from-file.bin") == src.read_bytes()
+    assert await sb.files.download("/tmp/from-iter.bin") == b"".join(
+        _random(100_000, i) for i in range(5)
+    )
+    with pytest.raises(NotFoundError):
+        await sb.files.download_to("/tmp/nope", tmp_path / "nope")
+    assert not (tmp_path / "nope").exists()
+
+
+async def test_path_checks_send_nothing_to_the_emulator(emulated: tuple[Any, Sandbox]) -> None:
+    server, sb = emulated
+    before = server.request_count(path="*/files")
+    for bad in ("rel/x", "/a/../b"):
+        with pytest.raises(ValueError):
+            await sb.files.upload(bad, b"x")
+        with pytest.raises(ValueError):
+            await sb.files.download(bad)
+    assert server.request_count(path="*/files") == before == 0
 
 
 def test_safe_extract_refuses_escaping_members(tmp_path: Path) -> None:
