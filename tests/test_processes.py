@@ -428,3 +428,34 @@ async def test_real_process_output_survives_a_dropped_connection() -> None:
     assert seqs == sorted(set(seqs))
     assert events[-1].kind == "exit" and events[-1].exit_code == 4
     assert out.reconnects == 2
+
+
+async def test_real_process_stdin_wait_kill_and_pty() -> None:
+    from conftest import require_bwrap
+
+    require_bwrap()
+    try:
+        from createos_sandbox_async.local import LocalServer
+    except ImportError:
+        pytest.skip("the emulator (createos_sandbox_async.local.LocalServer) is not available yet")
+    async with LocalServer(port=0) as server, server.session() as session:
+        sb = await session.sandboxes.create(shape="s-1vcpu-256mb", rootfs="devbox:1")
+        async with sb:
+            cat = await sb.processes.create("cat")
+            await sb.processes.input(cat, b"\x00\x01binary\xff\n")
+            await sb.processes.input(cat, "text\n")
+            await sb.processes.close_stdin(cat)
+            with anyio.fail_after(30):
+                done = await sb.processes.wait(cat)
+            assert done.leader_exited and done.exit_code == 0
+            out, err, code = await sb.processes.connect(cat).collect()
+            assert (out, err, code) == (b"\x00\x01binary\xff\ntext\n", b"", 0)
+            assert cat.process_id in [p.process_id for p in await sb.processes.list()]
+
+            sleeper = await sb.processes.create("sleep", ["300"])
+            killed = await sb.processes.kill(sleeper, grace_ms=100)
+            assert killed.tree_exited
+
+            tty = await sb.processes.create("bash", ["-c", "stty size; exit 5"], pty=(33, 101))
+            out, _err, code = await sb.processes.connect(tty).collect()
+            assert code == 5 and b"33 101" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -14,7 +15,9 @@ from _servers import always, ok, page, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
+    AuthError,
     NotFoundError,
+    PermissionDeniedError,
     ProtocolError,
     StreamInterruptedError,
     StreamStalledError,
@@ -372,3 +375,60 @@ def test_secret_str_behaves_like_a_value_but_never_prints() -> None:
     created = AccessTokenCreated(token=a, enabled=True)
     assert TOKEN not in repr(created)
     assert Template(id="t", name="n", status="ready").base is None
+
+
+# -- against the emulator -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Any]:
+    from conftest import require_bwrap
+
+    require_bwrap()
+    try:
+        from createos_sandbox_async.local import LocalServer
+    except ImportError:
+        pytest.skip("the emulator (createos_sandbox_async.local.LocalServer) is not available yet")
+    async with LocalServer(port=0) as server:
+        yield server
+
+
+async def test_templates_networks_on_the_emulator(emulator: Any) -> None:
+    async with emulator.session() as session:
+        tpl = await session.templates.create("tools", "FROM devbox:1\nRUN echo hi")
+        with anyio.fail_after(60):
+            async with session.templates.follow_logs(tpl.id) as log:
+                events = [e async for e in log]
+        assert events[-1].final and events[-1].status in ("ready", "failed")
+        assert sum(1 for e in events if e.final) == 1
+        assert (await session.templates.get(tpl.id)).status == log.status
+        assert tpl.id in [t.id async for t in session.templates.list()]
+        assert isinstance(await session.templates.logs(tpl.id), str)
+        await session.templates.delete(tpl.id)
+        with pytest.raises(NotFoundError):
+            await session.templates.get(tpl.id)
+
+        net = await session.networks.create("backend")
+        assert [n.id async for n in session.networks.list()] == [net.id]
+        assert (await session.networks.get(net.id)).name == "backend"
+        await session.networks.delete(net.id)
+        assert [n.id async for n in session.networks.list()] == []
+
+
+async def test_access_token_drives_only_its_sandbox(emulator: Any) -> None:
+    async with emulator.session() as session:
+        sb = await session.sandboxes.create(shape="s-1vcpu-256mb", rootfs="devbox:1")
+        async with sb:
+            created = await sb.access_token.create()
+            token = created.token.get_secret_value()
+            assert token not in repr(created)
+            info = await sb.access_token.get()
+            assert info.enabled and (info.token_hint or "") != token
+            async with emulator.session(api_key=token) as delegated:
+                own = await delegated.sandboxes.get(sb.id)
+                assert (await own.exec("echo", ["ok"])).stdout == "ok\n"
+                with pytest.raises((PermissionDeniedError, NotFoundError, AuthError)):
+                    await delegated.templates.list().to_list()
+            rotated = await sb.access_token.rotate()
+            assert rotated.token != created.token
+            assert not (await sb.access_token.revoke()).enabled
