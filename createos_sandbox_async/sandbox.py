@@ -35,9 +35,11 @@ from .models import (
 
 if TYPE_CHECKING:
     from ._transport import Transport
+    from .computer import Computer
     from .exec import ExecResult, ExecStream
     from .files import Files
     from .processes import Processes
+    from .resources.access_tokens import SandboxAccessToken
     from .session import AsyncSession
 
 __all__ = ["Sandbox", "SandboxStateError", "Sandboxes"]
@@ -523,14 +525,14 @@ class Sandbox:
         return Processes(self)
 
     @property
-    def computer(self) -> Any:
-        """The desktop API (``computer.Computer``); imported by name so it stays optional."""
-        import importlib
+    def computer(self) -> Computer:
+        """The desktop API (``computer.Computer``); imported on first use."""
+        from .computer import Computer
 
-        return importlib.import_module(".computer", __package__).Computer(self)
+        return Computer(self)
 
     @property
-    def access_token(self) -> Any:
+    def access_token(self) -> SandboxAccessToken:
         """This sandbox's delegated token (``resources.access_tokens.SandboxAccessToken``)."""
         from .resources.access_tokens import SandboxAccessToken
 
