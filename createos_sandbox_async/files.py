@@ -474,7 +474,7 @@ class Files:
         remote = check_remote_path(path, "path")
         target, tmp, fd = _create_temp_beside(local_path)
         try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
+            with os.fdopen(fd, "wb") as out:  # buffered: write() never stops short
                 written = await self._copy_to(remote, out, timeout)
             os.replace(tmp, target)
         except BaseException:
