@@ -707,26 +707,6 @@ def scenario_processes(c: Client) -> None:
             "unknown signal name",
         )
 
-        # scope=leader vs tree (WIRE §13): the leader exits at once, its orphan keeps the tree
-        # (and the inherited stdout/stderr pipes) alive.
-        orphan = procs.create(
-            ManagedProcessCreateRequest(command="bash", arguments=["-c", "sleep 30 & exit 0"])
-        )
-        check(orphan.pid > 0, "pid of a process whose leader exits at once", orphan.pid)
-        lead = procs.wait(
-            orphan.process_id,
-            ManagedProcessWaitOptions(
-                scope=ManagedProcessWaitScope.LEADER, wait_timeout=5.0, timeout=20.0
-            ),
-        )
-        eq(
-            (lead.leader_exited, lead.tree_exited, lead.exit_code),
-            (True, False, 0),
-            "wait scope=leader returns when the leader exits, tree still alive",
-        )
-        gone = procs.delete(orphan.process_id, ManagedProcessDeleteOptions(timeout=20.0))
-        eq(gone.tree_exited, True, "DELETE ends the orphaned tree")
-
         # Delete a running process tree.
         tree = procs.create(
             ManagedProcessCreateRequest(
@@ -787,6 +767,26 @@ def scenario_processes(c: Client) -> None:
             "process survives a dropped connect and resumes after seq",
         )
         eq(events[-1].exit_code, 0, "bg exit")
+
+        # scope=leader vs tree (WIRE §13): the leader exits at once, its orphan keeps the tree
+        # (and the inherited stdout/stderr pipes) alive.
+        orphan = procs.create(
+            ManagedProcessCreateRequest(command="bash", arguments=["-c", "sleep 30 & exit 0"])
+        )
+        check(orphan.pid > 0, "pid of a process whose leader exits at once", orphan.pid)
+        lead = procs.wait(
+            orphan.process_id,
+            ManagedProcessWaitOptions(
+                scope=ManagedProcessWaitScope.LEADER, wait_timeout=5.0, timeout=20.0
+            ),
+        )
+        eq(
+            (lead.leader_exited, lead.tree_exited, lead.exit_code),
+            (True, False, 0),
+            "wait scope=leader returns when the leader exits, tree still alive",
+        )
+        gone = procs.delete(orphan.process_id, ManagedProcessDeleteOptions(timeout=20.0))
+        eq(gone.tree_exited, True, "DELETE ends the orphaned tree")
 
 
 def scenario_tokens(c: Client) -> None:
