@@ -49,8 +49,9 @@ MAX_FILE_SIZE = 524_288_000
 _READ_BLOCK = 256 * 1024
 #: Slices of an in-memory body handed to aiohttp (1 MiB measured fastest).
 _SLICE = 1 << 20
-#: Bytes gathered before one worker-thread write in ``download_to``.
-_WRITE_BATCH = 1 << 20
+#: Bytes gathered before one worker-thread write in ``download_to``: 256 KiB measured best;
+#: bigger batches let the chunks fall out of the CPU cache before they are copied to the file.
+_WRITE_BATCH = 256 * 1024
 #: Bytes bodies up to this size go to aiohttp as one bytes object (its own limit for that).
 _INLINE_BODY = 1 << 20
 #: Default per-attempt deadline of an upload whose length is unknown (an async iterable).
