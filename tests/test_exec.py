@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 from _fake_exec_api import (
     HANG,
@@ -542,6 +543,26 @@ async def test_lines_reassembles_whole_lines_per_channel(api: FakeExecAPI, sb: A
         ("stdout", "gamma"),
     ]
     assert stream.exit_code == 0
+
+
+async def test_a_cancelled_pending_read_leaves_the_stream_usable(api: FakeExecAPI, sb: Any) -> None:
+    go = asyncio.Event()
+
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"stdout":"a"}')
+        await go.wait()
+        await frames(resp, b'{"stdout":"b"}', b'{"exit_code":0}')
+
+    api.stream = script
+    async with sb.exec_stream("x") as stream:
+        assert await stream.__anext__() == ExecEvent("stdout", "a")
+        with anyio.move_on_after(0.1) as scope:  # e.g. a keepalive timer around the read
+            await stream.__anext__()
+        assert scope.cancelled_caught
+        go.set()
+        rest = [ev async for ev in stream]
+    assert rest == [ExecEvent("stdout", "b"), ExecEvent("exit", "", 0)]
+    assert api.disconnects == 0 and api.completed_streams == 1
 
 
 async def test_iterating_without_async_with_is_refused(api: FakeExecAPI, sb: Any) -> None:

@@ -232,7 +232,11 @@ SCRIPT = "sleep 300 & echo $! > /tmp/child.pid; echo started; wait"
 
 
 async def _alive(sb: Any) -> bool:
-    res = await sb.sh("kill -0 $(cat /tmp/child.pid)")
+    """The child is running (a zombie waiting to be reaped counts as gone)."""
+    res = await sb.sh(
+        "pid=$(cat /tmp/child.pid) && state=$(grep '^State:' /proc/$pid/status) && "
+        'case "$state" in *Z*) exit 1;; esac'
+    )
     return bool(res.exit_code == 0)
 
 
