@@ -520,6 +520,9 @@ class ExecStream:
     # -- iteration ---------------------------------------------------------------------------------
 
     def __aiter__(self) -> ExecStream:
+        # The stream is its own iterator (not an async generator, which would cost less per
+        # event): a cancelled ``__anext__`` (a keepalive timer, ``move_on_after`` around one
+        # read) must leave the stream usable, and an exception thrown into a generator ends it.
         return self
 
     async def __anext__(self) -> ExecEvent:
