@@ -98,9 +98,14 @@ class View:
     host's read-only `/usr`), reading the tree only through root-confined descriptors.
     """
 
-    def __init__(self, root: str, ro_mounts: dict[str, str]) -> None:
+    def __init__(self, root: str, ro_mounts: dict[str, str], virtual: tuple[str, ...] = ()) -> None:
         self.root = root
         self.ro_mounts = sorted(ro_mounts.items(), key=lambda kv: -len(kv[0]))
+        self.virtual = virtual
+
+    def is_virtual(self, inside: str) -> bool:
+        """On a kernel filesystem the sandbox mounts over its tree (/proc, /dev)?"""
+        return any(inside == v or inside.startswith(v + "/") for v in self.virtual)
 
     def ro_host_path(self, inside: str) -> str | None:
         """The host path behind `inside` if it lies on a read-only host mount, else None."""

@@ -96,6 +96,11 @@ class TokenPrincipal:
         self.sandbox_id = sandbox_id
 
 
+TENANT: web.RequestKey[Tenant] = web.RequestKey("tenant", Tenant)
+TOKEN: web.RequestKey[TokenPrincipal] = web.RequestKey("token", TokenPrincipal)
+FAULT: web.RequestKey[FaultHandle] = web.RequestKey("fault", FaultHandle)
+
+
 def exit_status(returncode: int | None) -> int:
     """A shell-style exit status: 128 + signal number for a command killed by a signal."""
     if returncode is None:
@@ -172,7 +177,7 @@ class Emulator:
                         return await reset_after_headers(request)
                     abort_connection(request)
                     raise ConnectionDropped
-                request["fault"] = rule
+                request[FAULT] = rule
             try:
                 self._authenticate(request)
                 resp = await handler(request)
@@ -207,7 +212,7 @@ class Emulator:
         key = request.headers.get("X-Api-Key", "")
         tenant = self.tenants.get(key)
         if tenant is not None:
-            request["tenant"] = tenant
+            request[TENANT] = tenant
             return
         token_box = self.tokens.get(key) if key else None
         if token_box is None:
@@ -222,8 +227,8 @@ class Emulator:
             fail(403, "a sandbox access token cannot call this route; use the account API key")
         if match.get("id") != token_box.id:
             fail(404, f"sandbox {match.get('id')} not found")
-        request["tenant"] = tenant
-        request["token"] = TokenPrincipal(tenant, token_box.id)
+        request[TENANT] = tenant
+        request[TOKEN] = TokenPrincipal(tenant, token_box.id)
 
     def _tenant_by_user(self, user_id: str) -> Tenant:
         for tenant in self.tenants.values():
@@ -245,7 +250,7 @@ class Emulator:
 
     @staticmethod
     def tenant(request: web.Request) -> Tenant:
-        tenant: Tenant = request["tenant"]
+        tenant: Tenant = request[TENANT]
         return tenant
 
     def sandbox(self, request: web.Request) -> Sandbox:
@@ -844,7 +849,7 @@ class Emulator:
         )
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        rule: FaultHandle | None = request.get("fault")
+        rule: FaultHandle | None = request.get(FAULT)
         return resp, FrameWriter(resp, rule)
 
     async def _exec_stream(
@@ -970,6 +975,12 @@ class Emulator:
             canon = runtime.view.canonical(runtime.rootfd, parent or "/")
         except OSError as exc:
             fail(400, f"cannot resolve {parent}: {exc.strerror}", fields={"path": "unresolvable"})
+        if runtime.view.is_virtual(canon):
+            fail(
+                400,
+                f"{path} is on a kernel filesystem (/proc, /dev); use exec for it",
+                fields={"path": "special filesystem"},
+            )
         if runtime.view.ro_host_path(canon) is not None:
             fail(
                 400,
@@ -991,7 +1002,7 @@ class Emulator:
                 fd = nxt
             rel = os.path.relpath(os.readlink(f"/proc/self/fd/{fd}"), runtime.root)
             inside = "/" if rel == "." else "/" + rel
-            if runtime.view.ro_host_path(inside) is not None:
+            if runtime.view.ro_host_path(inside) is not None or runtime.view.is_virtual(inside):
                 fail(
                     400,
                     f"{path} is on a read-only system directory of the emulator",
@@ -1029,7 +1040,7 @@ class Emulator:
             )
             resp.content_length = st.st_size
             await resp.prepare(request)
-            writer = FrameWriter(resp, request.get("fault"))
+            writer = FrameWriter(resp, request.get(FAULT))
             try:
                 sent = 0
                 while sent < st.st_size:
@@ -1050,6 +1061,12 @@ class Emulator:
     def _open_for_read(self, runtime: SandboxRuntime, path: str) -> int:
         try:
             canon = runtime.view.canonical(runtime.rootfd, path)
+            if runtime.view.is_virtual(canon):
+                fail(
+                    400,
+                    f"{path} is on a kernel filesystem (/proc, /dev); use exec for it",
+                    fields={"path": "special filesystem"},
+                )
             host = runtime.view.ro_host_path(canon)
             if host is not None:
                 st = os.stat(host)

@@ -356,7 +356,8 @@ class SandboxRuntime:
         self.runtime = runtime
         self.sandbox_id = sandbox_id
         self.root = root
-        self.view = View(root, runtime.ro_mounts())
+        virtual = ("/proc", "/dev") if runtime.isolation == "bubblewrap" else ()
+        self.view = View(root, runtime.ro_mounts(), virtual)
         self.init: asyncio.subprocess.Process | None = None
         self.init_pid = 0  # host pid of the namespace's pid 1
         self.pidns: tuple[int, int] | None = None

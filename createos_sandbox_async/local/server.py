@@ -166,7 +166,9 @@ class LocalServer:
                 auto_pause_scale=self._auto_pause_scale,
             )
             self._api_key = emu.add_tenant(self._wanted_key)
-            runner = web.AppRunner(build_app(emu), handler_cancellation=True, access_log=None)
+            runner = web.AppRunner(
+                build_app(emu), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+            )
             await runner.setup()
             try:
                 site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
@@ -191,24 +193,26 @@ class LocalServer:
             return
         emu.closing = True
         try:
-            if runner is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(runner.shutdown(), 5)
-                await runner.cleanup()
-        finally:
+            # Kill every sandbox first: handlers waiting on commands then finish on their own,
+            # so closing the HTTP side below is quick.
             for sb in emu.sandboxes.values():
                 if sb.auto_pause_timer is not None:
                     sb.auto_pause_timer.cancel()
                 for proc in sb.processes.values():
                     proc.kill()
+            boxes = [sb.runtime for sb in emu.sandboxes.values() if sb.runtime is not None]
+            await asyncio.gather(*(b.stop() for b in boxes), return_exceptions=True)
+            if runner is not None:
+                await runner.cleanup()
+        finally:
             for task in list(emu.background):
                 task.cancel()
             if emu.background:
                 await asyncio.gather(*emu.background, return_exceptions=True)
             boxes = [sb.runtime for sb in emu.sandboxes.values() if sb.runtime is not None]
             await asyncio.gather(*(b.stop() for b in boxes), return_exceptions=True)
-            for proc_owner in emu.sandboxes.values():
-                for proc in proc_owner.processes.values():
+            for owner in emu.sandboxes.values():
+                for proc in owner.processes.values():
                     if proc.proc is not None:
                         with contextlib.suppress(Exception):
                             await asyncio.wait_for(proc.proc.wait(), 5)

@@ -1,0 +1,185 @@
+"""Exec against real processes: buffered results, env rules, NDJSON streams, kill on disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import aiohttp
+import pytest
+
+from createos_sandbox_async.local import LocalServer
+
+from .conftest import Client, pids_with_argv
+
+pytestmark = pytest.mark.anyio
+
+
+async def _wait_until(predicate, limit: int = 500) -> bool:  # type: ignore[no-untyped-def]
+    """Poll (bounded) instead of sleeping for a fixed time."""
+    for _ in range(limit):
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(predicate())
+
+
+async def test_buffered_exec_results(client: Client) -> None:
+    sid = (await client.create())["id"]
+    res = await client.exec(sid, "python3", "-c", "print(1+1)")
+    assert res == {"stdout": "2\n", "stderr": "", "exit_code": 0}
+    res = await client.sh(sid, "echo out; echo err >&2; exit 7")
+    assert res == {"stdout": "out\n", "stderr": "err\n", "exit_code": 7}
+    res = await client.exec(sid, "cat", stdin="fed through stdin")
+    assert res["stdout"] == "fed through stdin"
+    res = await client.sh(sid, "kill -9 $$")
+    assert res["exit_code"] == 137  # 128 + SIGKILL
+    res = await client.exec(sid, "definitely-not-a-command")
+    assert res["error"] and "not found" in res["error"]
+    res = await client.exec(sid, "/no/such/binary")
+    assert res["error"]
+
+
+async def test_env_is_minimal_and_overrides_need_declared_keys(client: Client) -> None:
+    sid = (await client.create(envs={"GREETING": "hi", "TOKEN": "s3cret"}))["id"]
+    res = await client.exec(sid, "env")
+    env = dict(line.split("=", 1) for line in res["stdout"].splitlines())
+    assert env["GREETING"] == "hi" and env["TOKEN"] == "s3cret"
+    assert env["HOME"] == "/root" and "/usr/bin" in env["PATH"]
+    assert not {"X_API_KEY", "CREATEOS_SANDBOX_API_KEY", "PYTHONPATH", "VIRTUAL_ENV"} & set(env)
+    res = await client.exec(sid, "printenv", "GREETING", env={"GREETING": "hello"})
+    assert res["stdout"] == "hello\n"
+    status, body = await client.call(
+        "POST",
+        f"/v1/sandboxes/{sid}/exec",
+        json={"cmd": "true", "env": {"UNDECLARED": "x"}},
+    )
+    assert status == 400 and "UNDECLARED" in body["data"]["message"]
+
+
+async def test_exec_on_a_paused_sandbox_is_404(client: Client) -> None:
+    sid = (await client.create())["id"]
+    await client.ok("POST", f"/v1/sandboxes/{sid}/pause")
+    status, _ = await client.call("POST", f"/v1/sandboxes/{sid}/exec", json={"cmd": "true"})
+    assert status == 404
+    status, _ = await client.call(
+        "POST", f"/v1/sandboxes/{sid}/exec?stream=true", json={"cmd": "true"}
+    )
+    assert status == 404
+
+
+async def test_background_daemons_survive_between_execs(client: Client) -> None:
+    sid = (await client.create())["id"]
+    await client.sh(sid, "nohup setsid sleep 300 >/dev/null 2>&1 &")
+    # poll inside the sandbox until the detached sleep has been exec'd, then check it stays
+    res = await client.sh(
+        sid, "for i in $(seq 200); do pgrep -xf 'sleep 300' && break; sleep 0.02; done"
+    )
+    assert res["stdout"].strip()
+    res = await client.sh(sid, "pgrep -xf 'sleep 300'")
+    assert res["exit_code"] == 0
+    # and loopback networking works inside one sandbox across execs
+    await client.sh(
+        sid, "nohup setsid python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &"
+    )
+    res = await client.sh(
+        sid,
+        'for i in $(seq 100); do python3 -c "import urllib.request;'
+        "urllib.request.urlopen('http://127.0.0.1:8000/', timeout=1)\" "
+        "2>/dev/null && echo up && break; sleep 0.05; done",
+    )
+    assert res["stdout"] == "up\n"
+
+
+async def _frames(resp: aiohttp.ClientResponse) -> list[bytes]:
+    raw = b""
+    async for chunk in resp.content.iter_any():
+        raw += chunk
+    return raw.splitlines(keepends=True)
+
+
+async def test_stream_frames_heartbeats_and_exit_last(client: Client) -> None:
+    sid = (await client.create())["id"]
+    script = "echo one; sleep 0.3; echo two >&2; exit 3"
+    async with client.http.post(
+        f"/v1/sandboxes/{sid}/exec",
+        params={"stream": "true"},
+        headers=client.headers(),
+        json={"cmd": "bash", "args": ["-c", script], "stream": True},
+    ) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "application/x-ndjson"
+        assert resp.headers["Transfer-Encoding"] == "chunked"
+        assert resp.headers["X-Request-Id"]
+        lines = await _frames(resp)
+    assert b'{"hb":true}\n' in lines  # heartbeat frame is exactly this line
+    frames = [json.loads(line) for line in lines if line != b'{"hb":true}\n']
+    assert frames == [{"stdout": "one\n"}, {"stderr": "two\n"}, {"exit_code": 3}]
+    assert all(len(f) == 1 for f in frames)
+
+
+async def test_stream_keeps_utf8_characters_whole(client: Client) -> None:
+    sid = (await client.create())["id"]
+    # write a 4-byte character one byte at a time
+    script = "printf '\\360'; sleep 0.05; printf '\\237'; sleep 0.05; printf '\\230\\200\\n'"
+    async with client.http.post(
+        f"/v1/sandboxes/{sid}/exec?stream=true",
+        headers=client.headers(),
+        json={"cmd": "bash", "args": ["-c", script]},
+    ) as resp:
+        lines = await _frames(resp)
+    text = "".join(json.loads(line).get("stdout", "") for line in lines)
+    assert text == "\U0001f600\n"
+
+
+async def test_stream_error_frame_when_command_cannot_start(client: Client) -> None:
+    sid = (await client.create())["id"]
+    async with client.http.post(
+        f"/v1/sandboxes/{sid}/exec?stream=true",
+        headers=client.headers(),
+        json={"cmd": "no-such-tool"},
+    ) as resp:
+        lines = await _frames(resp)
+    assert len(lines) == 1 and "error" in json.loads(lines[0])
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+async def test_disconnect_kills_the_whole_command_tree(
+    server: LocalServer, client: Client, buffered: bool
+) -> None:
+    sid = (await client.create())["id"]
+    marker = f"{uuid.uuid4().int % 10**9}"
+    # a parent and a child, both long-lived, both carrying the marker
+    script = f"sleep 1{marker} & sleep 2{marker} & echo started; wait"
+
+    def alive() -> list[int]:
+        return pids_with_argv("sleep", f"1{marker}") + pids_with_argv("sleep", f"2{marker}")
+
+    http = aiohttp.ClientSession(server.base_url)
+    url = f"/v1/sandboxes/{sid}/exec" + ("" if buffered else "?stream=true")
+    body = {"cmd": "bash", "args": ["-c", script]}
+
+    async def call() -> None:
+        async with http.post(url, headers=client.headers(), json=body) as resp:
+            first = await resp.content.readline()
+            assert json.loads(first) == {"stdout": "started\n"}
+            await resp.content.readline()  # blocks: the command never ends by itself
+
+    try:
+        task = asyncio.ensure_future(call())
+        assert await _wait_until(lambda: len(alive()) == 2)
+        task.cancel()  # the client goes away mid-command: its connection is dropped
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await http.close()
+    assert await _wait_until(lambda: not alive())
+    # the sandbox itself is fine afterwards
+    assert (await client.exec(sid, "true"))["exit_code"] == 0
+
+
+async def test_exec_activity_is_counted(server: LocalServer, client: Client) -> None:
+    sid = (await client.create())["id"]
+    await asyncio.gather(*(client.exec(sid, "true") for _ in range(5)))
+    assert server.request_count("POST", "/v1/sandboxes/*/exec") == 5

@@ -1,0 +1,181 @@
+"""Lifecycle on real processes: pause freezes, resume thaws, fork copies the tree, destroy and
+shutdown leave nothing running; transitional states and auto-pause are observable."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import aiohttp
+import pytest
+
+from createos_sandbox_async.local import LocalServer
+
+from .conftest import Client, descendants, host_exists, pids_with_argv
+
+pytestmark = pytest.mark.anyio
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        data = fh.read()
+    return data[data.rfind(b")") + 2 :].split()[0].decode()
+
+
+async def _poll_status(client: Client, sid: str, want: str, limit: int = 500) -> list[str]:
+    """Statuses seen (deduplicated, in order) until `want` shows up."""
+    seen: list[str] = []
+    for _ in range(limit):
+        status = (await client.ok("GET", f"/v1/sandboxes/{sid}"))["status"]
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status == want:
+            return seen
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{sid} never reached {want}: {seen}")
+
+
+async def test_pause_freezes_and_resume_thaws_processes(client: Client) -> None:
+    sid = (await client.create())["id"]
+    await client.sh(sid, "nohup setsid sleep 4242 >/dev/null 2>&1 &")
+    for _ in range(500):
+        pids = pids_with_argv("sleep", "4242")
+        if pids:
+            break
+        await asyncio.sleep(0.01)
+    assert len(pids) == 1
+    paused = await client.ok("POST", f"/v1/sandboxes/{sid}/pause")
+    assert paused["status"] in ("pausing", "paused")
+    assert _state(pids[0]) == "T"  # stopped
+    status, _ = await client.call("POST", f"/v1/sandboxes/{sid}/pause")
+    assert status == 409
+    status, _ = await client.call("GET", f"/v1/sandboxes/{sid}/files", params={"path": "/x"})
+    assert status == 404
+    await client.ok("POST", f"/v1/sandboxes/{sid}/resume")
+    assert _state(pids[0]) == "S"
+    view = await client.ok("GET", f"/v1/sandboxes/{sid}")
+    assert view["status"] == "running" and "last_resumed_at" in view
+    status, _ = await client.call("POST", f"/v1/sandboxes/{sid}/resume")
+    assert status == 409
+
+
+async def test_transitional_states_are_visible(client: Client) -> None:
+    async with (
+        LocalServer(heartbeat_interval=0.05, transition_delay=0.1) as srv,
+        aiohttp.ClientSession(srv.base_url) as http,
+    ):
+        slow = Client(http, srv.api_key)
+        sid = (await slow.create())["id"]
+        assert (await slow.ok("POST", f"/v1/sandboxes/{sid}/pause"))["status"] == "pausing"
+        assert await _poll_status(slow, sid, "paused") == ["pausing", "paused"]
+        child = await slow.ok("POST", f"/v1/sandboxes/{sid}/fork", json={})
+        assert child["status"] == "forking" and child["forked_from"] == sid
+        seen = await _poll_status(slow, child["id"], "running")
+        assert seen[0] == "forking" and seen[-1] == "running"
+        assert (await slow.ok("POST", f"/v1/sandboxes/{sid}/resume"))["status"] == "resuming"
+        assert await _poll_status(slow, sid, "running") == ["resuming", "running"]
+        gone = await slow.ok("DELETE", f"/v1/sandboxes/{sid}")
+        assert gone["status"] == "destroying"
+        assert await _poll_status(slow, sid, "destroyed") == ["destroying", "destroyed"]
+
+
+async def test_fork_copies_the_tree_and_is_independent(client: Client) -> None:
+    src = (await client.create(envs={"K": "v"}))["id"]
+    await client.sh(src, "echo original > /workspace/note")
+    status, _ = await client.call("POST", f"/v1/sandboxes/{src}/fork", json={})
+    assert status == 409  # must be paused first
+    await client.ok("POST", f"/v1/sandboxes/{src}/pause")
+    child = await client.ok("POST", f"/v1/sandboxes/{src}/fork")
+    assert child["id"] != src and child["status"] == "running"
+    assert (await client.ok("GET", f"/v1/sandboxes/{src}"))["status"] == "paused"
+    assert (await client.exec(child["id"], "cat", "/workspace/note"))["stdout"] == "original\n"
+    assert (await client.exec(child["id"], "printenv", "K"))["stdout"] == "v\n"
+    await client.sh(child["id"], "echo changed > /workspace/note")
+    await client.ok("POST", f"/v1/sandboxes/{src}/resume")
+    assert (await client.exec(src, "cat", "/workspace/note"))["stdout"] == "original\n"
+    paused_child = await client.ok("POST", f"/v1/sandboxes/{child['id']}/pause")
+    assert paused_child["status"] in ("pausing", "paused")
+    kid = await client.ok("POST", f"/v1/sandboxes/{child['id']}/fork", json={"start_paused": True})
+    assert kid["status"] == "paused"
+
+
+async def test_destroy_kills_everything_inside(client: Client) -> None:
+    sid = (await client.create())["id"]
+    await client.sh(sid, "nohup setsid sleep 4343 >/dev/null 2>&1 &")
+    for _ in range(500):
+        if pids_with_argv("sleep", "4343"):
+            break
+        await asyncio.sleep(0.01)
+    assert pids_with_argv("sleep", "4343")
+    await client.ok("DELETE", f"/v1/sandboxes/{sid}")
+    for _ in range(500):
+        if not pids_with_argv("sleep", "4343"):
+            break
+        await asyncio.sleep(0.01)
+    assert not pids_with_argv("sleep", "4343")
+
+
+async def test_auto_pause_after_idle() -> None:
+    async with (
+        LocalServer(heartbeat_interval=0.05, auto_pause_scale=0.002) as srv,
+        aiohttp.ClientSession(srv.base_url) as http,
+    ):
+        c = Client(http, srv.api_key)
+        sid = (await c.create(auto_pause_after_seconds=60))["id"]  # 60 s * 0.002 = 120 ms
+        view = await c.ok("GET", f"/v1/sandboxes/{sid}")
+        assert view["auto_pause_after_seconds"] == 60
+        assert await _poll_status(c, sid, "paused", limit=2000)
+        await c.ok("POST", f"/v1/sandboxes/{sid}/resume")
+        patched = await c.ok(
+            "PATCH",
+            f"/v1/sandboxes/{sid}",
+            json={"disable_auto_pause": True, "auto_pause_after_seconds": 60},
+        )
+        assert "auto_pause_after_seconds" not in patched
+        # with auto-pause off, a command that outlives several former timeouts still runs
+        res = await c.sh(sid, "sleep 0.5; echo still-running")
+        assert res["stdout"] == "still-running\n"
+        assert (await c.ok("GET", f"/v1/sandboxes/{sid}"))["status"] == "running"
+
+
+async def test_nothing_is_left_running_after_shutdown() -> None:
+    me = os.getpid()
+    before = set(descendants(me))
+    srv = LocalServer(heartbeat_interval=0.05)
+    http = aiohttp.ClientSession()
+    try:
+        async with srv:
+            c = Client(http, srv.api_key)
+            base = srv.base_url
+            ids = [(await c.create(base))["id"] for _ in range(3)]
+            for sid in ids:
+                await c.ok(
+                    "POST",
+                    f"{base}/v1/sandboxes/{sid}/exec",
+                    json={
+                        "cmd": "bash",
+                        "args": ["-c", "nohup setsid sleep 600 >/dev/null 2>&1 &"],
+                    },
+                )
+            await c.ok("POST", f"{base}/v1/sandboxes/{ids[0]}/pause")
+            procs = await c.ok(
+                "POST",
+                f"{base}/v1/sandboxes/{ids[1]}/processes",
+                json={"cmd": "sleep", "args": ["601"]},
+            )
+            assert procs["state"] == "running"
+            # a stream still open when the server goes down
+            stream = await http.post(
+                f"{base}/v1/sandboxes/{ids[2]}/exec?stream=true",
+                headers=c.headers(),
+                json={"cmd": "sleep", "args": ["602"]},
+            )
+            assert stream.status == 200
+            during = set(descendants(me)) - before
+            assert len(during) >= 6  # three VMs with their processes, at least
+            state_dir = srv.state_dir
+        assert set(descendants(me)) - before == set()
+        assert not host_exists(state_dir)
+        stream.close()
+    finally:
+        await http.close()
