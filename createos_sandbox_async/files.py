@@ -44,9 +44,9 @@ __all__ = ["MAX_FILE_SIZE", "DownloadStream", "Files", "UploadData"]
 #: The server's per-file limit: 500 MiB (WIRE §12, §20.13).
 MAX_FILE_SIZE = 524_288_000
 
-#: Blocks read from local files per worker-thread hop (256 KiB measured fastest here: smaller
-#: blocks pay the thread hop too often, bigger ones leave the socket idle while reading).
-_READ_BLOCK = 256 * 1024
+#: Blocks read from local files per worker-thread hop: 1 MiB measured ~0.35 ms CPU/MiB against
+#: ~0.55 for 256 KiB (aiohttp's own file payload) at the same MB/s; memory stays flat.
+_READ_BLOCK = 1 << 20
 #: Slices of an in-memory body handed to aiohttp (1 MiB measured fastest).
 _SLICE = 1 << 20
 #: Bytes gathered before one worker-thread write in ``download_to``: 256 KiB measured best;
