@@ -124,7 +124,14 @@ class RateLimitError(APIError):
 
 
 class ServerError(APIError):
-    """5xx: the server failed; 503 also means no capacity or a subsystem not configured."""
+    """5xx: the server failed; 503 also means no capacity or a subsystem not configured.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when sent (503 usually).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
 
 
 class APIConnectionError(CreateosError):
@@ -301,6 +308,6 @@ def make_api_error(
         "code": code,
         "body": envelope,
     }
-    if cls is RateLimitError:
-        return RateLimitError(message, retry_after=parse_retry_after(retry_after), **kw)
+    if cls is RateLimitError or cls is ServerError:
+        return cls(message, retry_after=parse_retry_after(retry_after), **kw)
     return cls(message, **kw)
