@@ -75,8 +75,10 @@ from .errors import (
     APITimeoutError,
     CreateosError,
     NotFoundError,
+    ProtocolError,
     RateLimitError,
 )
+from .sandbox import build_create_body
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -318,8 +320,8 @@ def _classify(exc: BaseException) -> str:
         if exc.status in _FATAL_STATUSES:
             return "fatal"
         return "item"
-    if isinstance(exc, APITimeoutError | APIConnectionError | TimeoutError):
-        return "uncertain"
+    if isinstance(exc, APITimeoutError | APIConnectionError | ProtocolError | TimeoutError):
+        return "uncertain"  # the request may have been processed: the sweep will look
     return "item"
 
 
@@ -356,7 +358,7 @@ class SandboxPool:
         progress: bool | ProgressBar = False,
         progress_interval: float = 0.1,
         read_ahead: int | None = None,
-        create_attempts: int = 8,
+        create_attempts: int = 10,
         create_timeout: float | None = None,
         backoff: float = 0.5,
         backoff_cap: float = 30.0,
@@ -385,9 +387,12 @@ class SandboxPool:
             raise ValueError(
                 "name_prefix must be 1-30 chars of a-z, 0-9 and '-', starting with a letter/digit"
             )
-        for reserved in ("name", "session"):
+        for reserved in ("name", "retry", "timeout"):
             if reserved in create_kwargs:
-                raise ValueError(f"{reserved}= cannot be passed to SandboxPool: the pool sets it")
+                raise ValueError(
+                    f"{reserved}= cannot be passed to SandboxPool: the pool sets it "
+                    "(see name_prefix=, create_attempts=, create_timeout=)"
+                )
         self._session = session
         self._max = _check_int("max_concurrency", max_concurrency, 1)
         self._warm = _check_int("warm", warm, 0)
@@ -453,18 +458,12 @@ class SandboxPool:
         self._last_tick = 0.0
 
     def _check_create_kwargs(self) -> None:
-        """Reject keywords ``sandboxes.create`` does not take, before any network call."""
-        try:
-            sig = inspect.signature(self._session.sandboxes.create)
-        except (TypeError, ValueError):  # pragma: no cover - exotic callables
-            return
-        params = sig.parameters.values()
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-            return
-        known = {p.name for p in params}
+        """Check create arguments with the SDK's own validator, before any network call."""
+        known = set(inspect.signature(build_create_body).parameters)
         for key in self._create_kwargs:
             if key not in known:
                 raise TypeError(f"SandboxPool got an unexpected keyword argument {key!r}")
+        build_create_body(**self._create_kwargs)  # raises ValueError/TypeError naming the argument
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,303 @@
+"""SandboxPool under faults: cancellation anywhere, Ctrl-C, 429/503 bursts, 402/403, lost create
+answers. The invariant everywhere: afterwards the API lists no live sandbox, and every create
+attempt is accounted for (``server.request_count("POST", "/v1/sandboxes")``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import require_bwrap
+
+from createos_sandbox_async import (
+    AsyncSession,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    Sandbox,
+    SandboxPool,
+)
+
+SHAPE = "s-1vcpu-256mb"
+CREATE = "/v1/sandboxes"
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Any]:
+    require_bwrap()
+    from createos_sandbox_async.local import LocalServer
+
+    async with LocalServer(port=0) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def session(server: Any) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(api_key=server.add_tenant(), base_url=server.base_url) as s:
+        yield s
+
+
+async def live_ids(session: AsyncSession) -> list[str]:
+    """Sandboxes of this tenant that still hold resources, read through the API.
+
+    A DELETE may answer ``destroying`` (reclaim in progress): wait, bounded, for those to finish,
+    so only sandboxes nobody asked to destroy are reported.
+    """
+    with anyio.fail_after(20):
+        while True:
+            rows = [sb async for sb in session.sandboxes.list()]
+            if not any(str(sb.status) == "destroying" for sb in rows):
+                return [sb.id for sb in rows if str(sb.status) not in ("destroyed", "failed")]
+            await anyio.sleep(0.01)
+
+
+async def wait_for(predicate: Any, seconds: float = 20.0) -> None:
+    """Poll a cheap condition with a bound (the server gives no event to wait on)."""
+    with anyio.fail_after(seconds):
+        while not predicate():
+            await anyio.sleep(0.002)
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_cancel_at_a_random_point_leaves_no_sandbox(
+    server: Any, session: AsyncSession, seed: int
+) -> None:
+    rng = random.Random(seed)
+    where = ("job", "create", "destroy")[seed % 3]
+    k = rng.randrange(1, 60)
+    if where == "create":  # creates in flight when the cancel lands: the answer comes slowly
+        server.faults.slow(route=CREATE, method="POST", times=None, delay=0.005, chunk_size=32)
+    if where == "destroy":
+        server.faults.slow(
+            route="/v1/sandboxes/*", method="DELETE", times=None, delay=0.005, chunk_size=8
+        )
+    started = 0
+
+    async def job(sb: Sandbox, i: int) -> int:
+        nonlocal started
+        started += 1
+        await anyio.sleep(rng.random() * 0.01)
+        return i
+
+    creates_before = server.request_count("POST", CREATE)
+    async with SandboxPool(session, shape=SHAPE, max_concurrency=16) as pool:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def cancel_at_k() -> None:
+                    if where == "job":
+                        await wait_for(lambda: started >= k)
+                    elif where == "create":
+                        await wait_for(lambda: server.request_count("POST", CREATE) >= k)
+                    else:
+                        await wait_for(
+                            lambda: server.request_count("DELETE", "/v1/sandboxes/*") >= k
+                        )
+                    scope.cancel()
+
+                tg.start_soon(cancel_at_k)
+                await pool.map(job, range(100))
+                pytest.fail("the map should have been cancelled")
+        assert scope.cancelled_caught
+    stats = pool.stats
+    assert await live_ids(session) == []
+    assert stats.alive == 0 and stats.cleanup_failed == ()
+    assert stats.created == stats.destroyed
+    # Creates are shielded: every create the server got is one the pool knew about.
+    assert server.request_count("POST", CREATE) - creates_before == stats.created
+
+
+SIGINT_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    import anyio
+    from createos_sandbox_async import AsyncSession, SandboxPool
+
+    async def main():
+        started = 0
+        async with AsyncSession(api_key=os.environ["POOL_KEY"],
+                                base_url=os.environ["POOL_URL"]) as session:
+            async def job(sb, i):
+                nonlocal started
+                started += 1
+                if started == 10:
+                    print("started", flush=True)
+                await anyio.sleep(60)
+
+            async with SandboxPool(session, shape="s-1vcpu-256mb", max_concurrency=10) as pool:
+                await pool.map(job, range(100))
+
+    if sys.argv[1] == "asyncio":
+        asyncio.run(main())
+    else:
+        anyio.run(main)
+    """
+)
+
+
+@pytest.mark.parametrize("runner", ["asyncio", "anyio"])
+async def test_ctrl_c_under_asyncio_run_destroys_everything(
+    server: Any, tmp_path: Path, runner: str
+) -> None:
+    key = server.add_tenant()
+    script = tmp_path / "interrupted.py"
+    script.write_text(SIGINT_SCRIPT)
+    env = {**os.environ, "POOL_KEY": key, "POOL_URL": server.base_url}
+    async with await anyio.open_process(
+        [sys.executable, str(script), runner], env=env, cwd=str(Path(__file__).parent.parent)
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        with anyio.fail_after(30):
+            line = b""
+            while b"started" not in line:
+                chunk = await proc.stdout.receive()
+                line += chunk
+        async with AsyncSession(api_key=key, base_url=server.base_url) as session:
+            assert len(await live_ids(session)) == 10
+            proc.send_signal(signal.SIGINT)
+            with anyio.fail_after(30):
+                code = await proc.wait()
+            err = b""
+            async for chunk in proc.stderr:
+                err += chunk
+            assert code != 0 and b"KeyboardInterrupt" in err, err.decode(errors="replace")
+            assert await live_ids(session) == []
+    assert server.request_count("POST", CREATE) >= 10
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_rate_limit_burst_is_absorbed_with_bounded_attempts(
+    server: Any, session: AsyncSession, status: int
+) -> None:
+    burst = server.faults.status(status, route=CREATE, method="POST", times=25, retry_after=0.01)
+
+    async def job(sb: Sandbox, i: int) -> int:
+        return i * i
+
+    async with SandboxPool(session, shape=SHAPE, max_concurrency=8) as pool:
+        results = await pool.map(job, range(60))
+    assert results == [i * i for i in range(60)]  # no item lost
+    assert burst.hits == 25
+    # The pool sends its creates with transport retries off: attempts = successes + 429s, exactly.
+    assert server.request_count("POST", CREATE) == 60 + 25
+    assert pool.stats.rate_limited == 25 and pool.stats.retries == 25
+    assert pool.stats.create_limit == 8  # the window halved, then grew back
+    assert await live_ids(session) == []
+
+
+async def test_persistent_rate_limit_gives_up_after_create_attempts(
+    server: Any, session: AsyncSession
+) -> None:
+    server.faults.status(429, route=CREATE, method="POST", times=None, retry_after=0)
+
+    async def job(sb: Sandbox, i: int) -> int:
+        return i
+
+    async with SandboxPool(
+        session, shape=SHAPE, max_concurrency=2, create_attempts=3, backoff=0.001
+    ) as pool:
+        results = await pool.map(job, range(4), return_exceptions=True)
+    assert all(isinstance(r, RateLimitError) for r in results)
+    assert server.request_count("POST", CREATE) == 4 * 3
+    assert pool.stats.created == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(402, PaymentRequiredError), (403, PermissionDeniedError)]
+)
+async def test_no_credit_or_quota_stops_the_batch_with_one_error(
+    server: Any, session: AsyncSession, status: int, error: type[Exception]
+) -> None:
+    fault: list[Any] = []
+    done = 0
+
+    async def job(sb: Sandbox, i: int) -> int:
+        nonlocal done
+        done += 1
+        if done == 10 and not fault:  # credit runs out mid-batch
+            fault.append(server.faults.status(status, route=CREATE, method="POST", times=None))
+        return i
+
+    async with SandboxPool(session, shape=SHAPE, max_concurrency=8) as pool:
+        with pytest.raises(error) as info:
+            await pool.map(job, range(500), return_exceptions=True)
+        assert not isinstance(info.value, BaseExceptionGroup)
+        # Only the creates already in flight met the error; nothing was sent after it.
+        assert 1 <= fault[0].hits <= 8
+        sent = server.request_count("POST", CREATE)
+        with pytest.raises(error):  # the pool stays stopped, without asking the server again
+            await pool.map(job, range(5))
+        assert server.request_count("POST", CREATE) == sent
+    assert done < 500
+    assert pool.stats.created == pool.stats.destroyed
+    assert await live_ids(session) == []
+
+
+async def test_a_job_that_raises_does_not_leak_its_sandbox(
+    server: Any, session: AsyncSession
+) -> None:
+    ids: list[str] = []
+
+    async def job(sb: Sandbox, i: int) -> int:
+        ids.append(sb.id)
+        raise OSError("job crashed")
+
+    async with SandboxPool(session, shape=SHAPE, max_concurrency=1, reuse=True) as pool:
+        with pytest.raises(OSError, match="job crashed"):
+            await pool.map(job, [1])
+        assert await live_ids(session) == []  # destroyed at once, not only at pool exit
+    assert len(ids) == 1
+    sb = await session.sandboxes.get(ids[0])
+    assert str(sb.status) == "destroyed"
+
+
+async def test_a_create_whose_answer_never_came_is_found_and_destroyed(
+    server: Any, session: AsyncSession
+) -> None:
+    # The server creates the sandbox, sends headers, then never the body: the client times out.
+    lost = server.faults.stall(route=CREATE, method="POST", times=1)
+
+    async def job(sb: Sandbox, i: int) -> int:
+        return i
+
+    async with SandboxPool(
+        session, shape=SHAPE, max_concurrency=2, create_timeout=1.0, backoff=0.001
+    ) as pool:
+        assert await pool.map(job, range(4)) == [0, 1, 2, 3]
+        assert len(await live_ids(session)) == 1  # the orphan, unknown to the pool so far
+    assert lost.hits == 1
+    assert await live_ids(session) == []
+    assert pool.stats.retries == 1
+    assert pool.stats.created == server.request_count("POST", CREATE) == 4 + 1
+    assert pool.stats.created == pool.stats.destroyed
+
+
+async def test_cleanup_failure_is_reported_by_id(server: Any, session: AsyncSession) -> None:
+    async def job(sb: Sandbox, i: int) -> int:
+        return i
+
+    pool = SandboxPool(session, shape=SHAPE, max_concurrency=1, reuse=True, cleanup_timeout=5)
+    from createos_sandbox_async.pool import PoolCleanupError
+
+    with pytest.raises(PoolCleanupError) as info:
+        async with pool:
+            await pool.map(job, [1])
+            kept = await live_ids(session)
+            # Every DELETE fails from here on (the transport's own retries included).
+            server.faults.status(500, route="/v1/sandboxes/*", method="DELETE", times=None)
+    assert info.value.ids == tuple(kept)
+    assert pool.stats.cleanup_failed == tuple(kept)
+    server.faults.clear()
+    for sid in kept:
+        await (await session.sandboxes.get(sid)).destroy()
