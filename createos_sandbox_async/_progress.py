@@ -71,6 +71,7 @@ class ProgressBar:
         self._last_decile = -1
         self._drawn = False
         self._last_len = 0
+        self._last_text = ""
 
     def update(self, stats: PoolStats) -> None:
         """Redraw (terminal) or maybe print a line (pipe); cheap to call on every item."""
@@ -88,8 +89,7 @@ class ProgressBar:
         if decile != self._last_decile or now - self._last_line >= self._line_every:
             self._last_decile = decile
             self._last_line = now
-            self._file.write(line + "\n")
-            self._file.flush()
+            self._print(line)
 
     def close(self, stats: PoolStats | None = None) -> None:
         """Draw the final state and end the line."""
@@ -99,9 +99,16 @@ class ProgressBar:
                 pad = " " * max(0, self._last_len - len(line))
                 self._file.write("\r" + line + pad + "\n")
             else:
-                self._file.write(line + "\n")
+                self._print(line)
         elif self._tty and self._drawn:
             self._file.write("\n")
         self._file.flush()
         self._drawn = False
         self._last_len = 0
+
+    def _print(self, line: str) -> None:
+        """A whole line (pipes and logs), never the same one twice in a row."""
+        if line != self._last_text:
+            self._last_text = line
+            self._file.write(line + "\n")
+            self._file.flush()

@@ -686,9 +686,7 @@ class SandboxPool:
             if run.recv is not None:
                 run.recv.close()
             if self._observed:
-                self._tick(force=True)
-                if self._bar is not None:
-                    self._bar.close(self.stats)
+                self._tick(final=True)
             self._runs.discard(run)
 
     async def _drive_into(self, run: _Run, send: MemoryObjectSendStream[tuple[Any, Any]]) -> None:
@@ -787,15 +785,21 @@ class SandboxPool:
         self._completed += 1
         return True, value
 
-    def _tick(self, force: bool = False) -> None:
-        """Feed ``on_progress`` and the bar, at most every ``progress_interval`` seconds."""
+    def _tick(self, final: bool = False) -> None:
+        """Feed ``on_progress`` and the bar, at most every ``progress_interval`` seconds.
+
+        ``final``: the end of a run: always report, and end the bar's line.
+        """
         now = time.perf_counter()
-        if not force and now - self._last_tick < self._interval:
+        if not final and now - self._last_tick < self._interval:
             return
         self._last_tick = now
         stats = self.stats
         if self._bar is not None:
-            self._bar.update(stats)
+            if final:
+                self._bar.close(stats)
+            else:
+                self._bar.update(stats)
         if self._on_progress is not None:
             try:
                 self._on_progress(stats)

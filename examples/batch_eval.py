@@ -138,7 +138,8 @@ async def main(
             outcomes.append(Outcome(snippet.index, "timeout", item_timeout))
         else:
             outcomes.append(Outcome(snippet.index, "infra", 0.0, repr(result)))
-    left = [sb.id async for sb in session.sandboxes.list(status="running")]
+    gone = ("destroying", "destroyed", "failed")
+    left = [sb.id async for sb in session.sandboxes.list() if str(sb.status) not in gone]
     summary = Summary(
         outcomes=tuple(outcomes),
         verdicts=dict(Counter(o.verdict for o in outcomes)),
@@ -173,11 +174,10 @@ def print_summary(summary: Summary, out: Any) -> None:
         print(f"  e.g. #{o.index} {o.verdict}: {o.detail}", file=out)
 
 
-async def run_demo(n_items: int = 200) -> int:
+async def run_demo(n_items: int = 200, concurrency: int = 8, item_timeout: float = 3.0) -> int:
     """The README demo: the batch on a local emulator; exit code 0 when nothing went wrong."""
-    summary = await main(n_items)
-    infra = summary.verdicts.get("infra", 0)
-    return 1 if infra or summary.sandboxes_left else 0
+    summary = await main(n_items, concurrency=concurrency, item_timeout=item_timeout)
+    return 1 if summary.verdicts.get("infra", 0) or summary.sandboxes_left else 0
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
@@ -186,12 +186,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="sandboxes at once (8)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per snippet (3)")
     ns = parser.parse_args(argv)
-
-    async def run() -> int:
-        summary = await main(ns.items, concurrency=ns.concurrency, item_timeout=ns.timeout)
-        return 1 if summary.verdicts.get("infra", 0) or summary.sandboxes_left else 0
-
-    return anyio.run(run)
+    return anyio.run(run_demo, ns.items, ns.concurrency, ns.timeout)
 
 
 if __name__ == "__main__":
