@@ -75,6 +75,7 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"CreateOS Sandbox emulator listening on {server.base_url}", flush=True)
         print(f"export CREATEOS_SANDBOX_BASE_URL={server.base_url}", flush=True)
         print(f"export CREATEOS_SANDBOX_API_KEY={server.api_key}", flush=True)
+        print(f"export CREATEOS_API_KEY={server.api_key}", flush=True)
         print("Press Ctrl-C to stop (every sandbox is destroyed on exit).", flush=True)
         await stop.wait()
     print("stopped", flush=True)

@@ -32,7 +32,7 @@ from ._http import (
     query_int,
 )
 from .faults import StreamEnded
-from .runtime import SandboxRuntime, kill_group, session_members
+from .runtime import SandboxRuntime, kill_group, session_members, wait_exited
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -42,6 +42,10 @@ RETAIN_BYTES = 16 * 1024 * 1024
 SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 _HEARTBEAT = b'{"type":"heartbeat"}\n'
 _DEFAULT_WAIT_MS = 30_000
+_WRAPPER = (
+    'echo $$ >&"$0"; eval "exec $0>&-"; '
+    'if [ -n "$1" ]; then cd -- "$1" || exit 127; fi; shift; exec "$@"'
+)
 
 
 class ManagedProcess:
@@ -82,50 +86,66 @@ class ManagedProcess:
 
     async def start(self, argv: list[str], env: dict[str, str]) -> None:
         """Spawn it and start collecting output."""
-        if self.cwd:
-            argv = ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', self.cwd, *argv]
         loop = asyncio.get_running_loop()
-        if self.kind == "pty":
-            master, slave = os.openpty()
-            self.master = master
-            self._winsize()
-            try:
+        pid_r, pid_w = os.pipe()
+        # The wrapper reports the command's own pid before exec'ing it, so the view has a pid
+        # even for a command that exits at once; it also applies `cwd`.
+        argv = ["/bin/bash", "-c", _WRAPPER, str(pid_w), self.cwd or "", *argv]
+        try:
+            if self.kind == "pty":
+                master, slave = os.openpty()
+                self.master = master
+                self._winsize()
+                try:
+                    self.proc = await self.runtime.spawn(
+                        argv,
+                        env,
+                        stdin=slave,
+                        stdout=slave,
+                        stderr=slave,
+                        pty=True,
+                        pass_fds=(pid_w,),
+                    )
+                finally:
+                    os.close(slave)
+                os.set_blocking(master, False)
+                done: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(master, self._read_pty, done)
+                self._pumps = [asyncio.ensure_future(_await(done))]
+            else:
                 self.proc = await self.runtime.spawn(
-                    argv, env, stdin=slave, stdout=slave, stderr=slave, pty=True
+                    argv, env, stdin=asyncio.subprocess.PIPE, pass_fds=(pid_w,)
                 )
-            finally:
-                os.close(slave)
-            os.set_blocking(master, False)
-            done: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(master, self._read_pty, done)
-            self._pumps = [asyncio.ensure_future(_await(done))]
-        else:
-            self.proc = await self.runtime.spawn(argv, env, stdin=asyncio.subprocess.PIPE)
-            self._pumps = [
-                asyncio.ensure_future(self._pump(self.proc.stdout, "stdout")),
-                asyncio.ensure_future(self._pump(self.proc.stderr, "stderr")),
-            ]
-        await self._find_leader()
+                self._pumps = [
+                    asyncio.ensure_future(self._pump(self.proc.stdout, "stdout")),
+                    asyncio.ensure_future(self._pump(self.proc.stderr, "stderr")),
+                ]
+            os.close(pid_w)
+            pid_w = -1
+            self.ns_pid = await _read_pid(pid_r)
+        finally:
+            os.close(pid_r)
+            if pid_w >= 0:
+                os.close(pid_w)
+        self._find_leader()
         self.state = "running"
         self._watch = asyncio.ensure_future(self._wait_exit())
 
-    async def _find_leader(self) -> None:
-        """Learn the host pid / sandbox pid of the command (nsenter forks it)."""
+    def _find_leader(self) -> None:
+        """Learn the host pid of the command (nsenter forks it) for signals and tree checks."""
         assert self.proc is not None
         if self.runtime.runtime.isolation != "bubblewrap":
-            self.leader = self.ns_pid = self.proc.pid
-            self.session = self.proc.pid
+            self.leader = self.session = self.proc.pid
             return
-        for _ in range(200):
-            kids = _children(self.proc.pid)
-            if kids:
-                self.leader = kids[0]
-                break
-            if self.proc.returncode is not None:
-                break
-            await asyncio.sleep(0.002)
+        kids = _children(self.proc.pid)
+        if kids:
+            self.leader = kids[0]
+        else:
+            for pid in self.runtime.namespace_pids():
+                if _ns_pid(pid) == self.ns_pid:
+                    self.leader = pid
+                    break
         self.session = self.leader if self.kind == "pty" else self.proc.pid
-        self.ns_pid = _ns_pid(self.leader) or self.leader
 
     def _winsize(self) -> None:
         fcntl.ioctl(
@@ -167,7 +187,7 @@ class ManagedProcess:
 
     async def _wait_exit(self) -> None:
         assert self.proc is not None
-        code = await self.proc.wait()
+        code = await wait_exited(self.proc)
         # Let the pipes drain what the leader wrote before it exited (bounded: a background
         # child may hold them open forever).
         with contextlib.suppress(TimeoutError):
@@ -304,6 +324,36 @@ def _ns_pid(pid: int) -> int:
     return 0
 
 
+async def _read_pid(fd: int) -> int:
+    """The pid the wrapper writes to its report pipe (0 if it died first)."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    data = b""
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        nonlocal data
+        try:
+            chunk = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        data += chunk
+        if not chunk or b"\n" in data:
+            loop.remove_reader(fd)
+            if not done.done():
+                done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(done, 10)
+    except TimeoutError:
+        loop.remove_reader(fd)
+    try:
+        return int(data.split(b"\n", 1)[0] or 0)
+    except ValueError:
+        return 0
+
+
 async def _await(fut: asyncio.Future[None]) -> None:
     await fut
 
@@ -366,8 +416,9 @@ class _Handlers:
             fail(400, problem, fields={"cmd": "not found"})
         proc = ManagedProcess(runtime, "pty" if pty is not None else "process", cmd, args, cwd)
         if pty is not None:
-            proc.rows = opt_int(pty, "rows") or 24
-            proc.cols = opt_int(pty, "cols") or 80
+            rows, cols = opt_int(pty, "rows"), opt_int(pty, "cols")
+            proc.rows = 24 if rows is None else rows
+            proc.cols = 80 if cols is None else cols
             if proc.rows < 1 or proc.cols < 1:
                 fail(400, "pty rows and cols must be >= 1", fields={"pty": "invalid size"})
         await proc.start([cmd, *args], env)

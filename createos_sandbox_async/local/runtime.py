@@ -318,6 +318,41 @@ def chown_tree(root: str, owner: tuple[int, int]) -> None:
             os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
+async def wait_exited(proc: asyncio.subprocess.Process) -> int:
+    """The exit status as soon as the process exits, even while an orphan still holds its pipes
+    (asyncio's `Process.wait()` only returns once every pipe is closed)."""
+    if proc.returncode is not None:
+        return proc.returncode
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (OSError, AttributeError):
+        return await proc.wait()
+    try:
+        done: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+        try:
+            await done
+        finally:
+            loop.remove_reader(pidfd)
+        try:
+            flags = os.WEXITED | os.WNOWAIT | os.WNOHANG
+            info = os.waitid(os.P_PIDFD, pidfd, flags)  # noqa: ASYNC222 - it has exited
+        except ChildProcessError:
+            info = None  # already reaped by asyncio's watcher: returncode arrives shortly
+        if info is not None:
+            if info.si_code == os.CLD_EXITED:
+                return info.si_status
+            return -info.si_status
+        for _ in range(1000):
+            if proc.returncode is not None:
+                return proc.returncode
+            await asyncio.sleep(0.001)
+        return await proc.wait()
+    finally:
+        os.close(pidfd)
+
+
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     """killpg that tolerates a group that is already gone."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -501,6 +536,7 @@ class SandboxRuntime:
         stdout: int | None = asyncio.subprocess.PIPE,
         stderr: int | None = asyncio.subprocess.PIPE,
         pty: bool = False,
+        pass_fds: tuple[int, ...] = (),
     ) -> asyncio.subprocess.Process:
         """Start a command inside the sandbox in its own process group (killable as one tree)."""
         full = self.command_argv(argv, pty=pty)
@@ -513,6 +549,7 @@ class SandboxRuntime:
             env=dict(env),
             cwd=cwd,
             start_new_session=not (pty and self.runtime.isolation != "bubblewrap"),
+            pass_fds=pass_fds,
         )
         self.groups.add(proc.pid)
         return proc
