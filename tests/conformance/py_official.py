@@ -727,6 +727,14 @@ def scenario_processes(c: Client) -> None:
         fin = procs.wait(sh.process_id, ManagedProcessWaitOptions(wait_timeout=10.0, timeout=20.0))
         eq((fin.leader_exited, fin.exit_code), (True, 0), "bare pty shell exits on input")
 
+        expect_status(
+            400,
+            lambda: sb._transport.request(
+                "POST", procs._path(), body={"pty": {"rows": 0, "cols": 40}}
+            ),
+            "explicit 0-row PTY (openapi PTYSize minimum 1)",
+        )
+
         # PTY: a shell with a terminal.
         pty = procs.create(
             ManagedProcessCreateRequest(command="bash", pty=PTYSize(rows=24, cols=80))
