@@ -327,7 +327,8 @@ class ExecStream:
     more raises :class:`StreamStalledError`. ``timeout`` bounds the whole run (the command is
     killed and :class:`APITimeoutError` raised); by default there is none. A stream that ends
     without an exit status raises :class:`StreamInterruptedError`. A control plane that does not
-    stream exec (404 to ``?stream=true``) gets a buffered exec instead, replayed as events.
+    stream exec (404 to ``?stream=true``) gets a buffered exec instead, replayed as events (that
+    call is bounded by ``timeout``, else by the session's request timeout).
 
     ``stdin`` is str or UTF-8 bytes sent whole with the request: the exec API has no streaming
     stdin (use ``sb.processes`` for interactive input). ``max_line`` bounds one frame's size.
