@@ -64,7 +64,7 @@ from .session import AsyncSession
 
 if TYPE_CHECKING:
     from .exec import ExecEvent, ExecResult, ExecStream
-    from .pool import SandboxPool
+    from .pool import PoolCleanupError, PoolStats, SandboxPool
 
 # Names whose modules load on first use (they pull in more code than most programs need).
 _LAZY = {
@@ -72,6 +72,8 @@ _LAZY = {
     "ExecResult": "exec",
     "ExecStream": "exec",
     "SandboxPool": "pool",
+    "PoolStats": "pool",
+    "PoolCleanupError": "pool",
 }
 
 
@@ -112,6 +114,8 @@ __all__ = [
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
+    "PoolCleanupError",
+    "PoolStats",
     "ProtocolError",
     "RateLimitError",
     "Readiness",

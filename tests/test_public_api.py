@@ -13,6 +13,8 @@ EXPECTED = {
     "Sandbox",
     "Sandboxes",
     "SandboxPool",
+    "PoolStats",
+    "PoolCleanupError",
     "RetryPolicy",
     "Timeouts",
     "Limits",
