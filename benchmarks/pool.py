@@ -108,9 +108,13 @@ async def run_pool(session: AsyncSession, n: int, concurrency: int) -> None:
 
 
 async def live_count(session: AsyncSession) -> int:
-    return sum(
-        1 async for sb in session.sandboxes.list() if str(sb.status) not in ("destroyed", "failed")
-    )
+    """Sandboxes still holding resources (waits, bounded, for ``destroying`` rows to finish)."""
+    for _ in range(2000):
+        rows = [str(sb.status) async for sb in session.sandboxes.list()]
+        if "destroying" not in rows:
+            return sum(1 for status in rows if status not in ("destroyed", "failed"))
+        await asyncio.sleep(0.01)
+    raise RuntimeError("sandboxes stuck in 'destroying'")
 
 
 async def measure(

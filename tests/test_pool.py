@@ -16,8 +16,7 @@ import anyio.lowlevel
 import pytest
 from conftest import require_bwrap
 
-from createos_sandbox_async import AsyncSession, Sandbox, SandboxPool
-from createos_sandbox_async.pool import PoolStats
+from createos_sandbox_async import AsyncSession, PoolStats, Sandbox, SandboxPool
 
 SHAPE = "s-1vcpu-256mb"
 

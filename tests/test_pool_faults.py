@@ -22,6 +22,7 @@ from createos_sandbox_async import (
     AsyncSession,
     PaymentRequiredError,
     PermissionDeniedError,
+    PoolCleanupError,
     RateLimitError,
     Sandbox,
     SandboxPool,
@@ -288,8 +289,6 @@ async def test_cleanup_failure_is_reported_by_id(server: Any, session: AsyncSess
         return i
 
     pool = SandboxPool(session, shape=SHAPE, max_concurrency=1, reuse=True, cleanup_timeout=5)
-    from createos_sandbox_async.pool import PoolCleanupError
-
     with pytest.raises(PoolCleanupError) as info:
         async with pool:
             await pool.map(job, [1])
