@@ -145,13 +145,20 @@ async def test_buffered_result_off_the_wire_format(api: FakeExecAPI, sb: Any, bo
 
 
 @pytest.mark.parametrize(("status", "cls"), [(429, RateLimitError), (503, ServerError)])
-async def test_exec_is_resent_after_429_and_503(
-    api: FakeExecAPI, sb: Any, status: int, cls: type[Exception]
+async def test_exec_is_resent_after_429_and_503_only_while_retries_last(
+    api: FakeExecAPI, status: int, cls: type[Exception]
 ) -> None:
     api.buffered = [(status, fail_body("busy")), (200, OK_RESULT)]
-    sb.session._transport._retry = RetryPolicy(base=0.0, jitter=False)
-    assert (await sb.exec("true")).stdout == "2\n"
-    assert len(api.exec_requests()) == 2
+    async with api.session(retry=RetryPolicy(base=0.0, jitter=False)) as session:
+        sb = await api.sandbox(session)
+        assert (await sb.exec("true")).stdout == "2\n"
+        assert len(api.exec_requests()) == 2
+    api.buffered = [(status, fail_body("busy"))]
+    async with api.session(retry=RetryPolicy(max_retries=0)) as session:
+        sb = await api.sandbox(session)
+        with pytest.raises(cls):
+            await sb.exec("true")
+    assert len(api.exec_requests()) == 3
 
 
 @pytest.mark.parametrize("status", [500, 502, 504, 408])
