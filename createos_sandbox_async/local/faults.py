@@ -317,7 +317,10 @@ class FrameWriter:
 
     async def heartbeat(self, data: bytes) -> None:
         """A liveness frame; suppressed while a stall fault holds the stream."""
-        if self.stalled:
+        rule = self.rule
+        if self.stalled or (
+            rule is not None and rule.kind == "stall" and self.frames >= rule.params["after_frames"]
+        ):
             return
         await self._send(data)
 

@@ -330,7 +330,12 @@ async def wait_exited(proc: asyncio.subprocess.Process) -> int:
         return await proc.wait()
     try:
         done: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+
+        def exited() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(pidfd, exited)
         try:
             await done
         finally:

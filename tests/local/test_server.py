@@ -1,0 +1,145 @@
+"""Starting and stopping: isolation probing with clear advice, isolation="none", loopback-only
+binding, the CLI entry point, and the lazy SDK session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from createos_sandbox_async.local import IsolationUnavailableError, LocalServer
+
+from .conftest import Client
+
+pytestmark = pytest.mark.anyio
+
+
+def _fake_bwrap(directory: Path, script: str) -> None:
+    directory.chmod(0o755)
+    path = directory / "bwrap"
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+async def test_missing_bwrap_says_how_to_install_or_opt_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    state = tmp_path / "state"
+    state.mkdir()
+    with pytest.raises(IsolationUnavailableError) as info:
+        async with LocalServer(state_dir=str(state)):
+            pass
+    message = str(info.value)
+    assert "apt-get install bubblewrap" in message and 'isolation="none"' in message
+    assert list(state.iterdir()) == []  # nothing left behind
+
+
+async def test_bwrap_without_namespaces_fails_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # world-readable: as root, bwrap runs as the unprivileged sandbox user
+    with tempfile.TemporaryDirectory() as where:
+        fake = Path(where)
+        _fake_bwrap(fake, 'echo "bwrap: No permissions to creating new namespace" >&2; exit 1')
+        monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+        with pytest.raises(IsolationUnavailableError) as info:
+            async with LocalServer(state_dir=str(tmp_path)):
+                pass
+    assert "No permissions to creating new namespace" in str(info.value)
+    assert 'isolation="none"' in str(info.value)
+
+
+async def test_isolation_none_warns_on_every_start_and_still_runs_commands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="createos_sandbox_async.local")
+    for _ in range(2):
+        async with (
+            LocalServer(isolation="none", heartbeat_interval=0.05) as srv,
+            aiohttp.ClientSession(srv.base_url) as http,
+        ):
+            c = Client(http, srv.api_key)
+            sid = (await c.create())["id"]
+            assert (await c.exec(sid, "echo", "unsandboxed"))["stdout"] == "unsandboxed\n"
+            await c.ok("PUT", f"/v1/sandboxes/{sid}/files", params={"path": "/w/f"}, data=b"1")
+            res = await c.exec(sid, "cat", "../w/f")  # commands start in the sandbox's /root
+            assert res["stdout"] == "1"
+    warnings = [r for r in caplog.records if "isolation='none'" in r.getMessage()]
+    assert len(warnings) == 2
+
+
+def test_refuses_non_loopback_without_allow_remote() -> None:
+    with pytest.raises(ValueError, match="allow_remote"):
+        LocalServer(host="0.0.0.0")
+    LocalServer(host="0.0.0.0", allow_remote=True)  # accepted (not started here)
+    LocalServer(host="::1")
+    with pytest.raises(ValueError, match="isolation"):
+        LocalServer(isolation="docker")
+
+
+async def test_cli_prints_url_and_key_and_stops_cleanly() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "createos_sandbox_async.local",
+        "--port",
+        "0",
+        "--heartbeat-interval",
+        "0.1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    lines = []
+    try:
+        while len(lines) < 4:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            assert line, "the CLI exited early"
+            lines.append(line.strip())
+        env = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in lines
+            if line.startswith("export ")
+        )
+        base, key = env["CREATEOS_SANDBOX_BASE_URL"], env["CREATEOS_SANDBOX_API_KEY"]
+        assert env["CREATEOS_API_KEY"] == key and base.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession(base) as http:
+            c = Client(http, key)
+            sid = (await c.create())["id"]
+            assert (await c.exec(sid, "true"))["exit_code"] == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0 and b"stopped" in out
+
+
+async def test_cli_refuses_remote_bind() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "createos_sandbox_async.local",
+        "--host",
+        "0.0.0.0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2 and b"--allow-remote" in err
+
+
+async def test_session_is_an_sdk_session_for_this_server(server: LocalServer) -> None:
+    async with server.session() as session:
+        me = await session.whoami()
+    assert me.user_id == "usr_local_1"
+    assert server.api_key not in repr(server)
