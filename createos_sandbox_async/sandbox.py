@@ -335,8 +335,12 @@ class Sandbox:
         wait: bool = False,
         wait_timeout: float = 120.0,
         timeout: float | None = None,
+        retry: bool = True,
     ) -> Sandbox:
-        """Clone this paused sandbox; returns the child. Omitted fields inherit from the source."""
+        """Clone this paused sandbox; returns the child. Omitted fields inherit from the source.
+
+        Like create, resent only on 429/503; ``retry=False`` never resends (``SandboxPool``).
+        """
         body: dict[str, Any] = {}
         if start_paused is not None:
             body["start_paused"] = _check_bool("start_paused", start_paused)
@@ -353,7 +357,7 @@ class Sandbox:
                 "bandwidth_quota_bytes", bandwidth_quota_bytes
             )
         path = self._base + "/fork"
-        data = await self._transport.request("POST", path, json=body, timeout=timeout)
+        data = await self._transport.request("POST", path, json=body, timeout=timeout, retry=retry)
         child = Sandbox(self._session, structure(data, SandboxView))
         if wait:
             target = "paused" if start_paused else "running"
