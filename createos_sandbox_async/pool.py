@@ -826,7 +826,9 @@ class SandboxPool:
         """A new sandbox ready for a job: created and prepared, or forked from the template."""
         if self._strategy == "fork":
             parent = await self._get_template()
-            child = await self._spawn(lambda _name: parent.fork())
+            child = await self._spawn(
+                lambda _name: parent.fork(retry=False, timeout=self._create_timeout)
+            )
             try:
                 await child.wait_until("running")
             except BaseException:

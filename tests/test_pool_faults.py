@@ -300,3 +300,23 @@ async def test_cleanup_failure_is_reported_by_id(server: Any, session: AsyncSess
     server.faults.clear()
     for sid in kept:
         await (await session.sandboxes.get(sid)).destroy()
+
+
+async def test_fork_strategy_absorbs_rate_limits_on_fork(
+    server: Any, session: AsyncSession
+) -> None:
+    burst = server.faults.status(
+        429, route="/v1/sandboxes/*/fork", method="POST", times=3, retry_after=0.01
+    )
+
+    async def job(sb: Sandbox, i: int) -> str | None:
+        return sb.data.forked_from
+
+    async with SandboxPool(session, shape=SHAPE, max_concurrency=3, strategy="fork") as pool:
+        parents = await pool.map(job, range(5))
+    assert len(set(parents)) == 1 and parents[0] is not None
+    assert burst.hits == 3
+    # Forks are sent with transport retries off too: 5 children + 3 refused attempts.
+    assert server.request_count("POST", "/v1/sandboxes/*/fork") == 5 + 3
+    assert pool.stats.rate_limited == 3 and pool.stats.created == 1 + 5
+    assert await live_ids(session) == []
