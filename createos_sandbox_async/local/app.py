@@ -633,26 +633,39 @@ class Emulator:
             sb.transition.cancel()
         sb.transition = self.spawn_background(run())
 
-    def _begin_pause(self, sb: Sandbox) -> None:
+    def _begin_pause(self, sb: Sandbox) -> asyncio.Task[Any]:
+        """Freeze the sandbox now; it reads `paused` once frozen and transition_delay passed."""
         sb.status = "pausing"
         if sb.auto_pause_timer is not None:
             sb.auto_pause_timer.cancel()
             sb.auto_pause_timer = None
-        if sb.runtime is not None:
-            sb.runtime.pause()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        runtime = sb.runtime
 
-        def done() -> None:
+        async def run() -> None:
+            if runtime is not None:
+                runtime.pause()
+                await runtime.wait_stopped()
+            rest = self.transition_delay - (loop.time() - started)
+            if rest > 0:
+                await asyncio.sleep(rest)
             if sb.status == "pausing":
                 sb.status = "paused"
                 sb.paused_at = _ids.now()
 
-        self._later(sb, done)
+        if sb.transition is not None:
+            sb.transition.cancel()
+        sb.transition = self.spawn_background(run())
+        return sb.transition
 
     async def pause(self, request: web.Request) -> web.StreamResponse:
         sb = self.sandbox(request)
         if sb.status != "running":
             fail(409, f"cannot pause sandbox {sb.id} in status {sb.status}")
-        self._begin_pause(sb)
+        task = self._begin_pause(sb)
+        if not self.transition_delay:
+            await asyncio.shield(task)
         return ok(sb.view())
 
     async def resume(self, request: web.Request) -> web.StreamResponse:
@@ -719,6 +732,7 @@ class Emulator:
             child.status = "pausing"
             assert child.runtime is not None
             child.runtime.pause()
+            await child.runtime.wait_stopped()
             child.status = "paused"
             child.paused_at = _ids.now()
             return

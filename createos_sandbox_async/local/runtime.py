@@ -597,6 +597,22 @@ class SandboxRuntime:
         self._signal_all(signal.SIGSTOP)
         self.paused = True
 
+    async def wait_stopped(self, limit: float = 2.0) -> bool:
+        """Wait (bounded) until SIGSTOP has taken effect on every process of the sandbox, so a
+        fork copies a quiescent tree."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while True:
+            running = [p for p in self.namespace_pids() if _proc_state(p) not in "TtZX"]
+            if not running:
+                return True
+            if loop.time() > deadline:
+                return False
+            for pid in running:  # forked since the first pass
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGSTOP)
+            await asyncio.sleep(0.002)
+
     def resume(self) -> None:
         """Thaw every process of the sandbox (SIGCONT)."""
         self._signal_all(signal.SIGCONT)
@@ -644,6 +660,16 @@ class SandboxRuntime:
         _, err = await proc.communicate()
         if proc.returncode != 0 and not _is_dir(dst):
             raise OSError(errno.EIO, "copying the sandbox tree failed: " + err.decode().strip())
+
+
+def _proc_state(pid: int) -> str:
+    """The one-letter scheduler state of a process ('X' when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return "X"
+    return chr(data[data.rfind(b")") + 2])
 
 
 def _is_dir(path: str) -> bool:

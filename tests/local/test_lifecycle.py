@@ -22,6 +22,17 @@ def _state(pid: int) -> str:
     return data[data.rfind(b")") + 2 :].split()[0].decode()
 
 
+async def _state_becomes(pid: int, want: str) -> str:
+    """Signals land asynchronously: poll (bounded) for the scheduler state."""
+    state = _state(pid)
+    for _ in range(500):
+        if state == want:
+            break
+        await asyncio.sleep(0.005)
+        state = _state(pid)
+    return state
+
+
 async def _poll_status(client: Client, sid: str, want: str, limit: int = 500) -> list[str]:
     """Statuses seen (deduplicated, in order) until `want` shows up."""
     seen: list[str] = []
@@ -45,14 +56,14 @@ async def test_pause_freezes_and_resume_thaws_processes(client: Client) -> None:
         await asyncio.sleep(0.01)
     assert len(pids) == 1
     paused = await client.ok("POST", f"/v1/sandboxes/{sid}/pause")
-    assert paused["status"] in ("pausing", "paused")
+    assert paused["status"] == "paused"  # transition_delay=0: frozen before the answer
     assert _state(pids[0]) == "T"  # stopped
     status, _ = await client.call("POST", f"/v1/sandboxes/{sid}/pause")
     assert status == 409
     status, _ = await client.call("GET", f"/v1/sandboxes/{sid}/files", params={"path": "/x"})
     assert status == 404
     await client.ok("POST", f"/v1/sandboxes/{sid}/resume")
-    assert _state(pids[0]) == "S"
+    assert await _state_becomes(pids[0], "S") == "S"
     view = await client.ok("GET", f"/v1/sandboxes/{sid}")
     assert view["status"] == "running" and "last_resumed_at" in view
     status, _ = await client.call("POST", f"/v1/sandboxes/{sid}/resume")
