@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import io
 import json as _json
 import logging
 import sys
@@ -55,6 +56,19 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 #: Bodies that can be sent again as they are.
 _REPLAYABLE: Final = (bytes, bytearray, memoryview)
+
+# aiohttp warns (ResourceWarning) when a bytes body exceeds 1 MiB, because it writes it in one
+# go; a fresh BytesIO per attempt is sent in chunks and stays replayable.
+_LARGE_BODY: Final = 1024 * 1024
+
+
+def _send_body(body: Any) -> Any:
+    """The body to hand aiohttp for one attempt: big ``bytes`` wrapped in a fresh BytesIO."""
+    if type(body) is bytes and len(body) > _LARGE_BODY:
+        return io.BytesIO(body)
+    return body
+
+
 #: One encoder for every body: ``json.dumps`` with options would build a new one per call.
 _dumps: Final = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -435,7 +449,7 @@ class Transport:
                     method,
                     url,
                     params=query,
-                    data=body,
+                    data=_send_body(body),
                     headers=hdrs,
                     timeout=client_timeout,
                     allow_redirects=False,
@@ -595,7 +609,7 @@ class Transport:
                     method,
                     url,
                     params=query,
-                    data=body,
+                    data=_send_body(body),
                     headers=hdrs,
                     timeout=self._stream_timeout,
                     allow_redirects=False,

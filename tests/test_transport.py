@@ -523,3 +523,22 @@ async def test_cancelled_buffered_request_drops_the_connection() -> None:
         assert connector is not None
         assert sum(len(v) for v in connector._conns.values()) == 0
     assert srv.count() == 1
+
+
+# -- big request bodies ------------------------------------------------------------------------
+
+
+async def test_big_bytes_body_is_sent_whole_and_replayed_after_429() -> None:
+    """Over 1 MiB aiohttp would warn (an error here); the transport streams it, and resends it
+    in full after a 429 because bytes are replayable."""
+    from tests._servers import sequence
+
+    body = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_put(
+        "/v1/echo",
+        sequence([lambda: error(429, "slow down", headers={"Retry-After": "0"}), lambda: ok({})]),
+    )
+    async with serve(app) as srv, srv.session() as session:
+        await session.request("PUT", "/v1/echo", data=body)
+    assert [r.body == body for r in srv.requests] == [True, True]
