@@ -61,19 +61,8 @@ _ETC_FILES = (
     "wgetrc",
     "papersize",
 )
-_ETC_DIRS = (
-    "alternatives",
-    "profile.d",
-    "ld.so.conf.d",
-    "ca-certificates",
-    "ssl/certs",
-    "perl",
-    "terminfo",
-    "skel",
-    "fonts",
-    "bash_completion.d",
-    "python3",
-)
+# Bound read-only (each mount costs boot time, so only what common tools need).
+_ETC_DIRS = ("alternatives", "profile.d", "ssl/certs", "python3")
 _INSTALL_HINT = (
     "install it with `apt-get install bubblewrap` (Debian/Ubuntu; `dnf install bubblewrap` on "
     'Fedora), or opt out of isolation explicitly with LocalServer(isolation="none") / '
