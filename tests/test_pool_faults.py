@@ -24,6 +24,7 @@ from createos_sandbox_async import (
     PermissionDeniedError,
     PoolCleanupError,
     RateLimitError,
+    RetryPolicy,
     Sandbox,
     SandboxPool,
 )
@@ -284,22 +285,36 @@ async def test_a_create_whose_answer_never_came_is_found_and_destroyed(
     assert pool.stats.created == pool.stats.destroyed
 
 
-async def test_cleanup_failure_is_reported_by_id(server: Any, session: AsyncSession) -> None:
+@pytest.mark.parametrize("body_raises", [False, True])
+async def test_cleanup_failure_is_reported_by_id(server: Any, body_raises: bool) -> None:
     async def job(sb: Sandbox, i: int) -> int:
         return i
 
-    pool = SandboxPool(session, shape=SHAPE, max_concurrency=1, reuse=True, cleanup_timeout=5)
-    with pytest.raises(PoolCleanupError) as info:
-        async with pool:
-            await pool.map(job, [1])
-            kept = await live_ids(session)
-            # Every DELETE fails from here on (the transport's own retries included).
-            server.faults.status(500, route="/v1/sandboxes/*", method="DELETE", times=None)
-    assert info.value.ids == tuple(kept)
-    assert pool.stats.cleanup_failed == tuple(kept)
-    server.faults.clear()
-    for sid in kept:
-        await (await session.sandboxes.get(sid)).destroy()
+    fast = RetryPolicy(base=0.001, cap=0.001)
+    async with AsyncSession(
+        api_key=server.add_tenant(), base_url=server.base_url, retry=fast
+    ) as session:
+        pool = SandboxPool(session, shape=SHAPE, max_concurrency=1, reuse=True, cleanup_timeout=5)
+        expected: type[BaseException] = ValueError if body_raises else PoolCleanupError
+        with pytest.raises(expected) as info:
+            async with pool:
+                await pool.map(job, [1])
+                kept = await live_ids(session)
+                # Every DELETE fails from here on (the transport's own retries included).
+                server.faults.status(500, route="/v1/sandboxes/*", method="DELETE", times=None)
+                if body_raises:
+                    raise ValueError("the user's own error")
+        assert len(kept) == 1
+        assert pool.stats.cleanup_failed == tuple(kept)
+        if body_raises:  # the user's error wins; the leak is noted on it (and logged)
+            assert any(kept[0] in note for note in info.value.__notes__)
+        else:
+            assert isinstance(info.value, PoolCleanupError)
+            assert info.value.ids == tuple(kept)
+            assert "500" in str(info.value.errors[kept[0]])
+        server.faults.clear()
+        for sid in kept:
+            await (await session.sandboxes.get(sid)).destroy()
 
 
 async def test_fork_strategy_absorbs_rate_limits_on_fork(
