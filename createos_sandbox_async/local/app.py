@@ -514,6 +514,7 @@ class Emulator:
             else:
                 await SandboxRuntime.copy_tree(source_root, root)
             sb.runtime = await self.runtime.start(sb.id, root, sb.name)
+            sb.runtime.on_death = lambda: self._vm_died(sb)
             if self.transition_delay:
                 await asyncio.sleep(self.transition_delay)
         except Exception:
@@ -527,6 +528,17 @@ class Emulator:
             sb.status = "running"
             sb.running_at = _ids.now()
             self.touch(sb)
+
+    def _vm_died(self, sb: Sandbox) -> None:
+        """The sandbox's VM process ended without a destroy: the sandbox is `failed`."""
+        if sb.status in ("destroying", "destroyed") or self.closing:
+            return
+        sb.status = "failed"
+        if sb.auto_pause_timer is not None:
+            sb.auto_pause_timer.cancel()
+            sb.auto_pause_timer = None
+        for proc in sb.processes.values():
+            proc.kill()
 
     def _resolve_networks(self, owner: str, raw: object) -> list[Network]:
         if raw is None:

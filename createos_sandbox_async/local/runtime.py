@@ -20,7 +20,8 @@ import os
 import shutil
 import signal
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ._fs import View, open_in_root
 
@@ -307,6 +308,56 @@ def chown_tree(root: str, owner: tuple[int, int]) -> None:
             os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
+def _launch(argv: list[str], stdout: int, log_path: str, keep_fd: int) -> subprocess.Popen[bytes]:
+    """Fork/exec the VM (the same synchronous call asyncio makes), stderr to a log file."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=log,
+            pass_fds=(keep_fd,),
+            start_new_session=True,
+            env={"PATH": DEFAULT_PATH},
+        )
+
+
+def _read_head(path: str) -> str:
+    """The first few KiB of a log file, as text."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4096).decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+async def _read_until(fd: int, end: bytes, timeout: float) -> bytes:
+    """Read a pipe without blocking the loop until `end` is seen, EOF, or `timeout`."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    data = b""
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        nonlocal data
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        data += chunk
+        if (not chunk or end in data) and not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(fd)
+    return data
+
+
 async def wait_exited(proc: asyncio.subprocess.Process) -> int:
     """The exit status as soon as the process exits, even while an orphan still holds its pipes
     (asyncio's `Process.wait()` only returns once every pipe is closed)."""
@@ -387,7 +438,10 @@ class SandboxRuntime:
         self.root = root
         virtual = ("/proc", "/dev") if runtime.isolation == "bubblewrap" else ()
         self.view = View(root, runtime.ro_mounts(), virtual)
-        self.init: asyncio.subprocess.Process | None = None
+        self.init: subprocess.Popen[bytes] | None = None
+        self.on_death: Callable[[], None] | None = None  # the VM died on its own
+        self._exited: asyncio.Future[None] | None = None
+        self._pidfd = -1
         self.init_pid = 0  # host pid of the namespace's pid 1
         self.pidns: tuple[int, int] | None = None
         self.groups: set[int] = set()  # process groups of commands started here
@@ -403,50 +457,58 @@ class SandboxRuntime:
         return self._rootfd
 
     async def boot(self, hostname: str) -> None:
-        """Start the VM (bubblewrap) and wait for its pid 1 to say it is ready."""
+        """Start the VM (bubblewrap) and wait for its pid 1 to say it is ready.
+
+        The VM is a plain Popen watched through a pidfd (no asyncio child-watcher thread per
+        sandbox); its stderr goes to a log file outside the tree, read only if the boot fails.
+        """
         rt = self.runtime
         if rt.isolation != "bubblewrap":
             return
+        loop = asyncio.get_running_loop()
         info_r, info_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        log_path = os.path.join(rt.state_dir, "logs", f"{self.sandbox_id}.stderr")
         try:
             argv = rt._bwrap_argv(self.root, hostname, ["/bin/sh", "-c", _INIT_SCRIPT])
             argv.insert(argv.index("--as-pid-1"), "--info-fd")
             argv.insert(argv.index("--as-pid-1"), str(info_w))
-            self.init = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(info_w,),
-                start_new_session=True,
-                env={"PATH": DEFAULT_PATH},
-            )
+            self.init = _launch(argv, ready_w, log_path, info_w)
             os.close(info_w)
-            info_w = -1
-            assert self.init.stdout is not None and self.init.stderr is not None
-            line = await self.init.stdout.readline()
+            os.close(ready_w)
+            info_w = ready_w = -1
+            line = await _read_until(ready_r, b"\n", 30.0)
             if line != b"ready\n":
-                err = await self.init.stderr.read()
-                with contextlib.suppress(ProcessLookupError):
-                    self.init.kill()
-                await self.init.wait()
-                raise RuntimeError(
-                    "sandbox VM failed to start: " + err.decode(errors="replace").strip()
-                )
-            raw = b""
-            os.set_blocking(info_r, False)
-            with contextlib.suppress(BlockingIOError):
-                while chunk := os.read(info_r, 65536):
-                    raw += chunk
+                self.init.kill()
+                await asyncio.to_thread(self.init.wait)
+                err = _read_head(log_path)
+                raise RuntimeError(f"sandbox VM failed to start: {err or 'no output'}")
+            raw = await _read_until(info_r, b"}", 5.0)
             self.init_pid = int(json.loads(raw)["child-pid"])
             st = os.stat(f"/proc/{self.init_pid}/ns/pid")
             self.pidns = (st.st_dev, st.st_ino)
-            self.init.stdout.feed_eof()
-            self.init.stderr.feed_eof()
+            self._exited = loop.create_future()
+            self._pidfd = os.pidfd_open(self.init.pid)
+            loop.add_reader(self._pidfd, self._vm_exited)
         finally:
-            os.close(info_r)
-            if info_w >= 0:
-                os.close(info_w)
+            for fd in (info_r, info_w, ready_r, ready_w):
+                if fd >= 0:
+                    os.close(fd)
+
+    def _vm_exited(self) -> None:
+        """The VM process ended: reap it, and report an unexpected death."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        if self.init is not None:
+            self.init.wait()  # it has exited: this only reaps
+        expected = self.dead
+        self.dead = True
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)
+        if not expected and self.on_death is not None:
+            self.on_death()
 
     def command_argv(self, argv: Sequence[str], *, pty: bool = False) -> list[str]:
         """The host argv that runs `argv` inside this sandbox with no capabilities."""
@@ -619,7 +681,10 @@ class SandboxRuntime:
             if self.init_pid:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(self.init_pid, signal.SIGKILL)
-            await self.init.wait()
+            if self._exited is not None:
+                await self._exited
+            else:
+                await asyncio.to_thread(self.init.wait)
         if self._rootfd >= 0:
             os.close(self._rootfd)
             self._rootfd = -1

@@ -157,6 +157,7 @@ class LocalServer:
         try:
             os.chmod(state_dir, 0o711)  # the sandbox user may traverse it, never list it
             os.mkdir(os.path.join(state_dir, "sandboxes"), 0o711)
+            os.mkdir(os.path.join(state_dir, "logs"), 0o700)
             runtime = Runtime(self._isolation, state_dir)
             await runtime.probe()
             emu = Emulator(

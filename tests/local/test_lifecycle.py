@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 import aiohttp
 import pytest
@@ -190,3 +191,37 @@ async def test_nothing_is_left_running_after_shutdown() -> None:
         stream.close()
     finally:
         await http.close()
+
+
+async def test_a_vm_that_dies_on_its_own_marks_the_sandbox_failed(
+    server: LocalServer, client: Client
+) -> None:
+    sid = (await client.create())["id"]
+    vm = [
+        pid
+        for pid in pids_with_prefix("setpriv") + pids_with_prefix("bwrap")
+        if f"/sandboxes/{sid}" in _cmdline(pid)
+    ]
+    assert vm
+    for pid in vm:
+        os.kill(pid, signal.SIGKILL)
+    assert await _poll_status(client, sid, "failed")
+    status, _ = await client.call("POST", f"/v1/sandboxes/{sid}/exec", json={"cmd": "true"})
+    assert status == 404
+    assert (await client.ok("DELETE", f"/v1/sandboxes/{sid}"))["status"] == "destroyed"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def pids_with_prefix(program: str) -> list[int]:
+    return [
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit() and os.path.basename(_cmdline(int(p)).split(" ", 1)[0]) == program
+    ]
