@@ -89,27 +89,20 @@ class ExecEvent:
     exit_code: int | None = None
 
 
-def _event_factory() -> Callable[[ExecEventKind, str, int | None], ExecEvent]:
-    """Build events without the generated frozen ``__init__`` (a quarter of the per-event cost).
-
-    The slot descriptors are set directly: the same object, just as immutable afterwards.
-    """
-    new = object.__new__
-    set_kind = ExecEvent.__dict__["kind"].__set__
-    set_data = ExecEvent.__dict__["data"].__set__
-    set_code = ExecEvent.__dict__["exit_code"].__set__
-
-    def make(kind: ExecEventKind, data: str, exit_code: int | None) -> ExecEvent:
-        ev: ExecEvent = new(ExecEvent)
-        set_kind(ev, kind)
-        set_data(ev, data)
-        set_code(ev, exit_code)
-        return ev
-
-    return make
+# Events are built without the generated frozen ``__init__`` (it goes through
+# ``object.__setattr__`` per field): the slot descriptors are set directly, which gives the same
+# object, just as immutable afterwards, for a quarter less CPU per event.
+_SET_KIND: Final = ExecEvent.__dict__["kind"].__set__
+_SET_DATA: Final = ExecEvent.__dict__["data"].__set__
+_SET_CODE: Final = ExecEvent.__dict__["exit_code"].__set__
 
 
-_new_event = _event_factory()
+def _new_event(kind: ExecEventKind, data: str, exit_code: int | None) -> ExecEvent:
+    ev: ExecEvent = object.__new__(ExecEvent)
+    _SET_KIND(ev, kind)
+    _SET_DATA(ev, data)
+    _SET_CODE(ev, exit_code)
+    return ev
 
 
 @attrs.define(frozen=True, slots=True)
@@ -729,7 +722,9 @@ class _FrameParser:
     def _events(self, frames: list[Any]) -> list[ExecEvent]:
         out: list[ExecEvent] = []
         append = out.append
-        new = _new_event
+        # The hot loop: ``_new_event`` inlined (one call less per event, ~8% of the parse).
+        new, cls = object.__new__, ExecEvent
+        set_kind, set_data, set_code = _SET_KIND, _SET_DATA, _SET_CODE
         try:
             for f in frames:
                 # Fast path: the one-key output frames that make up nearly all of a stream.
@@ -737,13 +732,21 @@ class _FrameParser:
                 if v is not None:
                     if v.__class__ is str and len(f) == 1:
                         if v:
-                            append(new(STDOUT, v, None))
+                            ev = new(cls)
+                            set_kind(ev, STDOUT)
+                            set_data(ev, v)
+                            set_code(ev, None)
+                            append(ev)
                         continue
                 else:
                     v = f.get("stderr")
                     if v is not None and v.__class__ is str and len(f) == 1:
                         if v:
-                            append(new(STDERR, v, None))
+                            ev = new(cls)
+                            set_kind(ev, STDERR)
+                            set_data(ev, v)
+                            set_code(ev, None)
+                            append(ev)
                         continue
                 self._frame(f, append)
         except AttributeError:
