@@ -52,6 +52,7 @@ import re
 import secrets
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -337,9 +338,30 @@ class SandboxPool:
             async with pool.acquire() as sandbox:
                 ...
 
+    Arguments (all checked before any request):
+
+    - ``max_concurrency``: items (and ``acquire()`` blocks) in progress at once, pool-wide.
+    - ``strategy``: ``"fresh"`` creates each sandbox; ``"fork"`` creates and prepares one
+      template, pauses it and forks every sandbox from it.
+    - ``prepare(sandbox)``: awaited once per new sandbox (once in all with ``"fork"``).
+    - ``reuse`` / ``reset(sandbox)``: keep a sandbox for the next item, after ``reset``.
+    - ``warm``: sandboxes kept created (and prepared) ahead of demand.
+    - ``on_progress(stats)``: a sync callable, called at most every ``progress_interval``
+      seconds as items finish and once at the end of each run; ``progress=True`` draws a
+      plain-text bar on stderr (or pass a ``ProgressBar``).
+    - ``read_ahead``: slots between an async input and the workers (default
+      ``max_concurrency``).
+    - ``create_attempts``, ``create_timeout``, ``backoff``, ``backoff_cap``: the create gate.
+    - ``cleanup_timeout``: the deadline of the shielded cleanup on exit.
+    - ``name_prefix``: the start of every sandbox name (a random tag is appended).
+
     Extra keyword arguments (``envs=``, ``disk_mib=``, ``egress=``, ...) go to
     ``session.sandboxes.create``; the pool owns ``name`` (a unique per-pool prefix it uses to
     find sandboxes whose create answer was lost). See the module docstring for the rules.
+
+    A job must not ``acquire()`` from its own pool (it would wait for a slot it holds).
+    Cancelling waits for creates already sent (they are short; bounded by ``create_timeout``
+    or the session's request timeout), so that no sandbox is created unseen.
     """
 
     def __init__(
@@ -587,11 +609,14 @@ class SandboxPool:
         self,
         job: Callable[[Sandbox, T], Awaitable[R]],
         items: Iterable[T] | AsyncIterable[T],
-    ) -> AsyncIterator[tuple[T, R | Exception]]:
+    ) -> AsyncGenerator[tuple[T, R | Exception], None]:
         """Yield ``(item, result or exception)`` as items finish; ``items`` is read lazily.
 
-        Leaving the loop early (``break``) stops the remaining items; their sandboxes are
-        destroyed. A creation-stopping error (402, 403, ...) is raised from the loop.
+        Closing the generator (``aclose()``, or ``async with contextlib.aclosing(...)`` around a
+        loop you may leave early) stops the remaining items and destroys their sandboxes; a
+        generator abandoned without closing stops when it is garbage-collected or, at the
+        latest, when the pool exits. A creation-stopping error (402, 403, ...) is raised from
+        the loop.
         """
         run = self._new_run(job, items, stop_on_error=False)
         send, recv = anyio.create_memory_object_stream[tuple[Any, Any]](0)

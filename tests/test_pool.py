@@ -297,7 +297,7 @@ async def test_as_completed_yields_exceptions_and_stops_on_break(session: AsyncS
             taken += 1
             if taken == 3:
                 break
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     assert pool.stats.completed + pool.stats.failed < 6 + 1000
     assert await live_ids(session) == []
 
