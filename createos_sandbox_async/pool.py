@@ -66,6 +66,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
+import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
 
@@ -756,7 +757,7 @@ class SandboxPool:
         limiter = self._limiter
         assert limiter is not None
         token = object()
-        while True:
+        while not run.scope.cancel_called:
             try:  # fast path without the two checkpoints of acquire(): the item awaits soon anyway
                 limiter.acquire_on_behalf_of_nowait(token)
             except anyio.WouldBlock:
@@ -920,6 +921,12 @@ class SandboxPool:
             if self._fatal is not None:
                 gate.leave()
                 raise _CreationStopped(self._fatal)
+            try:
+                # Not one create after a cancel (the fast paths above did not yield).
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except BaseException:
+                gate.leave()
+                raise
             self._seq += 1
             name = f"{self._prefix}{self._seq}"
             try:
