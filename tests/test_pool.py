@@ -67,14 +67,25 @@ async def test_map_returns_results_in_input_order(session: AsyncSession) -> None
     assert pool.stats.completed == 30 and pool.stats.failed == 0
 
 
-async def test_map_runs_real_commands(session: AsyncSession) -> None:
+async def test_map_runs_real_commands_within_the_concurrency_bound(session: AsyncSession) -> None:
+    running = most_running = most_alive = 0
+
     async def job(sb: Sandbox, i: int) -> str:
-        res = await sb.exec("python3", ["-c", f"print({i} * {i})"])
+        nonlocal running, most_running, most_alive
+        running += 1
+        most_running = max(most_running, running)
+        most_alive = max(most_alive, pool.stats.alive)
+        try:
+            res = await sb.exec("python3", ["-c", f"print({i} * {i})"])
+        finally:
+            running -= 1
         return str(res.stdout).strip()
 
     async with SandboxPool(session, shape=SHAPE, max_concurrency=4) as pool:
-        results = await pool.map(job, [3, 1, 4, 1, 5, 9])
-    assert results == ["9", "1", "16", "1", "25", "81"]
+        results = await pool.map(job, [3, 1, 4, 1, 5, 9, 2, 6, 5, 3])
+    assert results == ["9", "1", "16", "1", "25", "81", "4", "36", "25", "9"]
+    assert most_running <= 4
+    assert most_alive <= 4
     assert await live_ids(session) == []
 
 
