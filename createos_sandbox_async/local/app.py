@@ -132,6 +132,7 @@ class Emulator:
         self.disks: dict[str, Disk] = {}
         self.templates: dict[str, Template] = {}
         self.background: set[asyncio.Task[Any]] = set()
+        self.reaping: set[asyncio.Task[Any]] = set()
         self.closing = False
         self._ip_counter = 0
         self._tenant_counter = 0
@@ -160,6 +161,18 @@ class Emulator:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         return task
+
+    def reap_later(self, proc: asyncio.subprocess.Process) -> None:
+        """Collect a killed command in the background (its handler may be cancelled), so no
+        subprocess outlives the server's event loop."""
+
+        async def reap() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 30)
+
+        task = asyncio.ensure_future(reap())
+        self.reaping.add(task)
+        task.add_done_callback(self.reaping.discard)
 
     # ----------------------------------------------------------------- middleware
 
@@ -858,6 +871,7 @@ class Emulator:
         finally:
             if proc.returncode is None:
                 kill_tree(proc.pid)
+                self.reap_later(proc)
             runtime.forget(proc.pid)
         result = {
             "stdout": out.decode("utf-8", "replace"),
@@ -927,6 +941,7 @@ class Emulator:
         finally:
             if proc.returncode is None:
                 kill_tree(proc.pid)
+                self.reap_later(proc)
             runtime.forget(proc.pid)
             for task in tasks:
                 task.cancel()

@@ -203,6 +203,12 @@ class ManagedProcess:
         self.exited.set()
         self._notify()
 
+    async def settled(self) -> None:
+        """Wait for the exit watcher and output pumps to finish (after a kill)."""
+        tasks = [t for t in (self._watch, *self._pumps) if t is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     @property
     def leader_exited(self) -> bool:
         return self.exited.is_set()

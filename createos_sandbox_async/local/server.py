@@ -8,6 +8,7 @@ import ipaddress
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -212,11 +213,19 @@ class LocalServer:
                 await asyncio.gather(*emu.background, return_exceptions=True)
             boxes = [sb.runtime for sb in emu.sandboxes.values() if sb.runtime is not None]
             await asyncio.gather(*(b.stop() for b in boxes), return_exceptions=True)
-            for owner in emu.sandboxes.values():
-                for proc in owner.processes.values():
-                    if proc.proc is not None:
-                        with contextlib.suppress(Exception):
-                            await asyncio.wait_for(proc.proc.wait(), 5)
+            # Every command is dead by now; wait (bounded) until asyncio has collected each one,
+            # so none outlives the event loop.
+            waits: list[Awaitable[object]] = [
+                p.proc.wait()
+                for sb in emu.sandboxes.values()
+                for p in sb.processes.values()
+                if p.proc is not None
+            ]
+            waits += [p.settled() for sb in emu.sandboxes.values() for p in sb.processes.values()]
+            waits += list(emu.reaping)
+            if waits:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 10)
             if state_dir is not None:
                 await asyncio.to_thread(_remove_all, state_dir)
             self._emu = None
