@@ -209,8 +209,12 @@ class _Counters:
 
 def _serve(fd: int, counters_path: str, row: int) -> None:
     """Serve on an inherited listening socket until SIGTERM."""
+    import logging
+
     from aiohttp import web, web_server
 
+    # Clients that vanish mid-request (idle streams, killed drivers) are expected here.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     counters = _Counters(counters_path, row)
     json_headers = {"Content-Type": "application/json"}
     ndjson_headers = {"Content-Type": "application/x-ndjson"}
@@ -435,6 +439,34 @@ class FakeServer:
             }
         finally:
             view.release()
+
+    def open_connections(self) -> int:
+        """Server-side TCP connections not yet fully closed (from /proc; -1 if unreadable)."""
+        port = int(self.base_url.rsplit(":", 1)[1])
+        try:
+            with open("/proc/net/tcp") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            return -1
+        n = 0
+        for row in rows:
+            fields = row.split()
+            local, state = fields[1], fields[3]
+            if int(local.rsplit(":", 1)[1], 16) == port and state != "0A":  # 0A = LISTEN
+                n += 1
+        return n
+
+    def wait_quiet(self, timeout: float = 15.0) -> bool:
+        """Wait until the server holds no connection, so a client reusing a port of a socket
+        the server has not closed yet (CLOSE_WAIT) cannot be reset. True when quiet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            n = self.open_connections()
+            if n <= 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]

@@ -56,6 +56,10 @@ def load_job() -> Job:
     return Job(json.loads(sys.argv[1]))
 
 
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
@@ -131,6 +135,7 @@ async def run_async(job: Job, op: Callable[[Tally], Awaitable[None]]) -> dict[st
     scratch = Tally()
     await asyncio.gather(*(_warm(job, op, scratch) for _ in range(job.concurrency)))
     tally = Tally()
+    f0 = minor_faults()
     t0 = time.perf_counter()
     c0 = cpu_seconds()
     stop = t0 + job.duration
@@ -144,7 +149,8 @@ async def run_async(job: Job, op: Callable[[Tally], Awaitable[None]]) -> dict[st
     await asyncio.gather(*(worker() for _ in range(job.concurrency)))
     wall = time.perf_counter() - t0
     cpu = cpu_seconds() - c0
-    return result(job, tally, wall, cpu, warm_ops=scratch.ops)
+    faults = minor_faults() - f0
+    return result(job, tally, wall, cpu, warm_ops=scratch.ops, minor_faults=faults)
 
 
 async def _warm(job: Job, op: Callable[[Tally], Awaitable[None]], tally: Tally) -> None:
@@ -186,6 +192,7 @@ def run_threads(job: Job, op: Callable[[Tally], None]) -> dict[str, Any]:
         list(pool.map(lambda _: [op(scratch) for _ in range(job.warmup)], range(job.concurrency)))
         tally = Tally()
         tally.add = locked(tally)  # type: ignore[method-assign]
+        f0 = minor_faults()
         t0 = time.perf_counter()
         c0 = cpu_seconds()
         stop = t0 + job.duration
@@ -199,7 +206,8 @@ def run_threads(job: Job, op: Callable[[Tally], None]) -> dict[str, Any]:
         list(pool.map(worker, range(job.concurrency)))
         wall = time.perf_counter() - t0
         cpu = cpu_seconds() - c0
-    return result(job, tally, wall, cpu, warm_ops=scratch.ops)
+        faults = minor_faults() - f0
+    return result(job, tally, wall, cpu, warm_ops=scratch.ops, minor_faults=faults)
 
 
 def run_idle_threads(

@@ -65,7 +65,7 @@ def main(job: c.Job) -> dict[str, Any]:
         events = c.check_stream(job, n_out, n_err, c_out, c_err, code)
         t.add(wire, events)
 
-    payload = bytes(job.size)
+    payload = bytes(job.size if job.kind == "upload" else 0)
 
     def op_upload(t: c.Tally) -> None:
         sb.files.upload("/workspace/up.bin", payload)

@@ -89,7 +89,7 @@ const ops = {
     t.add(buf.byteLength);
   },
 };
-const payload = new Uint8Array(job.size || 0);
+const payload = new Uint8Array(job.kind === "upload" ? job.size : 0);
 
 function result(t, wall, cpu, extra = {}) {
   return {
@@ -113,6 +113,7 @@ async function runTimed(op) {
     }),
   );
   const t = new Tally();
+  const f0 = process.resourceUsage().minorPageFault;
   const t0 = performance.now();
   const c0 = cpuSeconds();
   const stop = t0 + job.duration * 1000;
@@ -123,7 +124,10 @@ async function runTimed(op) {
       } while (performance.now() < stop);
     }),
   );
-  return result(t, (performance.now() - t0) / 1000, cpuSeconds() - c0, { warm_ops: scratch.ops });
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds() - c0;
+  const faults = process.resourceUsage().minorPageFault - f0;
+  return result(t, wall, cpu, { warm_ops: scratch.ops, minor_faults: faults });
 }
 
 async function runIdle() {

@@ -98,7 +98,7 @@ async def main(job: c.Job) -> dict[str, Any]:
         events = c.check_stream(job, n_out, n_err, c_out, c_err, code)
         t.add(wire, events)
 
-    payload = bytes(job.size)
+    payload = bytes(job.size if job.kind == "upload" else 0)
 
     async def op_upload(t: c.Tally) -> None:
         async with session.put(
