@@ -5,6 +5,7 @@ processes.py."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import fnmatch
@@ -124,7 +125,7 @@ class Emulator:
         self.transition_delay = transition_delay
         self.auto_pause_scale = auto_pause_scale
         self.faults = Faults()
-        self.requests: list[tuple[str, str]] = []
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self.tenants: dict[str, Tenant] = {}
         self.tokens: dict[str, Sandbox] = {}
         self.sandboxes: dict[str, Sandbox] = {}
@@ -150,8 +151,8 @@ class Emulator:
         """Requests received so far (fnmatch on the path)."""
         want = method.upper() if method else None
         return sum(
-            1
-            for m, p in self.requests
+            n
+            for (m, p), n in self.requests.items()
             if (want is None or m == want) and fnmatch.fnmatchcase(p, path)
         )
 
@@ -179,7 +180,7 @@ class Emulator:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Count, maybe fault, authenticate, run, and turn failures into JSend bodies."""
-        self.requests.append((request.method, request.path))
+        self.requests[(request.method, request.path)] += 1
         rule = self.faults.take(request.method, request.path)
         try:
             if rule is not None:
