@@ -129,7 +129,7 @@ class _Handlers:
         return ok({"id": sb.id, "egress": list(sb.egress or [])})
 
     async def get_bandwidth(self, request: web.Request) -> web.StreamResponse:
-        return ok(self.emu.sandbox(request).bandwidth_view())
+        return ok(self.emu.live(request).bandwidth_view())
 
     async def recharge(self, request: web.Request) -> web.StreamResponse:
         sb = self.emu.live(request)  # ownership before anything else: foreign ids are 404
