@@ -542,3 +542,23 @@ async def test_big_bytes_body_is_sent_whole_and_replayed_after_429() -> None:
     async with serve(app) as srv, srv.session() as session:
         await session.request("PUT", "/v1/echo", data=body)
     assert [r.body == body for r in srv.requests] == [True, True]
+    # Sized, not chunked: the server learns the length up front on every attempt.
+    assert [r.headers.get("Content-Length") for r in srv.requests] == [str(len(body))] * 2
+    assert not any("Transfer-Encoding" in r.headers for r in srv.requests)
+
+
+async def test_big_json_body_is_sized_and_replayed_after_429() -> None:
+    """A JSON body over 1 MiB (a big exec stdin) takes the same road as big bytes."""
+    from tests._servers import sequence
+
+    payload = {"cmd": "cat", "stdin": "x" * (2 * 1024 * 1024)}
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_post(
+        "/v1/echo",
+        sequence([lambda: error(429, "slow down", headers={"Retry-After": "0"}), lambda: ok({})]),
+    )
+    async with serve(app) as srv, srv.session() as session:
+        await session.request("POST", "/v1/echo", json=payload)
+    assert [json.loads(r.body) == payload for r in srv.requests] == [True, True]
+    sizes = {r.headers.get("Content-Length") for r in srv.requests}
+    assert sizes == {str(len(srv.requests[0].body))}
