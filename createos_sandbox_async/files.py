@@ -20,19 +20,13 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import aiohttp
 import anyio
 import anyio.to_thread
 
-from .errors import (
-    APIConnectionError,
-    APIError,
-    APITimeoutError,
-    StreamInterruptedError,
-    StreamStalledError,
-)
+from .errors import StreamInterruptedError, StreamStalledError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -47,13 +41,9 @@ MAX_FILE_SIZE = 524_288_000
 #: Blocks read from local files per worker-thread hop: 1 MiB measured ~0.35 ms CPU/MiB against
 #: ~0.55 for 256 KiB (aiohttp's own file payload) at the same MB/s; memory stays flat.
 _READ_BLOCK = 1 << 20
-#: Slices of an in-memory body handed to aiohttp (1 MiB measured fastest).
-_SLICE = 1 << 20
 #: Bytes gathered before one worker-thread write in ``download_to``: 256 KiB measured best;
 #: bigger batches let the chunks fall out of the CPU cache before they are copied to the file.
 _WRITE_BATCH = 256 * 1024
-#: Bytes bodies up to this size go to aiohttp as one bytes object (its own limit for that).
-_INLINE_BODY = 1 << 20
 #: Default per-attempt deadline of an upload whose length is unknown (an async iterable).
 _UNKNOWN_SIZE_TIMEOUT = 3600.0
 #: Default ``download_iter`` chunk size.
@@ -124,13 +114,6 @@ async def _read_blocks(fileobj: IO[bytes], size: int | None) -> AsyncIterator[by
         if remaining is not None:
             remaining -= len(block)
         yield bytes(block) if not isinstance(block, bytes) else block
-
-
-async def _slices(body: bytes) -> AsyncIterator[memoryview]:
-    """A bytes body as zero-copy 1 MiB slices (a fresh generator per attempt)."""
-    view = memoryview(body)
-    for start in range(0, len(view), _SLICE):
-        yield view[start : start + _SLICE]
 
 
 async def _checked_iterable(source: AsyncIterable[Any]) -> AsyncIterator[bytes]:
@@ -321,13 +304,13 @@ class Files:
         if isinstance(data, (bytes, bytearray, memoryview)):
             body = data if isinstance(data, bytes) else bytes(data)
             _check_size(len(body), "data")
-            await self._put_bytes(remote, body, timeout=timeout)
+            await self._put(remote, body, len(body), timeout=timeout)
             return
         if isinstance(data, (str, os.PathLike)):
             await self._upload_path(remote, data, timeout=timeout)
             return
         if isinstance(data, AsyncIterable):
-            await self._put(remote, _checked_iterable(data), None, timeout=timeout, retry=False)
+            await self._put(remote, _checked_iterable(data), None, timeout=timeout)
             return
         if hasattr(data, "read"):
             if isinstance(data, io.TextIOBase):
@@ -336,7 +319,7 @@ class Files:
             size = _remaining_size(fileobj)
             if size is not None:
                 _check_size(size, "data")
-            await self._put(remote, _read_blocks(fileobj, size), size, timeout=timeout, retry=False)
+            await self._put(remote, _read_blocks(fileobj, size), size, timeout=timeout)
             return
         raise TypeError(
             "data must be bytes, a file path, a binary file object or an async iterable of bytes, "
@@ -362,42 +345,9 @@ class Files:
             size = _remaining_size(fileobj)
             if size is not None:
                 _check_size(size, "data")
-            await self._put(remote, _read_blocks(fileobj, size), size, timeout=timeout, retry=False)
+            await self._put(remote, _read_blocks(fileobj, size), size, timeout=timeout)
         finally:
             fileobj.close()
-
-    async def _put_bytes(self, remote: str, body: bytes, *, timeout: float | None) -> None:
-        """Upload an in-memory body; it can be replayed, so transient failures are retried.
-
-        Small bodies go to the transport as bytes (its retry loop applies). Big ones are sent as
-        1 MiB memoryview slices: handing aiohttp one huge bytes object copies it into the socket
-        buffer (and aiohttp warns about it), so the retry loop here reuses the session's
-        ``RetryPolicy`` for the PUT instead.
-        """
-        if len(body) <= _INLINE_BODY:
-            await self._put(remote, body, None, timeout=timeout, retry=True)
-            return
-        policy = self._sandbox._transport.retry_policy
-        attempt = 0
-        while True:
-            retry_after: float | None = None
-            error: Exception
-            try:
-                # aiohttp writes memoryviews as they are: no copy per slice
-                chunks = cast("AsyncIterable[bytes]", _slices(body))
-                await self._put(remote, chunks, len(body), timeout=timeout, retry=False)
-                return
-            except APIError as err:
-                error, retryable = err, policy.retries_status("PUT", err.status)
-                retry_after = getattr(err, "retry_after", None)
-            except APITimeoutError as err:
-                error, retryable = err, policy.retries_timeout("PUT")
-            except APIConnectionError as err:
-                error, retryable = err, policy.retries_connection_error("PUT")
-            if not retryable or attempt >= policy.max_retries:
-                raise error
-            await anyio.sleep(policy.delay(attempt, retry_after))
-            attempt += 1
 
     async def _put(
         self,
@@ -406,14 +356,15 @@ class Files:
         size: int | None,
         *,
         timeout: float | None,
-        retry: bool,
     ) -> None:
-        """One PUT; a known size goes out as Content-Length (no chunked encoding needed)."""
-        headers = dict(_OCTET)
+        """One logical PUT. The transport resends only a bytes body (the one kind it can replay);
+        a streamed body of known size goes out with a Content-Length (no chunked encoding).
+        """
+        headers = _OCTET
         if size is not None and not isinstance(body, bytes):
-            headers["Content-Length"] = str(size)
+            headers = {**_OCTET, "Content-Length": str(size)}
         if timeout is None:
-            timeout = self._default_timeout(len(body) if isinstance(body, bytes) else size)
+            timeout = self._default_timeout(size)
         await self._sandbox._transport.request(
             "PUT",
             self._sandbox._path("/files"),
@@ -421,7 +372,6 @@ class Files:
             data=body,
             headers=headers,
             timeout=timeout,
-            retry=retry,
         )
 
     def _default_timeout(self, size: int | None) -> float | None:
@@ -530,9 +480,7 @@ class Files:
                     f"({MAX_FILE_SIZE} bytes) upload limit"
                 )
             guest_tar = f"/tmp/.createos-upload-{secrets.token_hex(8)}.tar"
-            await self._put(
-                guest_tar, _read_blocks(archive, size), size, timeout=timeout, retry=False
-            )
+            await self._put(guest_tar, _read_blocks(archive, size), size, timeout=timeout)
         finally:
             archive.close()
         script = 'mkdir -p -- "$1" && tar -xf "$2" -C "$1"; rc=$?; rm -f -- "$2"; exit $rc'
