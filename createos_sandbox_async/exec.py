@@ -492,10 +492,12 @@ class ExecStream:
         resp, self._resp = self._resp, None
         if cm is None:
             return
-        if exc_type is None and drain and self._finished and resp is not None:
-            await self._drain(resp)
-        # The transport releases the connection if the body was read to EOF, else closes it.
-        await cm.__aexit__(exc_type, exc, tb)
+        try:
+            if exc_type is None and drain and self._finished and resp is not None:
+                await self._drain(resp)
+        finally:  # also when cancelled mid-drain: close now, not when the GC finds the stream
+            # The transport releases the connection if the body was read to EOF, else closes it.
+            await cm.__aexit__(exc_type, exc, tb)
 
     async def _drain(self, resp: aiohttp.ClientResponse) -> None:
         """After the exit frame, read the (normally empty) rest so the connection can be reused."""

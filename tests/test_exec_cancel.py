@@ -273,3 +273,25 @@ async def test_leaving_a_stream_kills_the_command_in_the_emulator(
             await anyio.sleep(0.02)
     assert not await _alive(emu_sb)
     assert (await emu_sb.exec("true")).exit_code == 0  # the sandbox itself is fine
+
+
+async def test_cancel_while_draining_after_the_exit_frame_closes_the_connection(
+    api: FakeExecAPI, sb: Any, session: AsyncSession
+) -> None:
+    """After the exit frame the stream drains the rest of the body (up to 1 s) to reuse the
+    connection; a cancel in that window must still close it, not leave it to the GC."""
+
+    async def exit_then_hang(request: web.Request, resp: web.StreamResponse) -> None:
+        await frames(resp, b'{"stdout":"first\\n"}', b'{"exit_code":0}')
+        await hang()
+
+    api.stream = exit_then_hang
+    seen = []
+    with anyio.move_on_after(0.3) as scope:
+        async with sb.exec_stream("x") as stream:
+            async for ev in stream:
+                seen.append(ev)
+    assert scope.cancelled_caught
+    assert seen == [ExecEvent("stdout", "first\n"), ExecEvent("exit", "", 0)]
+    assert pool_state(session) == (0, 0)
+    await api.wait_disconnect()
