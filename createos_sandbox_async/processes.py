@@ -296,13 +296,18 @@ class ProcessOutput:
         cm, self._cm = self._cm, None
         response, self._response = self._response, None
         self._decoder = None
-        if cm is not None:
+        if cm is None:
+            return
+        try:
             if response is not None and self._done and not response.content.at_eof():
                 # The exit frame came; give the server's end-of-body a moment so the
                 # connection can go back to the pool instead of being dropped.
                 with anyio.move_on_after(0.5):
                     while await response.content.readany():
                         pass
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError):
+            pass  # everything up to the exit frame was read; the connection is dropped below
+        finally:  # also when cancelled mid-drain: this call cleared _cm, so it must close
             await cm.__aexit__(None, None, None)
 
     async def aclose(self) -> None:

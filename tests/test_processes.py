@@ -76,7 +76,8 @@ class Script:
     def __init__(self, frames: list[dict[str, Any]], plan: list[tuple[int | None, str]]) -> None:
         self.frames = frames  # data frames (seq 1..n) followed by the exit frame
         self.plan = (
-            plan  # per connection: (data frames to send or None=all, "cut"|"eof"|"full"|"stall")
+            plan  # per connection: (data frames to send or None=all, how it ends: "cut", "eof",
+            # "full", "stall" before the exit frame, "hold" the body open after it)
         )
         self.afters: list[int] = []
         self.replay_extra = 0  # resend this many already-seen frames on reconnects (dedup test)
@@ -150,9 +151,11 @@ class FakeProcesses:
             return resp
         if ending == "stall":
             await self.stall_release.wait()
-        if ending == "full" and len(sent) == len(data):
+        if ending in ("full", "hold") and len(sent) == len(data):
             for frame in exit_frames:
                 await resp.write(json.dumps(frame).encode() + b"\n")
+        if ending == "hold":
+            await self.stall_release.wait()
         await resp.write_eof()
         return resp
 
@@ -248,6 +251,19 @@ async def test_connect_after_replays_only_newer_frames() -> None:
         )
     assert [e.seq for e in events if e.kind == "data"] == [5, 6]
     assert fake.script.afters == [4]
+
+
+async def test_cancel_while_draining_after_the_exit_frame_closes_the_connection() -> None:
+    """After the exit frame the output drains the body briefly so the connection can be reused;
+    a cancel in that window must still close the connection, not leave it checked out."""
+    async with proc_server() as (fake, sb):
+        fake.script = Script(frames(3), [(None, "hold")])
+        out = sb.processes.connect(PID)
+        with anyio.move_on_after(0.2) as scope:
+            await drain(out)
+        assert scope.cancelled_caught
+        connector: Any = sb._transport.connector
+        assert len(connector._acquired) == 0
 
 
 async def test_reconnects_are_bounded() -> None:
