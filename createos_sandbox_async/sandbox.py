@@ -495,9 +495,19 @@ class Sandbox:
         run_exec = _run_exec or _load_run_exec()
         return await run_exec(self, cmd, args, stdin=stdin, env=env, timeout=timeout, check=check)
 
-    async def sh(self, script: str, **kw: Any) -> ExecResult:
-        """Run ``script`` with ``bash -lc`` (pipes, globs, ``&&``)."""
-        return await self.exec("bash", ["-lc", script], **kw)
+    async def sh(
+        self,
+        script: str,
+        *,
+        stdin: str | bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+    ) -> ExecResult:
+        """Run ``script`` with ``bash -lc`` (pipes, globs, ``&&``); keywords as for ``exec``."""
+        from .exec import run_sh
+
+        return await run_sh(self, script, stdin=stdin, env=env, timeout=timeout, check=check)
 
     def exec_stream(
         self,

@@ -102,6 +102,17 @@ async def test_sh_runs_bash_lc(api: FakeExecAPI, sb: Any) -> None:
     assert api.exec_requests()[0].body == {"cmd": "bash", "args": ["-lc", "echo $((1+1)) | cat"]}
 
 
+@pytest.mark.parametrize(
+    ("script", "exc"), [(None, TypeError), (["ls"], TypeError), (" ", ValueError)]
+)
+async def test_sh_names_a_bad_script_before_any_request(
+    api: FakeExecAPI, sb: Any, script: Any, exc: type[Exception]
+) -> None:
+    with pytest.raises(exc, match="script"):
+        await sb.sh(script)
+    assert api.exec_requests() == []
+
+
 async def test_check_raises_on_non_zero_exit_with_the_result(api: FakeExecAPI, sb: Any) -> None:
     api.buffered = [(200, result_body("out", "boom", 3))]
     res = await sb.exec("false")
