@@ -31,6 +31,7 @@ from .errors import (
     StreamInterruptedError,
     StreamStalledError,
 )
+from .exec import _check_args, _check_cmd, _check_env
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -365,30 +366,20 @@ class Processes:
         """
         body: dict[str, Any] = {}
         if cmd is not None:
-            if not isinstance(cmd, str) or not cmd:
-                raise ValueError("cmd must be a non-empty str")
-            body["cmd"] = cmd
+            body["cmd"] = _check_cmd(cmd)
         elif pty is None or pty is False:
             raise ValueError(
                 "cmd is required unless pty is given (a PTY without cmd starts a shell)"
             )
-        if args is not None:
-            if isinstance(args, str) or not all(isinstance(a, str) for a in args):
-                raise TypeError("args must be a sequence of str (not a single str)")
-            if cmd is None:
-                raise ValueError("args need cmd")
-            body["args"] = list(args)
-        if env is not None:
-            if not isinstance(env, Mapping):
-                raise TypeError("env must be a mapping of str to str")
-            for key, value in env.items():
-                if not isinstance(key, str) or not key:
-                    raise TypeError("env keys must be non-empty str")
-                if not isinstance(value, str):
-                    raise TypeError(
-                        f"env[{key!r}] must be a str"
-                    )  # the value itself is never shown
-            body["env"] = dict(env)
+        if args is not None and cmd is None:
+            raise ValueError("args need cmd")
+        # The same rules as exec: checked names in messages, values never shown.
+        arg_list = _check_args(args)
+        if arg_list:
+            body["args"] = arg_list
+        env_map = _check_env(env)
+        if env_map:
+            body["env"] = env_map
         if cwd is not None:
             if not isinstance(cwd, str) or not cwd.startswith("/"):
                 raise ValueError(f"cwd must be an absolute guest path, got {cwd!r}")
