@@ -29,6 +29,7 @@ import anyio.to_thread
 from .errors import StreamInterruptedError, StreamStalledError
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
     from .sandbox import Sandbox
@@ -187,7 +188,7 @@ class DownloadStream:
         self._path = path
         self._chunk_size = chunk_size
         self._timeout = timeout
-        self._cm: Any = None
+        self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._watch: _IdleWatch | None = None
         self._done = False

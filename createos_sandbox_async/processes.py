@@ -34,6 +34,7 @@ from .errors import (
 from .exec import _check_args, _check_cmd, _check_env
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
     from .sandbox import Sandbox
@@ -156,7 +157,7 @@ class ProcessOutput:
             sandbox._transport.timeouts.stream_idle if idle_timeout is None else idle_timeout
         )
         self._failures = 0  # reconnects in a row without progress
-        self._cm: Any = None
+        self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._decoder: NDJSONDecoder | None = None
         self._queue: deque[ProcessEvent] = deque()

@@ -21,6 +21,7 @@ from .._resource_models import Template, TemplateLogEvent
 from ..errors import ProtocolError, StreamInterruptedError, StreamStalledError
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
     from .._transport import Transport
@@ -86,7 +87,7 @@ class TemplateLogStream:
         self._attempt = attempt
         self._idle = idle_timeout
         self._timeout = timeout
-        self._cm: Any = None
+        self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._decoder = NDJSONDecoder(heartbeat=None)
         self._queue: deque[TemplateLogEvent] = deque()
