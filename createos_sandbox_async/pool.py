@@ -76,7 +76,6 @@ from .errors import (
     APIError,
     APITimeoutError,
     CreateosError,
-    NotFoundError,
     ProtocolError,
     RateLimitError,
 )
@@ -977,11 +976,9 @@ class SandboxPool:
             await self._destroy(sb)
 
     async def _destroy(self, sb: Sandbox) -> bool:
-        """DELETE (idempotent); the ledger forgets the sandbox only once the server accepted."""
+        """DELETE; the ledger forgets the sandbox once the server accepted (destroy maps 404)."""
         try:
             await sb.destroy()
-        except NotFoundError:
-            pass
         except Exception as exc:
             self._destroy_errors[sb.id] = exc
             logger.debug("destroying %s failed: %r", sb.id, exc)
