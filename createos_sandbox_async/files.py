@@ -27,6 +27,7 @@ import anyio
 import anyio.to_thread
 
 from .errors import StreamInterruptedError, StreamStalledError
+from .sandbox import check_remote_path
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -56,19 +57,6 @@ UploadData = (
 )
 
 _OCTET = {"Content-Type": "application/octet-stream"}
-
-
-def check_remote_path(path: object, argument: str = "path") -> str:
-    """Validate a guest path the way the server would (WIRE §12), before any request is sent."""
-    if not isinstance(path, str):
-        raise TypeError(f"{argument} must be a str guest path, got {type(path).__name__}")
-    if not path.startswith("/"):
-        raise ValueError(f"{argument} must be an absolute guest path starting with '/': {path!r}")
-    if ".." in path.split("/"):
-        raise ValueError(f"{argument} must not contain a '..' segment: {path!r}")
-    if "\x00" in path:
-        raise ValueError(f"{argument} must not contain a NUL character")
-    return path
 
 
 def _check_size(size: int, argument: str) -> None:

@@ -32,6 +32,7 @@ from .errors import (
     StreamStalledError,
 )
 from .exec import _check_args, _check_cmd, _check_env
+from .sandbox import check_remote_path
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -382,9 +383,7 @@ class Processes:
         if env_map:
             body["env"] = env_map
         if cwd is not None:
-            if not isinstance(cwd, str) or not cwd.startswith("/"):
-                raise ValueError(f"cwd must be an absolute guest path, got {cwd!r}")
-            body["cwd"] = cwd
+            body["cwd"] = check_remote_path(cwd, "cwd")
         if pty is not None and pty is not False:
             rows, cols = (24, 80) if pty is True else pty
             body["pty"] = {

@@ -148,10 +148,16 @@ def _check_auto_pause(name: str, value: object) -> int:
     return seconds
 
 
-def _check_mount_path(name: str, value: object) -> str:
-    path = _check_str(name, value)
+def check_remote_path(path: object, argument: str = "path") -> str:
+    """The one guest path check (files, mounts, cwd): absolute, no ``..``, no NUL (WIRE §12)."""
+    if not isinstance(path, str):
+        raise TypeError(f"{argument} must be a str guest path, got {type(path).__name__}")
     if not path.startswith("/"):
-        raise ValueError(f"{name} must be an absolute path (start with '/'), got {path!r}")
+        raise ValueError(f"{argument} must be an absolute guest path starting with '/': {path!r}")
+    if ".." in path.split("/"):
+        raise ValueError(f"{argument} must not contain a '..' segment: {path!r}")
+    if "\x00" in path:
+        raise ValueError(f"{argument} must not contain a NUL character")
     return path
 
 
@@ -183,7 +189,7 @@ def _disk_entry(name: str, value: object) -> dict[str, str]:
         raise TypeError(f"{name} must be a DiskAttachment or a mapping")
     entry = {
         "disk_id": _check_str(f"{name}.disk_id", disk_id),
-        "mount_path": _check_mount_path(f"{name}.mount_path", mount_path),
+        "mount_path": check_remote_path(mount_path, f"{name}.mount_path"),
     }
     if sub_path:
         entry["sub_path"] = _check_sub_path(f"{name}.sub_path", sub_path)
@@ -637,7 +643,7 @@ class Sandbox:
         """Mount a registered disk at ``mount_path`` (running sandboxes only)."""
         body: dict[str, str] = {
             "disk_id": _check_str("disk_id", disk_id),
-            "mount_path": _check_mount_path("mount_path", mount_path),
+            "mount_path": check_remote_path(mount_path, "mount_path"),
         }
         if sub_path:
             body["sub_path"] = _check_sub_path("sub_path", sub_path)
@@ -648,7 +654,7 @@ class Sandbox:
     ) -> None:
         """Unmount one mount of a disk (pass the ``disk_…`` id, not the name)."""
         seg = _id_segment("disk_id", disk_id)
-        path = _check_mount_path("mount_path", mount_path)
+        path = check_remote_path(mount_path, "mount_path")
         await self._transport.request(
             "DELETE", self._base + "/disks/" + seg, params={"mount_path": path}, timeout=timeout
         )

@@ -367,6 +367,7 @@ async def test_bad_arguments_fail_before_any_request() -> None:
             lambda: sb.processes.create("ls", "-l"),
             lambda: sb.processes.create("ls", env={"A": 1}),
             lambda: sb.processes.create("ls", cwd="rel"),
+            lambda: sb.processes.create("ls", cwd="/tmp/../etc"),
             lambda: sb.processes.create(pty=(0, 80)),
             lambda: sb.processes.resize(PID, 0, 1),
             lambda: sb.processes.kill(PID, grace_ms=-1),

@@ -219,6 +219,7 @@ def _bodies(srv: Served, method: str, path: str) -> list[Any]:
         ({"ssh_pubkeys": [1]}, r"ssh_pubkeys\[0\]"),
         ({"networks": [""]}, r"networks\[0\]"),
         ({"disks": [{"disk_id": "d", "mount_path": "mnt"}]}, r"disks\[0\].mount_path"),
+        ({"disks": [{"disk_id": "d", "mount_path": "/m/../etc"}]}, r"disks\[0\].mount_path"),
         ({"disks": [{"disk_id": "d", "mount_path": "/m", "sub_path": "../x"}]}, "sub_path"),
         ({"node_selector": {"a": 1}}, "node_selector"),
     ],
