@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
 
 import anyio
 
 from ._convert import structure
 from ._resource_models import Point, Screen, ScreenConnection, ScreenSize, Window, WindowGeometry
 from .errors import APIError, ProtocolError, StreamStalledError
+from .sandbox import id_segment
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -73,9 +73,7 @@ def _text(value: object, argument: str) -> str:
 
 
 def _window_path(window_id: object) -> str:
-    if not isinstance(window_id, str) or not window_id:
-        raise TypeError("window_id must be a non-empty str")
-    return f"/windows/{quote(window_id, safe='')}"
+    return "/windows/" + id_segment("window_id", window_id)
 
 
 def _list_of(data: Any, cls: type[Any], what: str) -> list[Any]:

@@ -205,7 +205,8 @@ def _status_arg(name: str, status: object) -> str:
     return value
 
 
-def _id_segment(name: str, value: object) -> str:
+def id_segment(name: str, value: object) -> str:
+    """An id or name as one URL path segment (WIRE §3): a non-blank str, quoted."""
     return quote(_check_str(name, value), safe="")
 
 
@@ -614,7 +615,7 @@ class Sandbox:
 
     async def detach_network(self, network_id: str, *, timeout: float | None = None) -> None:
         """Leave a private network."""
-        seg = _id_segment("network_id", network_id)
+        seg = id_segment("network_id", network_id)
         await self._transport.request("DELETE", self._base + "/networks/" + seg, timeout=timeout)
 
     async def list_disks(self, *, timeout: float | None = None) -> list[SandboxDisk]:
@@ -653,7 +654,7 @@ class Sandbox:
         self, disk_id: str, mount_path: str, *, timeout: float | None = None
     ) -> None:
         """Unmount one mount of a disk (pass the ``disk_…`` id, not the name)."""
-        seg = _id_segment("disk_id", disk_id)
+        seg = id_segment("disk_id", disk_id)
         path = check_remote_path(mount_path, "mount_path")
         await self._transport.request(
             "DELETE", self._base + "/disks/" + seg, params={"mount_path": path}, timeout=timeout
@@ -721,13 +722,13 @@ class Sandboxes:
 
     async def get(self, sandbox_id: str, *, timeout: float | None = None) -> Sandbox:
         """The sandbox with this id (404 -> ``NotFoundError``, also for another tenant's id)."""
-        path = "/v1/sandboxes/" + _id_segment("sandbox_id", sandbox_id)
+        path = "/v1/sandboxes/" + id_segment("sandbox_id", sandbox_id)
         data = await self._session._transport.request("GET", path, timeout=timeout)
         return Sandbox(self._session, structure(data, SandboxView))
 
     async def by_ip(self, ip: str, *, timeout: float | None = None) -> Sandbox:
         """The sandbox whose private IP is ``ip``."""
-        path = "/v1/sandboxes/by-ip/" + _id_segment("ip", ip)
+        path = "/v1/sandboxes/by-ip/" + id_segment("ip", ip)
         data = await self._session._transport.request("GET", path, timeout=timeout)
         return Sandbox(self._session, structure(data, SandboxView))
 

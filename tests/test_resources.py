@@ -233,6 +233,23 @@ async def test_networks() -> None:
     assert srv.count() == 4
 
 
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda s: s.networks.get(" "), "network_id"),
+        (lambda s: s.networks.delete(None), "network_id"),
+        (lambda s: s.disks.get(""), "disk"),
+        (lambda s: s.templates.get(" "), "template_id"),
+        (lambda s: s.templates.delete(3), "template_id"),
+    ],
+)
+async def test_blank_or_non_str_ids_fail_before_any_request(call: Any, name: str) -> None:
+    async with serve(web.Application()) as srv, srv.session() as session:
+        with pytest.raises((TypeError, ValueError), match=name):
+            await call(session)
+    assert srv.count() == 0
+
+
 async def test_disks_credentials_never_leak(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="createos_sandbox_async")
     app = web.Application()

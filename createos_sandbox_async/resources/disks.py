@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from .._convert import structure
 from .._pagination import Pager
 from .._resource_models import Disk
+from ..sandbox import id_segment
 
 if TYPE_CHECKING:
     from .._transport import Transport
@@ -24,9 +24,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 def _disk_path(disk: object) -> str:
-    if not isinstance(disk, str) or not disk:
-        raise TypeError("disk must be a disk id (disk_...) or name (non-empty str)")
-    return f"/v1/disks/{quote(disk, safe='')}"
+    return "/v1/disks/" + id_segment("disk", disk)
 
 
 def _credentials(access_key: object, secret_key: object) -> dict[str, str]:

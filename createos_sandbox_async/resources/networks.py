@@ -6,11 +6,11 @@ Attaching a sandbox to a network is done on the sandbox handle; this class manag
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from .._convert import structure
 from .._pagination import Pager
 from .._resource_models import Network
+from ..sandbox import id_segment
 
 if TYPE_CHECKING:
     from .._transport import Transport
@@ -19,9 +19,7 @@ __all__ = ["Networks"]
 
 
 def _network_path(network_id: object) -> str:
-    if not isinstance(network_id, str) or not network_id:
-        raise TypeError("network_id must be a non-empty str")
-    return f"/v1/networks/{quote(network_id, safe='')}"
+    return "/v1/networks/" + id_segment("network_id", network_id)
 
 
 class Networks:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import deque
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import aiohttp
 import anyio
@@ -19,6 +18,7 @@ from .._ndjson import NDJSONDecoder
 from .._pagination import Pager
 from .._resource_models import Template, TemplateLogEvent
 from ..errors import ProtocolError, StreamInterruptedError, StreamStalledError
+from ..sandbox import id_segment
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -35,9 +35,7 @@ _MAX_TEXT_LOG = 64 * 1024 * 1024
 
 
 def _template_path(template_id: object, suffix: str = "") -> str:
-    if not isinstance(template_id, str) or not template_id:
-        raise TypeError("template_id must be a non-empty str")
-    return f"/v1/templates/{quote(template_id, safe='')}{suffix}"
+    return "/v1/templates/" + id_segment("template_id", template_id) + suffix
 
 
 def _attempt(attempt: object) -> int | None:
