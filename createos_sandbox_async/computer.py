@@ -11,7 +11,7 @@ Actions are POSTs and, like every POST, are never resent after a failure (only o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 __all__ = ["Computer", "Keyboard", "Mouse", "Screens", "Windows"]
+
+T = TypeVar("T")
 
 SCREEN_IDS = frozenset(f"screen-{i}" for i in range(8))
 MouseButton = Literal["left", "middle", "right"]
@@ -76,7 +78,7 @@ def _window_path(window_id: object) -> str:
     return "/windows/" + id_segment("window_id", window_id)
 
 
-def _list_of(data: Any, cls: type[Any], what: str) -> list[Any]:
+def _list_of(data: Any, cls: type[T], what: str) -> list[T]:
     """Bare arrays in ``data`` (WIRE §8); ``{"data": [...]}`` is accepted too (as Python does)."""
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]

@@ -521,7 +521,7 @@ class Sandbox:
         cmd: str,
         args: Sequence[str] | None = None,
         *,
-        stdin: Any = None,
+        stdin: str | bytes | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
         idle_timeout: float | None = None,
