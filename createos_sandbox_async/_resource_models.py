@@ -21,6 +21,7 @@ __all__ = [
     "AccessTokenCreated",
     "AccessTokenInfo",
     "Disk",
+    "DiskConfig",
     "Network",
     "NetworkMember",
     "Point",
@@ -210,6 +211,16 @@ class Network:
 
 
 @attrs.frozen(kw_only=True)
+class DiskConfig:
+    """Where a disk's bucket lives; the credentials are write-only and never part of it."""
+
+    bucket: str
+    endpoint: str
+    region: str | None = None
+    use_path_style: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
 class Disk:
     """A registered S3-compatible bucket that sandboxes can mount."""
 
@@ -307,8 +318,3 @@ class ScreenConnection:
     token: SecretStr
     expires_at: datetime | None = None
     url: SecretStr | None = None
-
-
-# At the bottom on purpose: models.py re-exports this module from ITS bottom, so either module
-# may be imported first without a half-initialised name being looked up.
-from .models import DiskConfig  # noqa: E402

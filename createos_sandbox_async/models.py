@@ -14,6 +14,10 @@ from typing import Any
 
 import attrs
 
+# Files/processes/computer/templates/networks/disks/tokens models, re-exported from here.
+from ._resource_models import *  # noqa: F403
+from ._resource_models import DiskConfig
+
 __all__ = [
     "Bandwidth",
     "DestroyResult",
@@ -224,14 +228,6 @@ class DiskAttachment:
 
 
 @attrs.frozen(kw_only=True)
-class DiskConfig:
-    bucket: str
-    endpoint: str
-    region: str | None = None
-    use_path_style: bool | None = None
-
-
-@attrs.frozen(kw_only=True)
 class SandboxDisk:
     """A disk mounted in a sandbox, with its mount progress."""
 
@@ -256,8 +252,3 @@ def view_from_create(data: Any, *, ingress_enabled: bool) -> Any:
         out["ingress_enabled"] = ingress_enabled or bool(out.get("ingress_url_template"))
     out.pop("mode", None)
     return out
-
-
-# Files/processes/computer/templates/networks/disks/tokens models. Last: that module imports
-# DiskConfig from here.
-from ._resource_models import *  # noqa: E402, F403
