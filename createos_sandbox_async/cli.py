@@ -22,7 +22,10 @@ from .errors import CreateosError
 
 def _parser() -> argparse.ArgumentParser:
     """Build the argument parser; one sub-parser per command."""
-    p = argparse.ArgumentParser(prog="createos-sandbox", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="createos-sandbox",
+        description="Drive CreateOS Sandbox (or the local emulator) from a shell.",
+    )
     p.add_argument("--api-key", help="API key (default: from the environment)")
     p.add_argument("--base-url", help="API base URL (default: CREATEOS_SANDBOX_BASE_URL or prod)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,7 +99,9 @@ async def _stream(sb: Any, cmd: str, args: list[str]) -> int:
             elif event.kind == "error":
                 print(f"error: {event.data}", file=sys.stderr)
     code = stream.exit_code
-    return 1 if code is None else int(code)
+    if code is None or code < 0:
+        return 127 if stream.error else 1  # never started: the shell's "command not found"
+    return int(code)
 
 
 async def _run(ns: argparse.Namespace) -> int:

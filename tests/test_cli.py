@@ -36,6 +36,9 @@ async def test_cli_create_exec_ls_rm_never_prints_the_key(local_server: Any) -> 
     out, err = _text(ran)
     assert (ran.returncode, out) == (3, "hello\n")
 
+    not_started = await _cli(local_server, "exec", sid, "--", "/no/such/binary")
+    assert not_started.returncode == 127
+
     listed = await _cli(local_server, "ls", "--status", "running")
     assert sid in _text(listed)[0]
 
@@ -45,7 +48,7 @@ async def test_cli_create_exec_ls_rm_never_prints_the_key(local_server: Any) -> 
     missing = await _cli(local_server, "exec", "sb_doesnotexist", "--", "true")
     out, err = _text(missing)
     assert missing.returncode == 1 and err.startswith("error:")
-    for proc in (created, ran, listed, removed, missing):
+    for proc in (created, ran, not_started, listed, removed, missing):
         assert local_server.api_key not in "".join(_text(proc))
 
 
