@@ -305,7 +305,7 @@ def _serve(fd: int, counters_path: str, row: int) -> None:
         runner = web.ServerRunner(server, handle_signals=True)
         await runner.setup()
         sock = socket.socket(fileno=fd)
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, backlog=4096)  # aiohttp would re-listen() at 128
         await site.start()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
