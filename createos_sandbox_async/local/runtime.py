@@ -366,6 +366,8 @@ async def wait_exited(proc: asyncio.subprocess.Process) -> int:
     loop = asyncio.get_running_loop()
     try:
         pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return await _reaped_status(proc)  # exited and reaped before we looked
     except (OSError, AttributeError):
         return await proc.wait()
     try:
@@ -384,18 +386,28 @@ async def wait_exited(proc: asyncio.subprocess.Process) -> int:
             flags = os.WEXITED | os.WNOWAIT | os.WNOHANG
             info = os.waitid(os.P_PIDFD, pidfd, flags)  # noqa: ASYNC222 - it has exited
         except ChildProcessError:
-            info = None  # already reaped by asyncio's watcher: returncode arrives shortly
-        if info is not None:
-            if info.si_code == os.CLD_EXITED:
-                return info.si_status
-            return -info.si_status
-        for _ in range(1000):
-            if proc.returncode is not None:
-                return proc.returncode
-            await asyncio.sleep(0.001)
-        return await proc.wait()
+            info = None  # reaped by asyncio's child watcher meanwhile
+        if info is None:
+            return await _reaped_status(proc)
+        if info.si_code == os.CLD_EXITED:
+            return info.si_status
+        return -info.si_status
     finally:
         os.close(pidfd)
+
+
+async def _reaped_status(proc: asyncio.subprocess.Process) -> int:
+    """The exit status of a process asyncio's child watcher has already reaped.
+
+    The watcher (a thread on Python 3.11) reaps first and posts the status to the loop a moment
+    later, so a fast command can be gone before `wait_exited` looks at it. `Process.wait()` is no
+    substitute: it also waits for the pipes, which an orphaned child may hold for minutes.
+    """
+    for _ in range(10_000):  # ~10 s: the status is one loop callback away
+        if proc.returncode is not None:
+            return proc.returncode
+        await asyncio.sleep(0.001)
+    return await proc.wait()
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:

@@ -130,6 +130,29 @@ async def test_leader_exit_is_seen_while_an_orphan_holds_the_pipes(client: Clien
     assert tree["tree_exited"] is True
 
 
+async def test_leader_exit_is_seen_even_when_reaped_before_it_is_watched(client: Client) -> None:
+    # Leaders that exit at once are often reaped by asyncio's child watcher before the emulator
+    # starts watching them; their orphans still hold the pipes. Each must still report its exit.
+    sid = (await client.create())["id"]
+
+    async def leader_exited() -> bool:
+        proc = await client.ok(
+            "POST",
+            f"/v1/sandboxes/{sid}/processes",
+            json={"cmd": "bash", "args": ["-c", "sleep 30 & exit 0"]},
+        )
+        view = await client.ok(
+            "GET",
+            f"/v1/sandboxes/{sid}/processes/{proc['process_id']}/wait",
+            params={"timeout_ms": "10000"},
+        )
+        return bool(view["leader_exited"])
+
+    for _ in range(3):
+        seen = await asyncio.gather(*(leader_exited() for _ in range(8)))
+        assert seen == [True] * 8
+
+
 async def test_signal_and_delete_terminate_the_tree(client: Client) -> None:
     sid = (await client.create())["id"]
     proc = await client.ok(
