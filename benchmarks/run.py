@@ -526,7 +526,15 @@ def versions(drvs: list[Driver]) -> dict[str, str]:
         rev = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
         ).stdout.strip()
-        v["createos-sandbox-async"] += f" (git {rev})"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "createos_sandbox_async"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout.strip()
+        v["createos-sandbox-async"] += (
+            f" (git {rev}{', plus uncommitted SDK edits' if dirty else ''})"
+        )
     except OSError:
         pass
     opy = official_python()
