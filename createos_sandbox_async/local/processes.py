@@ -32,7 +32,15 @@ from ._http import (
     query_int,
 )
 from .faults import StreamEnded
-from .runtime import SandboxRuntime, kill_group, session_members, wait_exited
+from .runtime import (
+    SandboxRuntime,
+    children,
+    kill_command,
+    kill_group,
+    read_until,
+    session_members,
+    wait_exited,
+)
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -137,7 +145,7 @@ class ManagedProcess:
         if self.runtime.runtime.isolation != "bubblewrap":
             self.leader = self.session = self.proc.pid
             return
-        kids = _children(self.proc.pid)
+        kids = children(self.proc.pid)
         if kids:
             self.leader = kids[0]
         else:
@@ -237,6 +245,16 @@ class ManagedProcess:
             kill_group(self.proc.pid)
         self.close_fds()
 
+    def abandon(self) -> None:
+        """`start()` failed or was cancelled after the spawn: kill what started, free its fds."""
+        for task in self._pumps:
+            task.cancel()
+        if self.proc is not None:
+            if self.proc.returncode is None:
+                kill_command(self.proc.pid)
+            self.runtime.forget(self.proc.pid)
+        self.close_fds()
+
     def close_fds(self) -> None:
         if self.master >= 0:
             with contextlib.suppress(Exception):
@@ -309,15 +327,6 @@ class ManagedProcess:
         return prune({"pid": ns_pid, "cmd": argv[0], "args": argv[1:] or None})
 
 
-def _children(pid: int) -> list[int]:
-    """Child pids of a process (procfs, never blocks)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(k) for k in fh.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
 def _ns_pid(pid: int) -> int:
     """The pid a host process has inside its own pid namespace (0 if unknown)."""
     try:
@@ -332,28 +341,7 @@ def _ns_pid(pid: int) -> int:
 
 async def _read_pid(fd: int) -> int:
     """The pid the wrapper writes to its report pipe (0 if it died first)."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
-    data = b""
-    done: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        nonlocal data
-        try:
-            chunk = os.read(fd, 64)
-        except BlockingIOError:
-            return
-        data += chunk
-        if not chunk or b"\n" in data:
-            loop.remove_reader(fd)
-            if not done.done():
-                done.set_result(None)
-
-    loop.add_reader(fd, readable)
-    try:
-        await asyncio.wait_for(done, 10)
-    except TimeoutError:
-        loop.remove_reader(fd)
+    data = await read_until(fd, b"\n", 10.0)
     try:
         return int(data.split(b"\n", 1)[0] or 0)
     except ValueError:
@@ -427,7 +415,13 @@ class _Handlers:
             proc.cols = 80 if cols is None else cols
             if proc.rows < 1 or proc.cols < 1:
                 fail(400, "pty rows and cols must be >= 1", fields={"pty": "invalid size"})
-        await proc.start([cmd, *args], env)
+        try:
+            await proc.start([cmd, *args], env)
+        except BaseException:  # e.g. the client went away: nothing may outlive the request
+            proc.abandon()
+            if proc.proc is not None:
+                self.emu.reap_later(proc.proc)
+            raise
         sb.processes[proc.id] = proc
         self.emu.touch(sb)
         return ok(proc.view())

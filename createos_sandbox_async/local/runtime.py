@@ -331,7 +331,7 @@ def _read_head(path: str) -> str:
         return ""
 
 
-async def _read_until(fd: int, end: bytes, timeout: float) -> bytes:
+async def read_until(fd: int, end: bytes, timeout: float) -> bytes:
     """Read a pipe without blocking the loop until `end` is seen, EOF, or `timeout`."""
     loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)
@@ -441,6 +441,23 @@ def kill_tree(leader: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def children(pid: int) -> list[int]:
+    """Child pids of a process (procfs, never blocks)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(k) for k in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def kill_command(pid: int) -> None:
+    """SIGKILL everything `SandboxRuntime.spawn` started: the helper's group and session, and
+    the session a PTY command makes for itself."""
+    for kid in children(pid):
+        kill_tree(kid)
+    kill_tree(pid)
+
+
 class SandboxRuntime:
     """The running side of one sandbox: its VM process, tree, and the commands inside it."""
 
@@ -489,13 +506,13 @@ class SandboxRuntime:
             os.close(info_w)
             os.close(ready_w)
             info_w = ready_w = -1
-            line = await _read_until(ready_r, b"\n", 30.0)
+            line = await read_until(ready_r, b"\n", 30.0)
             if line != b"ready\n":
                 self.init.kill()
                 await asyncio.to_thread(self.init.wait)
                 err = _read_head(log_path)
                 raise RuntimeError(f"sandbox VM failed to start: {err or 'no output'}")
-            raw = await _read_until(info_r, b"}", 5.0)
+            raw = await read_until(info_r, b"}", 5.0)
             self.init_pid = int(json.loads(raw)["child-pid"])
             st = os.stat(f"/proc/{self.init_pid}/ns/pid")
             self.pidns = (st.st_dev, st.st_ino)
@@ -609,16 +626,29 @@ class SandboxRuntime:
         """Start a command inside the sandbox in its own process group (killable as one tree)."""
         full = self.command_argv(argv, pty=pty)
         cwd = None if self.runtime.isolation == "bubblewrap" else os.path.join(self.root, "root")
-        proc = await asyncio.create_subprocess_exec(
-            *full,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=not (pty and self.runtime.isolation != "bubblewrap"),
-            pass_fds=pass_fds,
+        start = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                *full,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=not (pty and self.runtime.isolation != "bubblewrap"),
+                pass_fds=pass_fds,
+            )
         )
+        try:
+            proc = await asyncio.shield(start)
+        except asyncio.CancelledError:
+            # The fork happens anyway (asyncio alone would kill only nsenter, not the command it
+            # forked): let it finish, then kill the whole command, so a request cancelled here
+            # leaves nothing running.
+            with contextlib.suppress(Exception):
+                proc = await start
+                kill_command(proc.pid)
+                await asyncio.wait_for(proc.wait(), 10)
+            raise
         self.groups.add(proc.pid)
         return proc
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import uuid
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+import anyio
 import pytest
 
-from .conftest import Client
+from createos_sandbox_async.local import LocalServer
+
+from .conftest import Client, pids_with_argv
 
 pytestmark = pytest.mark.anyio
 
@@ -40,6 +47,19 @@ async def _connect(
                 if frame["type"] == "exit" or (limit is not None and len(data) >= limit):
                     return frames
     return frames
+
+
+async def _wait_until(predicate: Callable[[], bool], step: float = 0.01) -> bool:
+    """Poll (bounded: 500 steps) instead of sleeping for a fixed time."""
+    for _ in range(500):
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
+
+
+def _arrived(server: LocalServer, route: str, count: int) -> bool:
+    return server.request_count("POST", route) >= count
 
 
 def _text(frames: list[dict[str, Any]]) -> str:
@@ -151,6 +171,35 @@ async def test_leader_exit_is_seen_even_when_reaped_before_it_is_watched(client:
     for _ in range(3):
         seen = await asyncio.gather(*(leader_exited() for _ in range(8)))
         assert seen == [True] * 8
+
+
+@pytest.mark.parametrize("pty", [False, True])
+async def test_a_create_whose_client_left_midway_leaves_nothing_behind(
+    server: LocalServer, client: Client, pty: bool
+) -> None:
+    sid = (await client.create())["id"]
+    marker = f"{uuid.uuid4().int % 10**9}"
+    route = "/v1/sandboxes/*/processes"
+    body: dict[str, Any] = {"cmd": "sleep", "args": [f"7{marker}"]}
+    if pty:
+        body["pty"] = {"rows": 24, "cols": 80}
+    for attempt in range(1, 6):
+        task = asyncio.ensure_future(
+            client.call("POST", f"/v1/sandboxes/{sid}/processes", json=body)
+        )
+        # leave while the server is starting the command (spawn + reading its pid)
+        assert await _wait_until(partial(_arrived, server, route, attempt), 0.001)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    listed = (await client.ok("GET", f"/v1/sandboxes/{sid}/processes"))["processes"]
+    running = [p for p in listed if p["state"] == "running"]
+    # a create that completed is listed; any other command was killed with its request
+    assert await _wait_until(lambda: len(pids_with_argv("sleep", f"7{marker}")) == len(running))
+    # and the server's loop still serves new pipes (no reader left on a recycled descriptor)
+    with anyio.fail_after(30):
+        for _ in range(5):
+            assert (await client.exec(sid, "echo", "alive"))["stdout"] == "alive\n"
 
 
 async def test_signal_and_delete_terminate_the_tree(client: Client) -> None:
