@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import pickle
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -217,7 +219,10 @@ def test_error_frame_then_exit_frame() -> None:
 
 def test_exec_event_is_frozen_and_slotted() -> None:
     ev = parse([b'{"stdout":"x"}\n'])[0][0]
+    assert type(ev) is ExecEvent  # built by the fast path, relabelled: no subclass leaks out
     assert ev == ExecEvent("stdout", "x", None)
+    assert pickle.loads(pickle.dumps(ev)) == ev
+    assert attrs.evolve(ev, data="y") == ExecEvent("stdout", "y")
     assert not hasattr(ev, "__dict__")
     with pytest.raises(AttributeError):
         ev.data = "y"  # type: ignore[misc]
@@ -252,9 +257,10 @@ def _encode(kind: str, value: object, style: int) -> bytes:
     frames=st.lists(st.tuples(frame, st.integers(0, 2)), max_size=30),
     exit_code=st.integers(0, 255),
     cuts=st.lists(st.integers(0, 10_000), max_size=12),
+    batch=st.integers(1, 8),
 )
 def test_any_frames_cut_anywhere_parse_to_the_same_events(
-    frames: list[tuple[tuple[str, object], int]], exit_code: int, cuts: list[int]
+    frames: list[tuple[tuple[str, object], int]], exit_code: int, cuts: list[int], batch: int
 ) -> None:
     body = b"".join(_encode(k, v, style) for (k, v), style in frames)
     body += _encode("exit_code", exit_code, 0)
@@ -266,26 +272,74 @@ def test_any_frames_cut_anywhere_parse_to_the_same_events(
     assert events == expected
     assert p.heartbeats == sum(1 for (k, _), _ in frames if k == "hb")
     assert p.exit_code == exit_code
+    batched = _FrameParser()
+    events = []
+    for c in chunks:
+        batched.push(c)
+        while batched.decoder.queued:
+            events.extend(batched.pop(batch))
+    events.extend(batched.finish())
+    assert events == expected
+    assert batched.heartbeats == p.heartbeats
 
 
 def test_push_then_pop_in_batches_keeps_order_and_counts() -> None:
-    lines = [json.dumps({"stdout": str(i)}).encode() for i in range(10)]
+    lines = [json.dumps({"stdout": str(i)}).encode() for i in range(40)]
     body = b"\n".join([*lines[:4], EXEC_HEARTBEAT, *lines[4:]]) + b"\n"
     dec = NDJSONDecoder()
-    assert dec.push(body[:-7]) == 10  # the last line is still unfinished
-    assert dec.queued == 10 and dec.pending > 0
-    got = dec.pop(3) + dec.pop(3)
-    assert dec.push(body[-7:]) == 5  # 4 left in the queue + the line just completed
+    cut = len(body) - 7
+    complete = body.rfind(b"\n", 0, cut) + 1
+    assert dec.push(body[:cut]) == complete == dec.queued  # bytes of whole lines, not decoded
+    assert dec.pending == cut - complete
+    got = dec.pop(1)
+    pops = 1
+    assert 0 < len(got) < 39 and dec.queued > 0
+    dec.push(body[cut:])  # lines arriving before the queue is empty go behind it
     while dec.queued:
-        got += dec.pop(3)
-    assert got == [{"stdout": str(i)} for i in range(10)]
+        got += dec.pop(1)
+        pops += 1
+    assert got == [{"stdout": str(i)} for i in range(40)]
+    assert pops > 3  # batches, not one decode of everything
     assert dec.heartbeats == 1 and dec.pop() == [] and dec.finish() == []
+
+
+@pytest.mark.parametrize("loads", LOADERS)
+def test_heartbeat_lines_are_cut_out_wherever_they_are(loads: Any) -> None:
+    hb = EXEC_HEARTBEAT
+    a, b = b'{"stdout":"a"}', b'{"stdout":"b"}'
+    not_hb = b'{"x":{"hb":true}}'  # contains the heartbeat bytes but is not a heartbeat line
+    cases = [
+        ([hb], []),
+        ([hb, hb], []),
+        ([hb, a], ["a"]),
+        ([a, hb], ["a"]),
+        ([a, hb, hb, b], ["a", "b"]),
+        ([hb, a, hb, b, hb], ["a", "b"]),
+        ([not_hb, hb, a], [{"x": {"hb": True}}, "a"]),
+    ]
+    for lines, want in cases:
+        dec = NDJSONDecoder(loads=loads)
+        got = dec.feed(b"\n".join(lines) + b"\n")
+        assert [v.get("stdout", v) for v in got] == want, lines
+        assert dec.heartbeats == lines.count(hb), lines
+
+
+def test_batches_cut_between_lines_keep_line_numbers() -> None:
+    good = [json.dumps({"stdout": "x" * i}).encode() for i in range(30)]
+    dec = NDJSONDecoder()
+    dec.push(b"\n".join([*good, EXEC_HEARTBEAT, b'{"stdout":x}']) + b"\n")
+    got: list[Any] = []
+    with pytest.raises(ProtocolError, match="line 32 "):
+        while dec.queued:
+            got += dec.pop(2)
+    assert got == [{"stdout": "x" * i} for i in range(len(got))] and len(got) >= 20
 
 
 def test_finish_decodes_queued_lines_and_the_unterminated_tail() -> None:
     dec = NDJSONDecoder()
-    dec.push(b'{"stdout":"a"}\n{"stdout":"b"}\n{"exit_code":0}')
-    assert dec.pop(1) == [{"stdout": "a"}]
+    long = "a" * 300  # longer than a batch of one line is first assumed to be
+    dec.push(b'{"stdout":"' + long.encode() + b'"}\n{"stdout":"b"}\n{"exit_code":0}')
+    assert dec.pop(1) == [{"stdout": long}]
     assert dec.finish() == [{"stdout": "b"}, {"exit_code": 0}]
 
 
