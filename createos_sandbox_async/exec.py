@@ -89,20 +89,36 @@ class ExecEvent:
     exit_code: int | None = None
 
 
-# Events are built without the generated frozen ``__init__`` (it goes through
-# ``object.__setattr__`` per field): the slot descriptors are set directly, which gives the same
-# object, just as immutable afterwards, for a quarter less CPU per event.
-_SET_KIND: Final = ExecEvent.__dict__["kind"].__set__
-_SET_DATA: Final = ExecEvent.__dict__["data"].__set__
-_SET_CODE: Final = ExecEvent.__dict__["exit_code"].__set__
+class _EventBuilder(ExecEvent):
+    """Scaffolding for building events fast; its instances never leave this module as such.
+
+    The frozen ``__init__`` sets each field through a C call with an argument tuple (so do the
+    slot descriptors' ``__set__``): ~150-230 ns per event, more than a third of the CPU of a
+    streamed event. This subclass has ExecEvent's exact memory layout (no slots of its own), a C
+    ``__init__`` and plain attribute stores; the hot loop fills the three slots, then relabels the
+    object ``ExecEvent`` by ``__class__`` assignment, which CPython allows between classes of
+    identical layout. What comes out is an ordinary frozen ExecEvent (``type(ev) is ExecEvent``),
+    built in ~60 ns.
+    """
+
+    __slots__ = ()
+    __init__ = object.__init__
+    __setattr__ = object.__setattr__
+    __delattr__ = object.__delattr__
+
+
+# Typed Any: mypy would refuse stores to a frozen class's fields and the ``__class__`` relabel.
+_BUILDER: Final[Any] = _EventBuilder
+_EVENT: Final[Any] = ExecEvent
 
 
 def _new_event(kind: ExecEventKind, data: str, exit_code: int | None) -> ExecEvent:
-    ev: ExecEvent = object.__new__(ExecEvent)
-    _SET_KIND(ev, kind)
-    _SET_DATA(ev, data)
-    _SET_CODE(ev, exit_code)
-    return ev
+    ev = _BUILDER()
+    ev.kind = kind
+    ev.data = data
+    ev.exit_code = exit_code
+    ev.__class__ = _EVENT
+    return ev  # type: ignore[no-any-return]
 
 
 @attrs.define(frozen=True, slots=True)
@@ -724,9 +740,8 @@ class _FrameParser:
     def _events(self, frames: list[Any]) -> list[ExecEvent]:
         out: list[ExecEvent] = []
         append = out.append
-        # The hot loop: ``_new_event`` inlined (one call less per event, ~8% of the parse).
-        new, cls = object.__new__, ExecEvent
-        set_kind, set_data, set_code = _SET_KIND, _SET_DATA, _SET_CODE
+        # The hot loop: ``_new_event`` inlined (a call less per event), locals for globals.
+        builder, event = _BUILDER, _EVENT
         try:
             for f in frames:
                 # Fast path: the one-key output frames that make up nearly all of a stream.
@@ -734,20 +749,22 @@ class _FrameParser:
                 if v is not None:
                     if v.__class__ is str and len(f) == 1:
                         if v:
-                            ev = new(cls)
-                            set_kind(ev, STDOUT)
-                            set_data(ev, v)
-                            set_code(ev, None)
+                            ev = builder()
+                            ev.kind = STDOUT
+                            ev.data = v
+                            ev.exit_code = None
+                            ev.__class__ = event
                             append(ev)
                         continue
                 else:
                     v = f.get("stderr")
                     if v is not None and v.__class__ is str and len(f) == 1:
                         if v:
-                            ev = new(cls)
-                            set_kind(ev, STDERR)
-                            set_data(ev, v)
-                            set_code(ev, None)
+                            ev = builder()
+                            ev.kind = STDERR
+                            ev.data = v
+                            ev.exit_code = None
+                            ev.__class__ = event
                             append(ev)
                         continue
                 self._frame(f, append)
