@@ -335,6 +335,24 @@ def test_batches_cut_between_lines_keep_line_numbers() -> None:
     assert got == [{"stdout": "x" * i} for i in range(len(got))] and len(got) >= 20
 
 
+def test_a_batch_of_events_stays_bounded_when_lines_get_shorter() -> None:
+    # The decoder sizes batches in bytes from the lines seen so far: long lines, then short ones
+    # make one oversized batch of frames, which the parser hands out as events in bounded parts.
+    long = [json.dumps({"stdout": "L" * 2000}).encode() for _ in range(3)]
+    short = [json.dumps({"stderr": str(i)}).encode() for i in range(3000)]
+    p = _FrameParser()
+    p.push(b"\n".join([*long, *short, b'{"exit_code":0}']) + b"\n")
+    events: list[ExecEvent] = []
+    sizes = []
+    while p.queued:
+        batch = p.pop(100)
+        sizes.append(len(batch))
+        events += batch
+    assert max(sizes) <= 200 and len(sizes) > 15
+    assert [e.data for e in events[3:-1]] == [str(i) for i in range(3000)]
+    assert events[-1] == ExecEvent("exit", "", 0) and p.exit_code == 0
+
+
 def test_finish_decodes_queued_lines_and_the_unterminated_tail() -> None:
     dec = NDJSONDecoder()
     long = "a" * 300  # longer than a batch of one line is first assumed to be
