@@ -1101,6 +1101,10 @@ class Emulator:
             self.touch(sb)
 
     def _open_for_read(self, runtime: SandboxRuntime, path: str) -> int:
+        """A descriptor for a download. O_NONBLOCK: opening a FIFO a sandbox made would otherwise
+        block the whole emulator until some writer appeared (the caller then refuses it, since
+        it is not a regular file)."""
+        flags = os.O_RDONLY | os.O_NONBLOCK
         try:
             canon = runtime.view.canonical(runtime.rootfd, path)
             if runtime.view.is_virtual(canon):
@@ -1114,8 +1118,8 @@ class Emulator:
                 st = os.stat(host)
                 if not st.st_mode & stat.S_IROTH:
                     raise PermissionError(errno.EACCES, "permission denied")
-                return os.open(host, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            return open_in_root(runtime.rootfd, canon, os.O_RDONLY)
+                return os.open(host, flags | os.O_CLOEXEC | os.O_NOFOLLOW)
+            return open_in_root(runtime.rootfd, canon, flags)
         except (FileNotFoundError, NotADirectoryError):
             fail(404, f"file {path} not found")
         except OSError as exc:

@@ -114,6 +114,18 @@ async def test_symlinks_cannot_lead_the_files_api_out(server: LocalServer, clien
     assert status == 400 and not host_exists("/usr/bin/evil")
 
 
+async def test_a_fifo_cannot_hang_the_emulator(client: Client) -> None:
+    # Opening a FIFO for reading blocks until a writer comes: done on the server's loop, one
+    # sandbox would freeze every other client (this test then hangs until its timeout).
+    sid = (await client.create())["id"]
+    await client.sh(sid, "mkfifo /root/pipe")
+    status, body = await client.call(
+        "GET", f"/v1/sandboxes/{sid}/files", params={"path": "/root/pipe"}
+    )
+    assert status == 400 and "not a regular file" in body["data"]["message"]
+    assert (await client.exec(sid, "echo", "still-serving"))["stdout"] == "still-serving\n"
+
+
 @pytest.mark.parametrize("path", ["relative/x", "/a/../etc/passwd", "", "/root/.."])
 async def test_bad_paths_are_400(client: Client, path: str) -> None:
     sid = (await client.create())["id"]
