@@ -867,13 +867,12 @@ class Emulator:
         proc = await runtime.spawn(
             argv, env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL
         )
+        finished = False
         try:
             out, err = await proc.communicate(stdin.encode() if stdin else None)
+            finished = True
         finally:
-            if proc.returncode is None:
-                kill_tree(proc.pid)
-                self.reap_later(proc)
-            runtime.forget(proc.pid)
+            self._end_command(runtime, proc, finished=finished)
         result = {
             "stdout": out.decode("utf-8", "replace"),
             "stderr": err.decode("utf-8", "replace"),
@@ -921,6 +920,7 @@ class Emulator:
         ]
         if stdin:
             tasks.append(asyncio.ensure_future(_feed(proc, stdin.encode())))
+        finished = False
         try:
             open_channels = 2
             while open_channels:
@@ -935,18 +935,27 @@ class Emulator:
                 await writer.frame((dumps({kind: data.decode("utf-8", "replace")}) + "\n").encode())
                 self.touch(sb)
             code = await proc.wait()
+            finished = True
             await writer.final((dumps({"exit_code": exit_status(code)}) + "\n").encode())
             await resp.write_eof()
         except StreamEnded:
             pass
         finally:
-            if proc.returncode is None:
-                kill_tree(proc.pid)
-                self.reap_later(proc)
-            runtime.forget(proc.pid)
+            self._end_command(runtime, proc, finished=finished)
             for task in tasks:
                 task.cancel()
         return resp
+
+    def _end_command(
+        self, runtime: SandboxRuntime, proc: asyncio.subprocess.Process, *, finished: bool
+    ) -> None:
+        """An exec's request is over. Unless the command ran to the end (its pipes closed), kill
+        its whole tree - the leader may have exited while a child still holds the pipes - and
+        collect it in the background."""
+        if not finished:
+            kill_tree(proc.pid)
+            self.reap_later(proc)
+        runtime.forget(proc.pid)
 
     # ----------------------------------------------------------------- files
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 
 import aiohttp
@@ -177,6 +178,48 @@ async def test_disconnect_kills_the_whole_command_tree(
     assert await _wait_until(lambda: not alive())
     # the sandbox itself is fine afterwards
     assert (await client.exec(sid, "true"))["exit_code"] == 0
+
+
+def _cmdlines_with(marker: str) -> list[bytes]:
+    """Command lines (NUL-separated) of host processes that mention `marker`."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as fh:
+                    line = fh.read()
+            except OSError:
+                continue
+            if marker.encode() in line:
+                found.append(line)
+    return found
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+async def test_disconnect_kills_what_an_exited_leader_left_holding_the_pipes(
+    server: LocalServer, client: Client, buffered: bool
+) -> None:
+    sid = (await client.create())["id"]
+    marker = f"{uuid.uuid4().int % 10**9}"
+    sleeper = b"sleep\x003" + marker.encode() + b"\x00"
+    http = aiohttp.ClientSession(server.base_url)
+    url = f"/v1/sandboxes/{sid}/exec" + ("" if buffered else "?stream=true")
+    body = {"cmd": "bash", "args": ["-c", f"sleep 3{marker} & exit 0"]}
+
+    async def call() -> None:
+        async with http.post(url, headers=client.headers(), json=body) as resp:
+            await resp.read()  # never ends by itself: the orphaned sleep holds stdout
+
+    try:
+        task = asyncio.ensure_future(call())
+        # the leader (and nsenter above it) are gone; only the sleep is left
+        assert await _wait_until(lambda: _cmdlines_with(marker) == [sleeper])
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await http.close()
+    assert await _wait_until(lambda: not _cmdlines_with(marker))
 
 
 async def test_exec_activity_is_counted(server: LocalServer, client: Client) -> None:
