@@ -37,32 +37,6 @@ _DATA = b"data:"
 _FIRST_LINE_BYTES = 128
 
 
-def _drop_lines(text: bytes, line: bytes, at: int) -> tuple[bytes, int]:
-    """``text`` without the lines equal to ``line``, and how many there were.
-
-    ``at`` is where ``line`` first occurs in ``text``. A bytes search, not a split: heartbeats
-    are rare, the lines around them are many.
-    """
-    size = len(line)
-    kept: list[bytes] = []
-    start = dropped = 0
-    find = text.find
-    while at >= 0:
-        after = at + size
-        if (at == 0 or text[at - 1] == 10) and (after == len(text) or text[after] == 10):
-            kept.append(text[start:at])  # ends with the newline before the heartbeat
-            start = after + 1
-            dropped += 1
-        at = find(line, after)
-    if not dropped:
-        return text, 0
-    kept.append(text[start:])
-    out = b"".join(kept)
-    if out and start > len(text):  # the last line was a heartbeat: drop the newline before it
-        out = out[:-1]
-    return out, dropped
-
-
 def _pick_loads() -> Callable[[bytes], Any]:
     """orjson when installed (about 2x faster on small objects), else the stdlib decoder."""
     try:
@@ -86,8 +60,9 @@ class NDJSONDecoder:
     each value before the next batch keeps few objects alive at once, which spares the cyclic
     garbage collector (whole 256 KiB chunks decoded at once cost ~40% more CPU in GC passes alone).
 
-    The fast path never splits a chunk into lines: heartbeat lines are cut out by a bytes search,
-    ``bytes.replace`` turns the newlines into array commas, and the batch is one ``loads`` call.
+    The fast path never splits a chunk into lines: a bytes search finds heartbeat lines, which end
+    a batch and are skipped, ``bytes.replace`` turns the newlines into array commas, and the batch
+    is one ``loads`` call.
     Only a batch that fails it (a blank or SSE control line, invalid JSON, two values on a line)
     is split and decoded line by line, to clean it up or to name the bad line.
 
@@ -189,7 +164,8 @@ class NDJSONDecoder:
         """Decode about ``limit`` queued lines (heartbeats, blank and SSE lines yield nothing).
 
         The batch is cut at the first newline after ``limit`` lines of the average length seen so
-        far: finding a byte offset is cheap, counting lines is not.
+        far (finding a byte offset is cheap, counting lines is not), or just before a heartbeat
+        line, which is skipped: it never reaches the decoder and is never copied around.
         """
         pos, end = self._pos, self._end
         if pos > end:
@@ -202,11 +178,27 @@ class NDJSONDecoder:
                 stop = end
         else:
             stop = end
-        if stop == end:
+        hb = self.heartbeat
+        if hb is not None:
+            at = block.find(hb, pos, stop)
+            while at >= 0:
+                after = at + len(hb)
+                if (at == pos or block[at - 1] == 10) and block[after] == 10:  # a whole line
+                    self._advance(after, end)
+                    values = self._decode(block[pos : at - 1]) if at > pos else []
+                    self._line += 1
+                    self.heartbeats += 1
+                    return values
+                at = block.find(hb, after, stop)
+        self._advance(stop, end)
+        return self._decode(block[pos:stop])
+
+    def _advance(self, stop: int, end: int) -> None:
+        """The lines up to the newline at ``stop`` are taken."""
+        if stop >= end:
             self._block, self._pos, self._end = b"", 1, 0  # let the chunk go
         else:
             self._pos = stop + 1
-        return self._decode(block[pos:stop])
 
     def finish(self) -> list[Any]:
         """At EOF: the queued lines and a last line that ended without a newline (tolerated)."""
@@ -221,36 +213,23 @@ class NDJSONDecoder:
         return values
 
     def _pop_all(self) -> list[Any]:
-        pos, end = self._pos, self._end
-        if pos > end:
-            return []
-        block = self._block
-        self._block, self._pos, self._end = b"", 1, 0
-        return self._decode(block[pos:end])
+        values: list[Any] = []
+        while self._pos <= self._end:
+            values += self.pop(self._end + 1)
+        return values
 
     def _decode(self, text: bytes) -> list[Any]:
         """Fast path: the lines of ``text`` decoded by one ``loads`` of a JSON array."""
         first = self._line
-        dropped = 0
-        batch = text
-        hb = self.heartbeat
-        if hb is not None and (at := text.find(hb)) >= 0:
-            batch, dropped = _drop_lines(text, hb, at)
-            if not batch:  # heartbeats only
-                self._line = first + dropped
-                self.heartbeats += dropped
-                return []
-        body = batch.replace(b"\n", b",\n")
-        lines = len(body) - len(batch) + 1
+        body = text.replace(b"\n", b",\n")
+        lines = len(body) - len(text) + 1
         try:
             values: list[Any] = self._loads(b"".join((b"[", body, b"]")))
         except ValueError:
             return self._decode_split(text, first)
         if len(values) != lines:  # a line held two values ("{..},{..}"): find it
             return self._decode_split(text, first)
-        lines += dropped
         self._line = first + lines
-        self.heartbeats += dropped
         self._line_bytes = len(text) // lines + 1
         return values
 
