@@ -5,7 +5,6 @@ egress rules, overlay networks and S3 disks are recorded and reported, not enfor
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -495,8 +494,3 @@ class _Handlers:
         except StreamEnded:
             pass
         return resp
-
-
-def b64decode_strict(value: str) -> bytes:
-    """Standard base64 with padding; ValueError otherwise."""
-    return base64.b64decode(value.encode("ascii"), validate=True)

@@ -21,7 +21,7 @@ import shutil
 import signal
 import stat
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ._fs import View, open_in_root
 
@@ -297,6 +297,16 @@ class Runtime:
         box = SandboxRuntime(self, sandbox_id, root)
         await box.boot(hostname)
         return box
+
+
+def remove_tree(path: str) -> None:
+    """rm -rf (blocking). Directories a command made read-only are made writable again first."""
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+        for dirpath, _dirs, _files in os.walk(path):
+            with contextlib.suppress(OSError):
+                os.chmod(dirpath, 0o700)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def chown_tree(root: str, owner: tuple[int, int]) -> None:
@@ -732,14 +742,8 @@ class SandboxRuntime:
             self._rootfd = -1
 
     def remove_tree(self) -> None:
-        """Delete the sandbox's files (blocking; run it in a thread). Directories a command made
-        read-only are made writable again first."""
-        shutil.rmtree(self.root, ignore_errors=True)
-        if os.path.lexists(self.root):
-            for dirpath, _dirs, _files in os.walk(self.root):
-                with contextlib.suppress(OSError):
-                    os.chmod(dirpath, 0o700)
-            shutil.rmtree(self.root, ignore_errors=True)
+        """Delete the sandbox's files (blocking; run it in a thread)."""
+        remove_tree(self.root)
 
     @staticmethod
     async def copy_tree(src: str, dst: str) -> None:
@@ -770,8 +774,3 @@ def _proc_state(pid: int) -> str:
 
 def _is_dir(path: str) -> bool:
     return os.path.isdir(path)
-
-
-def all_groups(boxes: Iterable[SandboxRuntime]) -> list[int]:
-    """Every process group any sandbox started (for shutdown accounting)."""
-    return [g for b in boxes for g in b.groups]

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .app import Emulator, build_app
 from .faults import Faults
-from .runtime import ISOLATIONS, Runtime
+from .runtime import ISOLATIONS, Runtime, remove_tree
 
 if TYPE_CHECKING:
     from .. import AsyncSession
@@ -227,7 +227,7 @@ class LocalServer:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 10)
             if state_dir is not None:
-                await asyncio.to_thread(_remove_all, state_dir)
+                await asyncio.to_thread(remove_tree, state_dir)
             self._emu = None
             self._runner = None
             self._state_dir = None
@@ -259,12 +259,3 @@ def _fast_tmp() -> str | None:
     if st.f_bavail * st.f_frsize >= 2 * 1024**3 and os.access("/dev/shm", os.W_OK | os.X_OK):
         return "/dev/shm"
     return None
-
-
-def _remove_all(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    if os.path.lexists(path):
-        for dirpath, _dirs, _files in os.walk(path):
-            with contextlib.suppress(OSError):
-                os.chmod(dirpath, 0o700)
-        shutil.rmtree(path, ignore_errors=True)
