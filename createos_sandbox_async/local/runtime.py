@@ -526,9 +526,16 @@ class SandboxRuntime:
             self.init_pid = int(json.loads(raw)["child-pid"])
             st = os.stat(f"/proc/{self.init_pid}/ns/pid")
             self.pidns = (st.st_dev, st.st_ino)
-            self._exited = loop.create_future()
             self._pidfd = os.pidfd_open(self.init.pid)
+            self._exited = loop.create_future()
             loop.add_reader(self._pidfd, self._vm_exited)
+        except BaseException:
+            # A failed or cancelled boot (server shutdown) must not leave an unwatched VM behind.
+            if self.init is not None and self._exited is None:
+                self.init.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.init.wait(timeout=5)  # SIGKILLed: this only reaps
+            raise
         finally:
             for fd in (info_r, info_w, ready_r, ready_w):
                 if fd >= 0:

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from createos_sandbox_async.local import LocalServer
+from createos_sandbox_async.local.runtime import Runtime
 
 from .conftest import Client, descendants, host_exists, pids_with_argv
 
@@ -209,6 +210,41 @@ async def test_a_vm_that_dies_on_its_own_marks_the_sandbox_failed(
     status, _ = await client.call("POST", f"/v1/sandboxes/{sid}/exec", json={"cmd": "true"})
     assert status == 404
     assert (await client.ok("DELETE", f"/v1/sandboxes/{sid}"))["status"] == "destroyed"
+
+
+async def test_a_boot_cancelled_midway_leaves_no_vm(server: LocalServer) -> None:
+    # What LocalServer.stop() does to a create still booting: cancel it. The VM it launched
+    # must be killed and reaped, not left running unwatched.
+    runtime = Runtime("bubblewrap", server.state_dir)
+    root = os.path.join(server.state_dir, "sandboxes", "sb_cancelled_boot")
+    runtime.prepare_tree(root, "cancelled")
+
+    def vm() -> list[int]:
+        return [
+            p
+            for p in pids_with_prefix("setpriv") + pids_with_prefix("bwrap")
+            if root in _cmdline(p)
+        ]
+
+    boot = asyncio.ensure_future(runtime.start("sb_cancelled_boot", root, "cancelled"))
+    try:
+        for _ in range(5000):  # until the VM process exists (bounded)
+            if vm() or boot.done():
+                break
+            await asyncio.sleep(0.001)
+        assert vm() and not boot.done()
+        boot.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await boot
+        assert boot.cancelled()
+        for _ in range(500):  # its pid 1 follows (--die-with-parent), asynchronously
+            if not vm():
+                break
+            await asyncio.sleep(0.01)
+        assert vm() == []
+    finally:
+        for pid in vm():
+            os.kill(pid, signal.SIGKILL)
 
 
 def _cmdline(pid: int) -> str:
