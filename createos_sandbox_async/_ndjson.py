@@ -62,9 +62,9 @@ class NDJSONDecoder:
 
     The fast path never splits a chunk into lines: a bytes search finds heartbeat lines, which end
     a batch and are skipped, ``bytes.replace`` turns the newlines into array commas, and the batch
-    is one ``loads`` call.
-    Only a batch that fails it (a blank or SSE control line, invalid JSON, two values on a line)
-    is split and decoded line by line, to clean it up or to name the bad line.
+    is one ``loads`` call. Only a batch that fails it (a blank or SSE control line, invalid JSON,
+    two values on a line) is split and decoded line by line, to clean it up or to name the bad
+    line.
 
     ``finish()`` at EOF decodes whatever is queued plus a last line that had no newline.
     ``heartbeats`` counts the heartbeat lines dropped. A line longer than ``max_line`` bytes
