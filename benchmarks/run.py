@@ -241,6 +241,7 @@ def run_one(
     w: Workload,
     duration: float,
     client_cpus: set[int] | None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     job: dict[str, Any] = {
         "base_url": server.base_url,
@@ -274,6 +275,7 @@ def run_one(
             timeout=180,
             preexec_fn=pin,
             cwd=str(DRIVERS_DIR),
+            env={**os.environ, **(env or {})},
         )
     except subprocess.TimeoutExpired:
         rec["error"] = "driver timed out after 180 s"
@@ -662,6 +664,7 @@ def render_markdown(
     out += ["", "## Machine and versions", ""]
     out += [f"- {k}: {v}" for k, v in meta["machine"].items()]
     out += [f"- {k}: {v}" for k, v in meta["versions"].items()]
+    out += [f"- driver environment: {k}={v}" for k, v in meta.get("env", {}).items()]
     out += ["", "## Method", ""]
     out += [line.strip() for line in METHOD.strip().splitlines()]
     return "\n".join(out) + "\n"
@@ -692,6 +695,14 @@ METHOD = """
   client's RSS with all open minus before, divide by N, close all; the server checks that all N
   opened and closed.
 - Ratios are per round (same workload, same round) and the median over rounds is reported.
+- Two effects to keep in mind when reading wall-clock ratios on a loaded machine. (1) The
+  scheduler gives a process with many runnable threads (the official Python SDK's thread pool,
+  node's helper threads) a larger share of the client CPU than a one-threaded asyncio client,
+  so wall-clock ratios flatter the threaded clients; `client CPU share` in the tables shows it,
+  and the `by CPU` column of the targets compares client CPU per operation instead. (2) glibc
+  trims and regrows the heap around multi-MiB buffers depending on the heap's layout, which
+  shows up as page faults per operation in the download rows; `--env
+  MALLOC_MMAP_THRESHOLD_=67108864 --env MALLOC_TRIM_THRESHOLD_=268435456` takes it out.
 """
 
 
@@ -775,12 +786,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="output directory (default: benchmarks/, quick: a temp dir)")
     ap.add_argument("--drivers", help="comma-separated driver names (default: all available)")
     ap.add_argument("--workloads", help="comma-separated workload names (default: all)")
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite RESULTS.md and the plot from the results.json in --out (no measuring)",
+    )
     ap.add_argument("--setup", action="store_true", help="install the official SDKs first")
     ap.add_argument("--no-setup", action="store_true", help="never install the official SDKs")
     ap.add_argument(
         "--require", default="", help="comma-separated drivers that must run (else exit 1)"
     )
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set in every driver's environment, e.g. MALLOC_TRIM_THRESHOLD_=268435456",
+    )
     ns = ap.parse_args(argv)
+    if ns.render_only:
+        return render_only(Path(ns.out) if ns.out else HERE)
     quick = ns.quick
     rounds = ns.rounds or (1 if quick else 5)
     duration = ns.duration or (0.15 if quick else 1.5)
@@ -814,6 +839,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"required drivers cannot run: {missing_required}", file=sys.stderr)
         return 1
     runnable = [d for d in drvs if not d.missing]
+    extra_env = dict(kv.split("=", 1) for kv in ns.env)
 
     server_cpus, client_cpus = cpu_plan()
     print(
@@ -833,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
                 todo = [d for d in runnable if d.runs(w)]
                 shift = (rnd + wi) % len(todo)
                 for d in todo[shift:] + todo[:shift]:
-                    rec = run_one(server, d, w, duration, client_cpus)
+                    rec = run_one(server, d, w, duration, client_cpus, extra_env)
                     rec["round"] = rnd
                     records.append(rec)
                     status = "ok " if rec["ok"] else "ERR"
@@ -850,6 +876,7 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": elapsed,
         "machine": machine_info(),
         "versions": versions(runnable),
+        "env": extra_env,
     }
     plot_path = out_dir / "results.png"
     plotted = plot(summary, wls, runnable, plot_path)
@@ -866,6 +893,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out_dir / 'RESULTS.md'} in {elapsed:.0f} s")
     bad = [r for r in records if not r["ok"]]
     return 1 if bad else 0
+
+
+def render_only(out_dir: Path) -> int:
+    """Regenerate the report from a previous run's results.json (same data, current text)."""
+    data = json.loads((out_dir / "results.json").read_text())
+    meta, records = data["meta"], data["records"]
+    wls = workloads(meta["mode"] == "quick")
+    drvs = drivers()
+    ran = {r["driver"] for r in records}
+    drvs = [d for d in drvs if d.name in ran]
+    for d in drvs:
+        d.missing = ""
+    summary = summarise(records, wls, drvs)
+    plot_path = out_dir / "results.png"
+    plotted = plot(summary, wls, drvs, plot_path)
+    md = render_markdown(summary, records, wls, drvs, meta, plot_path.name if plotted else None)
+    (out_dir / "RESULTS.md").write_text(md)
+    print(f"rewrote {out_dir / 'RESULTS.md'}")
+    return 0
 
 
 def _raise_nofile() -> None:
