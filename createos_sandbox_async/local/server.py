@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Awaitable
 from types import TracebackType
@@ -20,6 +21,9 @@ from .runtime import ISOLATIONS, Runtime, remove_tree
 
 if TYPE_CHECKING:
     from .. import AsyncSession
+
+_STATE_PREFIX = "createos-local-"
+_OWNER_FILE = "owner.pid"  # the emulator process that owns a state directory
 
 
 def is_loopback(host: str) -> bool:
@@ -152,13 +156,9 @@ class LocalServer:
         """Probe isolation, bind the port, and serve."""
         if self._emu is not None:
             raise RuntimeError("LocalServer already started")
-        state_dir = tempfile.mkdtemp(
-            prefix="createos-local-", dir=self._state_parent or _fast_tmp()
-        )
+        parent = self._state_parent or _fast_tmp() or tempfile.gettempdir()
+        state_dir = await asyncio.to_thread(_new_state_dir, parent)
         try:
-            os.chmod(state_dir, 0o711)  # the sandbox user may traverse it, never list it
-            os.mkdir(os.path.join(state_dir, "sandboxes"), 0o711)
-            os.mkdir(os.path.join(state_dir, "logs"), 0o700)
             runtime = Runtime(self._isolation, state_dir)
             await runtime.probe()
             emu = Emulator(
@@ -243,6 +243,44 @@ class LocalServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _new_state_dir(parent: str) -> str:
+    """This emulator's state directory (after sweeping those of dead emulators)."""
+    _sweep_stale(parent)
+    state_dir = tempfile.mkdtemp(prefix=_STATE_PREFIX, dir=parent)
+    try:
+        os.chmod(state_dir, 0o711)  # the sandbox user may traverse it, never list it
+        os.mkdir(os.path.join(state_dir, "sandboxes"), 0o711)
+        os.mkdir(os.path.join(state_dir, "logs"), 0o700)
+        with open(os.path.join(state_dir, _OWNER_FILE), "w") as fh:
+            fh.write(str(os.getpid()))
+    except BaseException:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        raise
+    return state_dir
+
+
+def _sweep_stale(parent: str) -> None:
+    """Remove state directories left by emulators that died without cleaning up (SIGKILL, OOM):
+    under /dev/shm they hold memory until reboot. Only this user's real directories whose
+    recorded process is gone; anything else is left alone."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(_STATE_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)  # never follow a link planted in a shared directory
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            with open(os.path.join(path, _OWNER_FILE)) as fh:
+                pid = int(fh.read())
+        except (OSError, ValueError):
+            continue
+        if pid > 0 and not os.path.exists(f"/proc/{pid}"):
+            remove_tree(path)
 
 
 def _fast_tmp() -> str | None:

@@ -79,6 +79,22 @@ async def test_isolation_none_warns_on_every_start_and_still_runs_commands(
     assert len(warnings) == 2
 
 
+async def test_state_dirs_left_by_killed_emulators_are_swept(tmp_path: Path) -> None:
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    stale = tmp_path / "createos-local-killed"  # an emulator that was SIGKILLed
+    (stale / "sandboxes" / "sb_x").mkdir(parents=True)
+    (stale / "owner.pid").write_text(str(gone.pid))
+    running = tmp_path / "createos-local-running"  # one still alive
+    running.mkdir()
+    (running / "owner.pid").write_text(str(os.getpid()))
+    unknown = tmp_path / "createos-local-unknown"  # no owner recorded: not ours to judge
+    unknown.mkdir()
+    async with LocalServer(isolation="none", state_dir=str(tmp_path)) as srv:
+        assert not stale.exists() and running.exists() and unknown.exists()
+        assert (Path(srv.state_dir) / "owner.pid").read_text() == str(os.getpid())
+
+
 def test_refuses_non_loopback_without_allow_remote() -> None:
     with pytest.raises(ValueError, match="allow_remote"):
         LocalServer(host="0.0.0.0")
