@@ -66,6 +66,12 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_kib() -> int:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: Linux carries that over ``execve``
+    from the parent, so every driver would report at least the harness's own peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 

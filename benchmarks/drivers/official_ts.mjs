@@ -3,6 +3,7 @@
 // Run as `node official_ts.mjs '<job json>'`; the job names the node_modules folder the SDK was
 // installed into (benchmarks/.work/node). Same time-boxed loop as drivers/_common.py: `concurrency`
 // async workers repeat one operation until `duration` seconds pass; every operation checks its output.
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -24,6 +25,12 @@ function checkExec(res) {
   if (res.result.stdout !== "2\n" || res.result.exit_code !== 0) {
     throw new Error(`exec mismatch: ${JSON.stringify(res)}`);
   }
+}
+
+// VmHWM, not getrusage's maxRSS: Linux carries that over execve from the parent (the harness).
+function peakRssKib() {
+  const m = readFileSync("/proc/self/status", "utf8").match(/^VmHWM:\s+(\d+)/m);
+  return m ? Number(m[1]) : process.resourceUsage().maxRSS;
 }
 
 function cpuSeconds() {
@@ -99,7 +106,7 @@ function result(t, wall, cpu, extra = {}) {
     events: t.events,
     wall_s: wall,
     cpu_s: cpu,
-    peak_rss_kib: process.resourceUsage().maxRSS,
+    peak_rss_kib: peakRssKib(),
     ...extra,
   };
 }
