@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 
 from ._convert import structure
+from ._idle import IdleTimer
 from ._resource_models import Point, Screen, ScreenConnection, ScreenSize, Window, WindowGeometry
-from .errors import APIError, ProtocolError, StreamStalledError
+from .errors import APIError, ProtocolError
 from .sandbox import id_segment
 
 if TYPE_CHECKING:
@@ -157,17 +158,15 @@ class Computer:
         parts: list[bytes] = []
         size = 0
         async with transport.stream("GET", path, params=params or None, timeout=timeout) as resp:
-            while True:
-                with anyio.move_on_after(idle) as scope:
-                    chunk = await resp.content.readany()
-                if scope.cancelled_caught:
-                    raise StreamStalledError(f"screenshot stalled: no byte for {idle:g} s")
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > _MAX_SCREENSHOT:
-                    raise ProtocolError("screenshot is larger than 256 MiB")
-                parts.append(chunk)
+            timer = IdleTimer(resp.content, idle, "screenshot")
+            try:
+                while chunk := await timer.read():
+                    size += len(chunk)
+                    if size > _MAX_SCREENSHOT:
+                        raise ProtocolError("screenshot is larger than 256 MiB")
+                    parts.append(chunk)
+            finally:
+                timer.cancel()
         return b"".join(parts)
 
     async def screen(self, *, screen_id: str | None = None) -> ScreenSize:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import aiohttp
 import attrs
 
+from ._idle import IdleTimer
 from ._ndjson import DEFAULT_MAX_LINE, EXEC_HEARTBEAT, NDJSONDecoder
 from .errors import (
     APITimeoutError,
@@ -360,6 +361,7 @@ class ExecStream:
         "_resp",
         "_state",
         "_timeout",
+        "_timer",
         "_transport",
     )
 
@@ -393,6 +395,7 @@ class ExecStream:
         self._error: str | None = None
         self._exec_ms: float | None = None
         self._deadline: float | None = None
+        self._timer: IdleTimer | None = None  # idle bound and total deadline of the reads
         self._reads = 0  # network reads, for tests and debugging
 
     def __repr__(self) -> str:
@@ -471,6 +474,17 @@ class ExecStream:
             await self._fallback()
             return
         self._cm = cm
+        if self._idle is not None or self._deadline is not None:
+            self._timer = IdleTimer(
+                self._resp.content,
+                self._idle,
+                f"exec stream (POST {self._path})",
+                deadline=self._deadline,
+                deadline_error=APITimeoutError(
+                    f"exec stream: the command did not finish within timeout={self._timeout} s "
+                    f"(POST {self._path}); it has been killed"
+                ),
+            )
 
     async def _fallback(self) -> None:
         """Run the command buffered and queue its output as events (WIRE §11, old servers)."""
@@ -502,6 +516,7 @@ class ExecStream:
         drain: bool = True,
     ) -> None:
         self._state = "closed"
+        self._stop_timer()
         cm, self._cm = self._cm, None
         resp, self._resp = self._resp, None
         if cm is None:
@@ -575,9 +590,16 @@ class ExecStream:
             if self._finished:
                 raise StopAsyncIteration
 
+    def _stop_timer(self) -> None:
+        """No more reads that count: the deadlines must not fail the drain or a late read."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
     def _cut_at_exit(self, events: list[ExecEvent], parser: _FrameParser) -> list[ExecEvent]:
         """The exit event ends the stream: drop whatever a server sent after it."""
         self._finished = True
+        self._stop_timer()
         self._exit_code = parser.exit_code
         self._error = parser.error
         for j, ev in enumerate(events):
@@ -602,34 +624,26 @@ class ExecStream:
                 )
             # The agent could not start the command and sent no status: a clean end.
             self._finished = True
+            self._stop_timer()
             self._error = parser.error
             self._exit_code = NO_EXIT_CODE
         return events
 
     async def _read(self, content: aiohttp.StreamReader) -> bytes:
-        """One network chunk; any byte (a heartbeat too) resets the idle deadline."""
+        """One network chunk; any byte (a heartbeat too) resets the idle deadline.
+
+        The shared :class:`IdleTimer` only stamps the time per read (~0.2 us, against ~4 us for
+        a timeout scheduled and cancelled around each read); it raises StreamStalledError, or
+        the APITimeoutError of ``timeout``, from the pending read.
+        """
         self._reads += 1
-        wait = self._idle
-        total = False
-        if self._deadline is not None:
-            left = self._deadline - asyncio.get_running_loop().time()
-            if wait is None or left < wait:
-                wait, total = max(left, 0.0), True
+        timer = self._timer
         try:
-            if wait is None:
+            if timer is None:
                 return await content.readany()
-            async with asyncio.timeout(wait):
-                return await content.readany()
-        except TimeoutError:
-            if total:
-                raise APITimeoutError(
-                    f"exec stream: the command did not finish within timeout={self._timeout} s "
-                    f"(POST {self._path}); it has been killed"
-                ) from None
-            raise StreamStalledError(
-                f"exec stream: nothing received for {wait} s, not even a heartbeat "
-                f"(POST {self._path})"
-            ) from None
+            return await timer.read()
+        except (StreamStalledError, APITimeoutError):
+            raise  # APITimeoutError is an OSError (a TimeoutError): not an interruption
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
             raise StreamInterruptedError(
                 f"exec stream broke before the exit status (POST {self._path}): "

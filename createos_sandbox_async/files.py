@@ -12,7 +12,6 @@ same URL for the bytes back. Paths must be absolute without ``..``; bodies are a
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import secrets
@@ -26,7 +25,8 @@ import aiohttp
 import anyio
 import anyio.to_thread
 
-from .errors import StreamInterruptedError, StreamStalledError
+from ._idle import IdleTimer
+from .errors import StreamInterruptedError
 from .sandbox import check_remote_path
 
 if TYPE_CHECKING:
@@ -121,43 +121,6 @@ def _stream_error(exc: BaseException) -> StreamInterruptedError:
     return StreamInterruptedError(f"download interrupted: {type(exc).__name__}: {exc}")
 
 
-class _IdleWatch:
-    """Fail a body read with StreamStalledError when no byte arrived for ``idle`` seconds.
-
-    Why not a timeout around every read: a 64 MiB download is ~1000 socket chunks, and a cancel
-    scope per chunk costs more than the rest of the SDK's per-chunk work. Here each chunk only
-    stamps the time; one timer per stream wakes up at most every ``idle`` seconds, and on a real
-    stall it puts the error into aiohttp's reader, which raises it from the pending read.
-    """
-
-    __slots__ = ("_content", "_handle", "_idle", "_loop", "last")
-
-    def __init__(self, response: aiohttp.ClientResponse, idle: float) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._content = response.content
-        self._idle = idle
-        self.last = self._loop.time()
-        self._handle: asyncio.TimerHandle | None = self._loop.call_at(self.last + idle, self._check)
-
-    def touch(self) -> None:
-        self.last = self._loop.time()
-
-    def _check(self) -> None:
-        due = self.last + self._idle
-        if self._loop.time() < due:
-            self._handle = self._loop.call_at(due, self._check)
-            return
-        self._handle = None
-        self._content.set_exception(
-            StreamStalledError(f"download stalled: no byte for {self._idle:g} s")
-        )
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-
 class DownloadStream:
     """Async iterator of a guest file's chunks; also an async context manager.
 
@@ -178,7 +141,7 @@ class DownloadStream:
         self._timeout = timeout
         self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
         self._response: aiohttp.ClientResponse | None = None
-        self._watch: _IdleWatch | None = None
+        self._timer: IdleTimer | None = None
         self._done = False
         self.bytes_read = 0
 
@@ -207,9 +170,8 @@ class DownloadStream:
         response: aiohttp.ClientResponse = await cm.__aenter__()
         self._cm = cm
         self._response = response
-        idle = transport.timeouts.stream_idle
-        if idle:
-            self._watch = _IdleWatch(response, idle)
+        idle = transport.timeouts.stream_idle or None  # 0 = no idle bound, as before
+        self._timer = IdleTimer(response.content, idle, f"download of {self._path}")
         return response
 
     async def __anext__(self) -> bytes:
@@ -218,10 +180,9 @@ class DownloadStream:
         response = self._response
         try:
             if response is None:
-                response = await self._open()
-            content = response.content
-            n = self._chunk_size
-            chunk = await (content.readany() if n is None else content.read(n))
+                await self._open()
+            assert self._timer is not None
+            chunk = await self._timer.read(self._chunk_size)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             with anyio.CancelScope(shield=True):
                 await self._finish()
@@ -233,17 +194,15 @@ class DownloadStream:
         if not chunk:
             await self._finish()
             raise StopAsyncIteration
-        if self._watch is not None:
-            self._watch.touch()
         self.bytes_read += len(chunk)
         return chunk
 
     async def _finish(self) -> None:
         """Leave the transport's stream context once: release at EOF, close otherwise."""
         self._done = True
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         cm, self._cm = self._cm, None
         self._response = None
         if cm is not None:
@@ -259,8 +218,8 @@ class DownloadStream:
     def __del__(self) -> None:
         # Last resort for ``break`` without ``async with``: drop the socket synchronously so a
         # half-read connection never lingers (ClientResponse.close() needs no event loop turn).
-        if self._watch is not None:
-            self._watch.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         response = self._response
         if response is not None and not self._done:
             response.close()

@@ -21,6 +21,7 @@ import aiohttp
 import anyio
 
 from ._convert import structure
+from ._idle import IdleTimer
 from ._ndjson import NDJSONDecoder
 from ._resource_models import PROCESS_SIGNALS, ProcessEvent, ProcessView
 from .errors import (
@@ -161,6 +162,7 @@ class ProcessOutput:
         self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._decoder: NDJSONDecoder | None = None
+        self._timer: IdleTimer | None = None
         self._queue: deque[ProcessEvent] = deque()
         self._done = False
         self._saw_error = False
@@ -210,16 +212,12 @@ class ProcessOutput:
         if self._response is None:
             await self._connect()
             return
-        response = self._response
-        assert self._decoder is not None
+        assert self._decoder is not None and self._timer is not None
         try:
-            with anyio.move_on_after(self._idle) as scope:
-                chunk = await response.content.readany()
-            if scope.cancelled_caught:
-                await self._reconnect(
-                    StreamStalledError(f"process output stalled for {self._idle:g} s")
-                )
-                return
+            chunk = await self._timer.read()
+        except StreamStalledError as exc:
+            await self._reconnect(exc)
+            return
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
             await self._reconnect(
                 StreamInterruptedError(f"process output interrupted: {type(exc).__name__}")
@@ -277,6 +275,7 @@ class ProcessOutput:
         self._cm = cm
         self._response = response
         self._decoder = NDJSONDecoder(heartbeat=PROCESS_HEARTBEAT)
+        self._timer = IdleTimer(response.content, self._idle, f"process {self.process_id} output")
 
     async def _reconnect(self, cause: BaseException, *, connected: bool = True) -> None:
         """Drop the connection and schedule a new one, or give up after too many failures."""
@@ -299,6 +298,9 @@ class ProcessOutput:
         cm, self._cm = self._cm, None
         response, self._response = self._response, None
         self._decoder = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if cm is None:
             return
         try:
@@ -320,6 +322,8 @@ class ProcessOutput:
         self._done = True
 
     def __del__(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         response = self._response
         if response is not None:
             response.close()

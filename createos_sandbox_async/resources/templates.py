@@ -14,10 +14,11 @@ import aiohttp
 import anyio
 
 from .._convert import structure
+from .._idle import IdleTimer
 from .._ndjson import NDJSONDecoder
 from .._pagination import Pager
 from .._resource_models import Template, TemplateLogEvent
-from ..errors import ProtocolError, StreamInterruptedError, StreamStalledError
+from ..errors import ProtocolError, StreamInterruptedError
 from ..sandbox import id_segment
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class TemplateLogStream:
         self._timeout = timeout
         self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
         self._response: aiohttp.ClientResponse | None = None
+        self._timer: IdleTimer | None = None
         self._decoder = NDJSONDecoder(heartbeat=None)
         self._queue: deque[TemplateLogEvent] = deque()
         self._done = False
@@ -132,14 +134,15 @@ class TemplateLogStream:
             )
             response = await cm.__aenter__()
             self._cm, self._response = cm, response
+            self._timer = IdleTimer(
+                response.content, self._idle, f"template {self.template_id} build log"
+            )
+        assert self._timer is not None
         try:
-            with anyio.move_on_after(self._idle) as scope:
-                chunk = await response.content.readany()
+            chunk = await self._timer.read()
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError):
             await self._ended_early()
             return
-        if scope.cancelled_caught:
-            raise StreamStalledError(f"template log stalled: nothing for {self._idle:g} s")
         if chunk:
             self._accept(self._decoder.feed(chunk))
             if self._done:
@@ -177,6 +180,9 @@ class TemplateLogStream:
     async def _close(self) -> None:
         cm, self._cm = self._cm, None
         self._response = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if cm is not None:
             with anyio.CancelScope(shield=True):
                 await cm.__aexit__(None, None, None)
@@ -187,6 +193,8 @@ class TemplateLogStream:
         await self._close()
 
     def __del__(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         response = self._response
         if response is not None:
             response.close()
