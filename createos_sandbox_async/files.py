@@ -25,14 +25,11 @@ import aiohttp
 import anyio
 import anyio.to_thread
 
-from ._idle import IdleTimer
+from ._body import BodyStream
 from .errors import StreamInterruptedError
 from .sandbox import check_remote_path
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-    from types import TracebackType
-
     from .sandbox import Sandbox
 
 __all__ = ["MAX_FILE_SIZE", "DownloadStream", "Files", "UploadData"]
@@ -121,7 +118,7 @@ def _stream_error(exc: BaseException) -> StreamInterruptedError:
     return StreamInterruptedError(f"download interrupted: {type(exc).__name__}: {exc}")
 
 
-class DownloadStream:
+class DownloadStream(BodyStream):
     """Async iterator of a guest file's chunks; also an async context manager.
 
     The request is sent on first iteration. Chunks are what the network delivered, split to at
@@ -139,90 +136,40 @@ class DownloadStream:
         self._path = path
         self._chunk_size = chunk_size
         self._timeout = timeout
-        self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
-        self._response: aiohttp.ClientResponse | None = None
-        self._timer: IdleTimer | None = None
         self._done = False
         self.bytes_read = 0
-
-    async def __aenter__(self) -> DownloadStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> DownloadStream:
-        return self
-
-    async def _open(self) -> aiohttp.ClientResponse:
-        transport = self._sandbox._transport
-        cm = transport.stream(
-            "GET",
-            self._sandbox._path("/files"),
-            params={"path": self._path},
-            timeout=self._timeout,
-        )
-        response: aiohttp.ClientResponse = await cm.__aenter__()
-        self._cm = cm
-        self._response = response
-        idle = transport.timeouts.stream_idle or None  # 0 = no idle bound, as before
-        self._timer = IdleTimer(response.content, idle, f"download of {self._path}")
-        return response
 
     async def __anext__(self) -> bytes:
         if self._done:
             raise StopAsyncIteration
-        response = self._response
         try:
-            if response is None:
-                await self._open()
-            assert self._timer is not None
-            chunk = await self._timer.read(self._chunk_size)
+            if self._response is None:
+                transport = self._sandbox._transport
+                await self._open_body(
+                    transport,
+                    self._sandbox._path("/files"),
+                    {"path": self._path},
+                    timeout=self._timeout,
+                    idle=transport.timeouts.stream_idle or None,  # 0: no idle bound here
+                    what=f"download of {self._path}",
+                )
+            chunk = await self._read_body(self._chunk_size)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            with anyio.CancelScope(shield=True):
-                await self._finish()
+            await self.aclose()
             raise _stream_error(exc) from exc
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._finish()
+            await self.aclose()
             raise
         if not chunk:
-            await self._finish()
+            await self.aclose()
             raise StopAsyncIteration
         self.bytes_read += len(chunk)
         return chunk
 
-    async def _finish(self) -> None:
-        """Leave the transport's stream context once: release at EOF, close otherwise."""
-        self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        cm, self._cm = self._cm, None
-        self._response = None
-        if cm is not None:
-            await cm.__aexit__(None, None, None)
-
     async def aclose(self) -> None:
         """Stop reading; the connection is dropped unless the body was read to the end."""
-        if self._cm is not None:
-            with anyio.CancelScope(shield=True):
-                await self._finish()
         self._done = True
-
-    def __del__(self) -> None:
-        # Last resort for ``break`` without ``async with``: drop the socket synchronously so a
-        # half-read connection never lingers (ClientResponse.close() needs no event loop turn).
-        if self._timer is not None:
-            self._timer.cancel()
-        response = self._response
-        if response is not None and not self._done:
-            response.close()
+        await self._close_body()
 
 
 class Files:

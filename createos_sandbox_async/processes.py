@@ -20,8 +20,8 @@ from urllib.parse import quote
 import aiohttp
 import anyio
 
+from ._body import BodyStream
 from ._convert import structure
-from ._idle import IdleTimer
 from ._ndjson import NDJSONDecoder
 from ._resource_models import PROCESS_SIGNALS, ProcessEvent, ProcessView
 from .errors import (
@@ -36,9 +36,6 @@ from .exec import _check_args, _check_cmd, _check_env
 from .sandbox import check_remote_path
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-    from types import TracebackType
-
     from .sandbox import Sandbox
 
 __all__ = ["ProcessOutput", "ProcessRef", "Processes"]
@@ -122,7 +119,7 @@ def _event_from_frame(frame: Any) -> ProcessEvent | None:
     return None
 
 
-class ProcessOutput:
+class ProcessOutput(BodyStream):
     """Async iterator of :class:`ProcessEvent` for one process; also an async context manager.
 
     Yields ``data`` events (raw bytes, decoded from base64) in ``seq`` order, ``error`` events
@@ -159,10 +156,7 @@ class ProcessOutput:
             sandbox._transport.timeouts.stream_idle if idle_timeout is None else idle_timeout
         )
         self._failures = 0  # reconnects in a row without progress
-        self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
-        self._response: aiohttp.ClientResponse | None = None
         self._decoder: NDJSONDecoder | None = None
-        self._timer: IdleTimer | None = None
         self._queue: deque[ProcessEvent] = deque()
         self._done = False
         self._saw_error = False
@@ -173,20 +167,6 @@ class ProcessOutput:
             f"ProcessOutput(process_id={self.process_id!r}, last_seq={self.last_seq}, "
             f"reconnects={self.reconnects}, done={self._done})"
         )
-
-    async def __aenter__(self) -> ProcessOutput:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> ProcessOutput:
-        return self
 
     async def __anext__(self) -> ProcessEvent:
         try:
@@ -212,9 +192,9 @@ class ProcessOutput:
         if self._response is None:
             await self._connect()
             return
-        assert self._decoder is not None and self._timer is not None
+        assert self._decoder is not None
         try:
-            chunk = await self._timer.read()
+            chunk = await self._read_body()
         except StreamStalledError as exc:
             await self._reconnect(exc)
             return
@@ -263,19 +243,22 @@ class ProcessOutput:
 
     async def _connect(self) -> None:
         """Open ``connect?after=last_seq``; transient failures count as reconnect attempts."""
-        cm = self._sandbox._transport.stream("GET", self._path, params={"after": self._seen_seq})
         try:
-            response: aiohttp.ClientResponse = await cm.__aenter__()
+            await self._open_body(
+                self._sandbox._transport,
+                self._path,
+                {"after": self._seen_seq},
+                timeout=None,
+                idle=self._idle,
+                what=f"process {self.process_id} output",
+            )
         except (APIConnectionError, APITimeoutError, ServerError) as exc:
             if not self._connected_once:  # nothing seen yet: the caller decides what to do
                 raise
             await self._reconnect(exc, connected=False)
             return
         self._connected_once = True
-        self._cm = cm
-        self._response = response
         self._decoder = NDJSONDecoder(heartbeat=PROCESS_HEARTBEAT)
-        self._timer = IdleTimer(response.content, self._idle, f"process {self.process_id} output")
 
     async def _reconnect(self, cause: BaseException, *, connected: bool = True) -> None:
         """Drop the connection and schedule a new one, or give up after too many failures."""
@@ -295,14 +278,9 @@ class ProcessOutput:
 
     async def _disconnect(self) -> None:
         """Leave the transport's stream context: release at EOF, drop the socket otherwise."""
-        cm, self._cm = self._cm, None
-        response, self._response = self._response, None
         self._decoder = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if cm is None:
-            return
+        self._stop_timer()  # the drain below must not count as a stall
+        response = self._response
         try:
             if response is not None and self._done and not response.content.at_eof():
                 # The exit frame came; give the server's end-of-body a moment so the
@@ -312,21 +290,14 @@ class ProcessOutput:
                         pass
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError):
             pass  # everything up to the exit frame was read; the connection is dropped below
-        finally:  # also when cancelled mid-drain: this call cleared _cm, so it must close
-            await cm.__aexit__(None, None, None)
+        finally:  # also when cancelled mid-drain: close now, not when the GC finds it
+            await self._close_body()
 
     async def aclose(self) -> None:
         """Stop following; the process keeps running."""
         with anyio.CancelScope(shield=True):
             await self._disconnect()
         self._done = True
-
-    def __del__(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        response = self._response
-        if response is not None:
-            response.close()
 
     async def collect(self) -> tuple[bytes, bytes, int | None]:
         """Read to the exit event: (stdout bytes, stderr bytes, exit code). PTY output is stdout."""

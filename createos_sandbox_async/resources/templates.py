@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import anyio
 
+from .._body import BodyStream
 from .._convert import structure
-from .._idle import IdleTimer
 from .._ndjson import NDJSONDecoder
 from .._pagination import Pager
 from .._resource_models import Template, TemplateLogEvent
@@ -22,9 +22,6 @@ from ..errors import ProtocolError, StreamInterruptedError
 from ..sandbox import id_segment
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-    from types import TracebackType
-
     from .._transport import Transport
 
 __all__ = ["TemplateLogStream", "Templates"]
@@ -64,7 +61,7 @@ def _log_event(frame: Any) -> TemplateLogEvent:
     )
 
 
-class TemplateLogStream:
+class TemplateLogStream(BodyStream):
     """Async iterator of :class:`TemplateLogEvent` ending with the ``final`` event.
 
     Also an async context manager; leaving early closes the connection. The server may close the
@@ -86,28 +83,11 @@ class TemplateLogStream:
         self._attempt = attempt
         self._idle = idle_timeout
         self._timeout = timeout
-        self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
-        self._response: aiohttp.ClientResponse | None = None
-        self._timer: IdleTimer | None = None
         self._decoder = NDJSONDecoder(heartbeat=None)
         self._queue: deque[TemplateLogEvent] = deque()
         self._done = False
         #: ``ready`` or ``failed`` once the final event arrived.
         self.status: str | None = None
-
-    async def __aenter__(self) -> TemplateLogStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> TemplateLogStream:
-        return self
 
     async def __anext__(self) -> TemplateLogEvent:
         try:
@@ -123,30 +103,24 @@ class TemplateLogStream:
             raise
 
     async def _pump(self) -> None:
-        response = self._response
-        if response is None:
-            params: dict[str, object] = {"follow": True, "attempt": self._attempt}
-            cm = self._transport.stream(
-                "GET",
+        if self._response is None:
+            await self._open_body(
+                self._transport,
                 _template_path(self.template_id, "/logs"),
-                params=params,
+                {"follow": True, "attempt": self._attempt},
                 timeout=self._timeout,
+                idle=self._idle,
+                what=f"template {self.template_id} build log",
             )
-            response = await cm.__aenter__()
-            self._cm, self._response = cm, response
-            self._timer = IdleTimer(
-                response.content, self._idle, f"template {self.template_id} build log"
-            )
-        assert self._timer is not None
         try:
-            chunk = await self._timer.read()
+            chunk = await self._read_body()
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError):
             await self._ended_early()
             return
         if chunk:
             self._accept(self._decoder.feed(chunk))
             if self._done:
-                await self._close()
+                await self._close_body()
             return
         self._accept(self._decoder.finish())
         if not self._done:
@@ -163,7 +137,7 @@ class TemplateLogStream:
 
     async def _ended_early(self) -> None:
         """The stream closed before ``final``: ask the template itself whether the build is over."""
-        await self._close()
+        await self._close_body()
         data = await self._transport.request("GET", _template_path(self.template_id))
         template = structure(data, Template)
         if template.status in _TERMINAL:
@@ -177,27 +151,10 @@ class TemplateLogStream:
             f"template log stream ended before the final frame (build is {template.status})"
         )
 
-    async def _close(self) -> None:
-        cm, self._cm = self._cm, None
-        self._response = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if cm is not None:
-            with anyio.CancelScope(shield=True):
-                await cm.__aexit__(None, None, None)
-
     async def aclose(self) -> None:
         """Stop following (the build continues)."""
         self._done = True
-        await self._close()
-
-    def __del__(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        response = self._response
-        if response is not None:
-            response.close()
+        await self._close_body()
 
 
 class Templates:

@@ -1,0 +1,104 @@
+"""What the streamed-body wrappers share (``_body.BodyStream``): a download, a process's output
+and a template build log each drop their connection at once when leaving early, and also when
+the wrapper is simply dropped after ``break`` without ``async with``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from _servers import API_KEY
+from aiohttp import web
+
+from createos_sandbox_async import AsyncSession, RetryPolicy
+from createos_sandbox_async.models import SandboxView
+from createos_sandbox_async.sandbox import Sandbox
+
+pytestmark = pytest.mark.anyio
+
+SID = "sb_body"
+ROUTES = {
+    "download": (f"/v1/sandboxes/{SID}/files", b"first chunk"),
+    "process": (
+        f"/v1/sandboxes/{SID}/processes/proc_1/connect",
+        b'{"type":"data","seq":1,"stream":"stdout","data_base64":"YQ=="}\n',
+    ),
+    "template": ("/v1/templates/tpl_1/logs", b'{"line":"step 1"}\n'),
+}
+
+
+def opener(kind: str) -> Callable[[Sandbox, AsyncSession], Any]:
+    return {
+        "download": lambda sb, s: sb.files.download_iter("/f"),
+        "process": lambda sb, s: sb.processes.connect("proc_1"),
+        "template": lambda sb, s: s.templates.follow_logs("tpl_1"),
+    }[kind]
+
+
+@asynccontextmanager
+async def endless(kind: str) -> AsyncIterator[tuple[anyio.Event, Sandbox, AsyncSession]]:
+    """A server that sends one chunk, then holds the body open until the client goes away."""
+    path, first = ROUTES[kind]
+    disconnected = anyio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(first)
+        try:
+            await asyncio.Event().wait()  # never set: only a disconnect ends this
+        finally:
+            disconnected.set()
+        return resp
+
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    session = AsyncSession(
+        api_key=API_KEY,
+        base_url=f"http://127.0.0.1:{port}",
+        retry=RetryPolicy(base=0.0, cap=0.0, jitter=False),
+    )
+    try:
+        async with session:
+            yield disconnected, Sandbox(session, SandboxView(id=SID)), session
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTES))
+async def test_leaving_the_block_early_closes_the_connection(kind: str) -> None:
+    async with endless(kind) as (disconnected, sb, session):
+        seen = 0
+        async with opener(kind)(sb, session) as stream:
+            async for _ in stream:
+                seen += 1
+                break
+        with anyio.fail_after(10):
+            await disconnected.wait()
+    assert seen == 1
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTES))
+async def test_dropped_after_break_without_async_with_closes_the_connection(kind: str) -> None:
+    async with endless(kind) as (disconnected, sb, session):
+        stream = opener(kind)(sb, session)
+        seen = 0
+        async for _ in stream:
+            seen += 1
+            break
+        del stream
+        gc.collect()
+        with anyio.fail_after(10):
+            await disconnected.wait()
+    assert seen == 1
