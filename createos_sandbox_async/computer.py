@@ -18,6 +18,7 @@ import anyio
 from ._convert import structure
 from ._idle import IdleTimer
 from ._resource_models import Point, Screen, ScreenConnection, ScreenSize, Window, WindowGeometry
+from ._validate import check_int, check_str
 from .errors import APIError, ProtocolError
 from .sandbox import id_segment
 
@@ -46,12 +47,6 @@ def _screen_params(screen_id: str | None) -> dict[str, object] | None:
     return None if screen_id is None else {"screen_id": _screen(screen_id)}
 
 
-def _int(value: object, argument: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 def _button(button: object) -> str:
     if button not in _BUTTONS:
         raise ValueError(f"button must be 'left', 'middle' or 'right', got {button!r}")
@@ -67,12 +62,6 @@ def _keys(keys: Sequence[str] | str) -> list[str]:
     if not out or not all(isinstance(k, str) and k for k in out):
         raise ValueError("keys must be one or more non-empty key names")
     return out
-
-
-def _text(value: object, argument: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{argument} must be a str, got {type(value).__name__}")
-    return value
 
 
 def _window_path(window_id: object) -> str:
@@ -145,13 +134,13 @@ class Computer:
                 raise TypeError("window_id must be a non-empty str")
             params["window_id"] = window_id
         if x is not None:
-            params["x"] = _int(x, "x", 0)
+            params["x"] = check_int("x", x, 0)
         if y is not None:
-            params["y"] = _int(y, "y", 0)
+            params["y"] = check_int("y", y, 0)
         if width is not None:
-            params["width"] = _int(width, "width", 1)
+            params["width"] = check_int("width", width, 1)
         if height is not None:
-            params["height"] = _int(height, "height", 1)
+            params["height"] = check_int("height", height, 1)
         transport = self._sandbox._transport
         idle = transport.timeouts.stream_idle
         path = self._sandbox._path("/computer/screenshot")
@@ -202,12 +191,12 @@ class Computer:
 
     async def set_clipboard(self, text: str, *, screen_id: str | None = None) -> None:
         """Replace the clipboard's text."""
-        body = {"text": _text(text, "text")}
+        body = {"text": check_str("text", text, allow_empty=True)}
         await self._call("PUT", "/clipboard", screen_id=screen_id, body=body)
 
     async def open(self, target: str, *, screen_id: str | None = None) -> None:
         """Open a URL or file with the desktop's default handler."""
-        if not _text(target, "target"):
+        if not check_str("target", target, allow_empty=True):
             raise ValueError("target must be a non-empty str")
         await self._call("POST", "/open", screen_id=screen_id, body={"target": target})
 
@@ -215,11 +204,11 @@ class Computer:
         self, application: str, *, uri: str | None = None, screen_id: str | None = None
     ) -> None:
         """Start an installed application, optionally with a URI to open."""
-        if not _text(application, "application"):
+        if not check_str("application", application, allow_empty=True):
             raise ValueError("application must be a non-empty str")
         body: dict[str, Any] = {"application": application}
         if uri is not None:
-            body["uri"] = _text(uri, "uri")
+            body["uri"] = check_str("uri", uri, allow_empty=True)
         await self._call("POST", "/launch", screen_id=screen_id, body=body)
 
 
@@ -233,7 +222,7 @@ class Mouse:
 
     async def move(self, x: int, y: int, *, screen_id: str | None = None) -> None:
         """Move the pointer to (x, y)."""
-        body = {"x": _int(x, "x", 0), "y": _int(y, "y", 0)}
+        body = {"x": check_int("x", x, 0), "y": check_int("y", y, 0)}
         await self._computer._call("POST", "/mouse/move", screen_id=screen_id, body=body)
 
     async def click(
@@ -252,10 +241,10 @@ class Mouse:
         if button is not None:
             body["button"] = _button(button)
         if x is not None:
-            body["x"] = _int(x, "x", 0)
-            body["y"] = _int(y, "y", 0)
+            body["x"] = check_int("x", x, 0)
+            body["y"] = check_int("y", y, 0)
         if count is not None:
-            body["count"] = _int(count, "count", 1)
+            body["count"] = check_int("count", count, 1)
         await self._computer._call("POST", "/mouse/click", screen_id=screen_id, body=body)
 
     async def scroll(
@@ -270,7 +259,7 @@ class Mouse:
             raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
         body: dict[str, Any] = {"direction": direction}
         if amount is not None:
-            body["amount"] = _int(amount, "amount", 1)
+            body["amount"] = check_int("amount", amount, 1)
         await self._computer._call("POST", "/mouse/scroll", screen_id=screen_id, body=body)
 
     async def drag(
@@ -283,8 +272,8 @@ class Mouse:
         """Press at ``start`` (x, y), move to ``end``, release."""
         (x0, y0), (x1, y1) = start, end
         body = {
-            "from": {"x": _int(x0, "start x", 0), "y": _int(y0, "start y", 0)},
-            "to": {"x": _int(x1, "end x", 0), "y": _int(y1, "end y", 0)},
+            "from": {"x": check_int("start x", x0, 0), "y": check_int("start y", y0, 0)},
+            "to": {"x": check_int("end x", x1, 0), "y": check_int("end y", y1, 0)},
         }
         await self._computer._call("POST", "/mouse/drag", screen_id=screen_id, body=body)
 
@@ -313,9 +302,9 @@ class Keyboard:
         self, text: str, *, delay_ms: int | None = None, screen_id: str | None = None
     ) -> None:
         """Type text into the focused window, ``delay_ms`` between characters."""
-        body: dict[str, Any] = {"text": _text(text, "text")}
+        body: dict[str, Any] = {"text": check_str("text", text, allow_empty=True)}
         if delay_ms is not None:
-            body["delay_in_ms"] = _int(delay_ms, "delay_ms", 0)
+            body["delay_in_ms"] = check_int("delay_ms", delay_ms, 0)
         await self._computer._call("POST", "/keyboard/type", screen_id=screen_id, body=body)
 
     async def press(self, *keys: str, screen_id: str | None = None) -> None:
@@ -348,7 +337,7 @@ class Windows:
         """Visible windows, optionally only those of ``application``."""
         params: dict[str, object] | None = None
         if application is not None:
-            params = {"application": _text(application, "application")}
+            params = {"application": check_str("application", application, allow_empty=True)}
         data = await self._computer._call("GET", "/windows", screen_id=screen_id, params=params)
         return _list_of(data, Window, "windows")
 
@@ -382,14 +371,14 @@ class Windows:
     async def move(self, window_id: str, x: int, y: int, *, screen_id: str | None = None) -> None:
         """Move a window's top-left corner to (x, y)."""
         await self._action(
-            window_id, "move", screen_id, {"x": _int(x, "x", 0), "y": _int(y, "y", 0)}
+            window_id, "move", screen_id, {"x": check_int("x", x, 0), "y": check_int("y", y, 0)}
         )
 
     async def resize(
         self, window_id: str, width: int, height: int, *, screen_id: str | None = None
     ) -> None:
         """Resize a window."""
-        body = {"width": _int(width, "width", 1), "height": _int(height, "height", 1)}
+        body = {"width": check_int("width", width, 1), "height": check_int("height", height, 1)}
         await self._action(window_id, "resize", screen_id, body)
 
     async def maximize(self, window_id: str, *, screen_id: str | None = None) -> None:
@@ -418,9 +407,9 @@ class Screens:
     def _size(width: int | None, height: int | None) -> dict[str, int]:
         body: dict[str, int] = {}
         if width is not None:
-            body["width"] = _int(width, "width", 1)
+            body["width"] = check_int("width", width, 1)
         if height is not None:
-            body["height"] = _int(height, "height", 1)
+            body["height"] = check_int("height", height, 1)
         return body
 
     async def list(self) -> list[Screen]:

@@ -13,7 +13,6 @@ the disconnect and kills the command.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -23,6 +22,15 @@ import attrs
 
 from ._idle import IdleTimer
 from ._ndjson import DEFAULT_MAX_LINE, EXEC_HEARTBEAT, NDJSONDecoder
+from ._validate import (
+    check_args,
+    check_bool,
+    check_cmd,
+    check_env,
+    check_int,
+    check_optional_seconds,
+    check_str,
+)
 from .errors import (
     APITimeoutError,
     CommandError,
@@ -153,34 +161,6 @@ class ExecResult:
 # ---------------------------------------------------------------- arguments
 
 
-def _check_cmd(cmd: object) -> str:
-    if not isinstance(cmd, str):
-        raise TypeError(f"cmd must be a str (the program to run), got {type(cmd).__name__}")
-    if not cmd:
-        raise ValueError("cmd must not be empty")
-    if "\x00" in cmd:
-        raise ValueError("cmd must not contain NUL characters")
-    return cmd
-
-
-def _check_args(args: object) -> list[str]:
-    if args is None:
-        return []
-    if isinstance(args, str | bytes):
-        raise TypeError(
-            "args must be a list of str, not a single string (use sh() to run a shell script)"
-        )
-    if not isinstance(args, Sequence):
-        raise TypeError(f"args must be a list of str, got {type(args).__name__}")
-    out = list(args)
-    for i, a in enumerate(out):
-        if not isinstance(a, str):
-            raise TypeError(f"args[{i}] must be a str, got {type(a).__name__}")
-        if "\x00" in a:
-            raise ValueError(f"args[{i}] must not contain NUL characters")
-    return out
-
-
 def _check_stdin(stdin: object) -> str | None:
     """The API takes stdin as one JSON string field, so it must be text (WIRE §11)."""
     if stdin is None:
@@ -203,55 +183,23 @@ def _check_stdin(stdin: object) -> str | None:
     raise TypeError(f"stdin must be str or bytes, got {type(stdin).__name__}")
 
 
-def _check_env(env: object) -> dict[str, str]:
-    """Names may appear in messages; values never do (they are often secrets)."""
-    if env is None:
-        return {}
-    if not isinstance(env, Mapping):
-        raise TypeError(f"env must be a mapping of str to str, got {type(env).__name__}")
-    out: dict[str, str] = {}
-    for key, value in env.items():
-        if not isinstance(key, str) or not key:
-            raise TypeError("env keys must be non-empty str")
-        if "=" in key or "\x00" in key:
-            raise ValueError(f"env key {key!r} must not contain '=' or NUL")
-        if not isinstance(value, str):
-            raise TypeError(f"env[{key!r}] must be a str, got {type(value).__name__}")
-        out[key] = value
-    return out
-
-
-def _check_seconds(name: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
-    if not value > 0 or math.isnan(value):
-        raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
-    return float(value)
-
-
 def _exec_body(cmd: object, args: object, stdin: object, env: object) -> dict[str, Any]:
     """The POST body, optional fields omitted rather than sent empty (WIRE §3)."""
-    body: dict[str, Any] = {"cmd": _check_cmd(cmd)}
-    arg_list = _check_args(args)
+    body: dict[str, Any] = {"cmd": check_cmd(cmd)}
+    arg_list = check_args(args)
     if arg_list:
         body["args"] = arg_list
     text = _check_stdin(stdin)
     if text:
         body["stdin"] = text
-    env_map = _check_env(env)
+    env_map = check_env(env)
     if env_map:
         body["env"] = env_map
     return body
 
 
 def _sh_args(script: object) -> list[str]:
-    if not isinstance(script, str):
-        raise TypeError(f"script must be a str, got {type(script).__name__}")
-    if not script.strip():
-        raise ValueError("script must not be empty")
-    return ["-lc", script]
+    return ["-lc", check_str("script", script)]
 
 
 # ---------------------------------------------------------------- buffered exec
@@ -302,9 +250,8 @@ async def run_exec(
     or an agent error.
     """
     body = _exec_body(cmd, args, stdin, env)
-    seconds = _check_seconds("timeout", timeout)
-    if not isinstance(check, bool):
-        raise TypeError(f"check must be a bool, got {type(check).__name__}")
+    seconds = check_optional_seconds("timeout", timeout)
+    check_bool("check", check)
     data = await sandbox._transport.request(
         "POST", sandbox._path("/exec"), json=body, timeout=seconds
     )
@@ -378,10 +325,9 @@ class ExecStream:
         max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
         self._body = _exec_body(cmd, args, stdin, env)
-        self._timeout = _check_seconds("timeout", timeout)
-        idle = _check_seconds("idle_timeout", idle_timeout)
-        if not isinstance(max_line, int) or isinstance(max_line, bool) or max_line < 1:
-            raise ValueError(f"max_line must be a positive int, got {max_line!r}")
+        self._timeout = check_optional_seconds("timeout", timeout)
+        idle = check_optional_seconds("idle_timeout", idle_timeout)
+        check_int("max_line", max_line, 1)
         self._transport = sandbox._transport
         self._path = sandbox._path("/exec")
         self._idle = self._transport.timeouts.stream_idle if idle is None else idle

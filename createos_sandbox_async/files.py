@@ -26,6 +26,7 @@ import anyio
 import anyio.to_thread
 
 from ._body import BodyStream
+from ._validate import check_int
 from .errors import StreamInterruptedError
 from .sandbox import check_remote_path
 
@@ -295,9 +296,9 @@ class Files:
         (``StreamStalledError``), never a total deadline, so big files are fine.
         """
         remote = check_remote_path(path, "path")
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-        return DownloadStream(self._sandbox, remote, chunk_size, timeout)
+        return DownloadStream(
+            self._sandbox, remote, check_int("chunk_size", chunk_size, 1), timeout
+        )
 
     async def download(self, path: str, *, timeout: float | None = None) -> bytes:
         """Read a whole guest file into memory; for big files prefer ``download_to``."""

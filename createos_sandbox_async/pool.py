@@ -71,6 +71,7 @@ import attrs
 from anyio.abc import TaskGroup
 
 from ._progress import ProgressBar
+from ._validate import check_bool, check_int, check_optional_seconds, check_seconds, check_str
 from .errors import (
     APIConnectionError,
     APIError,
@@ -281,22 +282,6 @@ def _check_callable(name: str, value: object, *, optional: bool = True) -> None:
         raise TypeError(f"{name} must be an async callable, got {type(value).__name__}")
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
-    if math.isinf(value) or math.isnan(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
-
-
 def _percentile(ordered: list[float], q: float) -> float | None:
     if not ordered:
         return None
@@ -390,14 +375,13 @@ class SandboxPool:
     ) -> None:
         if not hasattr(session, "sandboxes"):
             raise TypeError(f"session must be an AsyncSession, got {type(session).__name__}")
-        if not isinstance(shape, str) or not shape:
+        if not check_str("shape", shape, allow_empty=True):
             raise ValueError("shape must be a non-empty string, e.g. 's-1vcpu-256mb'")
-        if rootfs is not None and (not isinstance(rootfs, str) or not rootfs):
+        if rootfs is not None and not check_str("rootfs", rootfs, allow_empty=True):
             raise ValueError("rootfs must be a non-empty string or None")
         if strategy not in ("fresh", "fork"):
             raise ValueError(f"strategy must be 'fresh' or 'fork', got {strategy!r}")
-        if not isinstance(reuse, bool):
-            raise TypeError(f"reuse must be a bool, got {type(reuse).__name__}")
+        check_bool("reuse", reuse)
         _check_callable("prepare", prepare)
         _check_callable("reset", reset)
         _check_callable("on_progress", on_progress)
@@ -416,20 +400,17 @@ class SandboxPool:
                     "(see name_prefix=, create_attempts=, create_timeout=)"
                 )
         self._session = session
-        self._max = _check_int("max_concurrency", max_concurrency, 1)
-        self._warm = _check_int("warm", warm, 0)
+        self._max = check_int("max_concurrency", max_concurrency, 1)
+        self._warm = check_int("warm", warm, 0)
         self._read_ahead = (
-            self._max if read_ahead is None else _check_int("read_ahead", read_ahead, 0)
+            self._max if read_ahead is None else check_int("read_ahead", read_ahead, 0)
         )
-        self._create_attempts = _check_int("create_attempts", create_attempts, 1)
-        self._create_timeout = _check_seconds("create_timeout", create_timeout, allow_none=True)
-        self._cleanup_timeout = _check_seconds("cleanup_timeout", cleanup_timeout)
-        interval = _check_seconds("progress_interval", progress_interval)
-        assert interval is not None
-        self._interval = interval
-        base = _check_seconds("backoff", backoff)
-        cap = _check_seconds("backoff_cap", backoff_cap)
-        assert base is not None and cap is not None
+        self._create_attempts = check_int("create_attempts", create_attempts, 1)
+        self._create_timeout = check_optional_seconds("create_timeout", create_timeout, finite=True)
+        self._cleanup_timeout = check_seconds("cleanup_timeout", cleanup_timeout, finite=True)
+        self._interval = check_seconds("progress_interval", progress_interval, finite=True)
+        base = check_seconds("backoff", backoff, finite=True)
+        cap = check_seconds("backoff_cap", backoff_cap, finite=True)
         self._strategy = strategy
         self._prepare = prepare
         self._reuse = reuse

@@ -24,6 +24,7 @@ from ._body import BodyStream
 from ._convert import structure
 from ._ndjson import NDJSONDecoder
 from ._resource_models import PROCESS_SIGNALS, ProcessEvent, ProcessView
+from ._validate import check_args, check_cmd, check_env, check_int, check_optional_seconds
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -32,7 +33,6 @@ from .errors import (
     StreamInterruptedError,
     StreamStalledError,
 )
-from .exec import _check_args, _check_cmd, _check_env
 from .sandbox import check_remote_path
 
 if TYPE_CHECKING:
@@ -59,12 +59,6 @@ def _process_id(process: object, argument: str = "process") -> str:
     if isinstance(process, str) and process:
         return process
     raise TypeError(f"{argument} must be a process id (non-empty str) or a ProcessView")
-
-
-def _positive_int(value: object, argument: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{argument} must be a positive int, got {value!r}")
-    return value
 
 
 def _signal_name(sig: object) -> str:
@@ -343,7 +337,7 @@ class Processes:
         """
         body: dict[str, Any] = {}
         if cmd is not None:
-            body["cmd"] = _check_cmd(cmd)
+            body["cmd"] = check_cmd(cmd)
         elif pty is None or pty is False:
             raise ValueError(
                 "cmd is required unless pty is given (a PTY without cmd starts a shell)"
@@ -351,10 +345,10 @@ class Processes:
         if args is not None and cmd is None:
             raise ValueError("args need cmd")
         # The same rules as exec: checked names in messages, values never shown.
-        arg_list = _check_args(args)
+        arg_list = check_args(args)
         if arg_list:
             body["args"] = arg_list
-        env_map = _check_env(env)
+        env_map = check_env(env)
         if env_map:
             body["env"] = env_map
         if cwd is not None:
@@ -362,8 +356,8 @@ class Processes:
         if pty is not None and pty is not False:
             rows, cols = (24, 80) if pty is True else pty
             body["pty"] = {
-                "rows": _positive_int(rows, "pty rows"),
-                "cols": _positive_int(cols, "pty cols"),
+                "rows": check_int("pty rows", rows, 1),
+                "cols": check_int("pty cols", cols, 1),
             }
         data = await self._sandbox._transport.request("POST", self._path(), json=body)
         return structure(data, ProcessView)
@@ -391,9 +385,7 @@ class Processes:
         """
         params: dict[str, object] = {}
         if grace_ms is not None:
-            if not isinstance(grace_ms, int) or isinstance(grace_ms, bool) or grace_ms < 0:
-                raise ValueError(f"grace_ms must be an int >= 0, got {grace_ms!r}")
-            params["grace_ms"] = grace_ms
+            params["grace_ms"] = check_int("grace_ms", grace_ms, 0)
         data = await self._sandbox._transport.request("DELETE", self._path(process), params=params)
         return structure(data, ProcessView)
 
@@ -423,7 +415,7 @@ class Processes:
 
     async def resize(self, process: ProcessRef, rows: int, cols: int) -> None:
         """Change a PTY's size (the program gets SIGWINCH)."""
-        body = {"rows": _positive_int(rows, "rows"), "cols": _positive_int(cols, "cols")}
+        body = {"rows": check_int("rows", rows, 1), "cols": check_int("cols", cols, 1)}
         await self._sandbox._transport.request("POST", self._path(process, "/resize"), json=body)
 
     async def signal(self, process: ProcessRef, sig: str | _signal.Signals) -> None:
@@ -448,7 +440,7 @@ class Processes:
         if scope not in ("leader", "tree"):
             raise ValueError(f"scope must be 'leader' or 'tree', got {scope!r}")
         if timeout_ms is not None:
-            _positive_int(timeout_ms, "timeout_ms")
+            check_int("timeout_ms", timeout_ms, 1)
         path = self._path(process, "/wait")
         transport = self._sandbox._transport
         margin = transport.timeouts.request or 30.0
@@ -488,21 +480,10 @@ class Processes:
         ``after=0`` replays everything the server retained. ``idle_timeout`` defaults to the
         session's stream idle timeout.
         """
-        pid = _process_id(process)
-        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            raise ValueError(f"after must be an int >= 0, got {after!r}")
-        if (
-            not isinstance(max_reconnects, int)
-            or isinstance(max_reconnects, bool)
-            or max_reconnects < 0
-        ):
-            raise ValueError(f"max_reconnects must be an int >= 0, got {max_reconnects!r}")
-        if idle_timeout is not None and not idle_timeout > 0:
-            raise ValueError(f"idle_timeout must be > 0 seconds, got {idle_timeout!r}")
         return ProcessOutput(
             self._sandbox,
-            pid,
-            after=after,
-            max_reconnects=max_reconnects,
-            idle_timeout=idle_timeout,
+            _process_id(process),
+            after=check_int("after", after, 0),
+            max_reconnects=check_int("max_reconnects", max_reconnects, 0),
+            idle_timeout=check_optional_seconds("idle_timeout", idle_timeout),
         )

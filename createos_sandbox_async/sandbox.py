@@ -19,6 +19,7 @@ import attrs
 
 from ._convert import structure
 from ._pagination import Pager
+from ._validate import check_bool, check_int, check_seconds, check_str
 from .errors import APITimeoutError, CreateosError, NotFoundError
 from .models import (
     Bandwidth,
@@ -82,28 +83,6 @@ class SandboxStateError(CreateosError):
 # -- validation (before any network call; messages name the argument, never a value) ---------------
 
 
-def _check_str(name: str, value: object, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
-        raise ValueError(f"{name} must not be empty")
-    return value
-
-
-def _check_int(name: str, value: object, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
 def _check_str_list(name: str, value: object) -> list[str]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a list of str")
@@ -140,7 +119,7 @@ def check_envs(name: str, envs: object) -> dict[str, str]:
 
 
 def _check_auto_pause(name: str, value: object) -> int:
-    seconds = _check_int(name, value)
+    seconds = check_int(name, value)
     if not AUTO_PAUSE_MIN <= seconds <= AUTO_PAUSE_MAX:
         raise ValueError(
             f"{name} must be between {AUTO_PAUSE_MIN} and {AUTO_PAUSE_MAX} seconds, got {seconds}"
@@ -162,7 +141,7 @@ def check_remote_path(path: object, argument: str = "path") -> str:
 
 
 def _check_sub_path(name: str, value: object) -> str:
-    sub = _check_str(name, value, allow_empty=True)
+    sub = check_str(name, value, allow_empty=True)
     if sub.startswith("/") or ".." in sub.split("/"):
         raise ValueError(f"{name} must be relative and must not contain '..', got {sub!r}")
     return sub
@@ -173,7 +152,7 @@ def _network_entry(name: str, value: object) -> dict[str, str]:
         value = value.id
     elif isinstance(value, Mapping):
         value = value.get("id")
-    return {"id": _check_str(name, value)}
+    return {"id": check_str(name, value)}
 
 
 def _disk_entry(name: str, value: object) -> dict[str, str]:
@@ -188,7 +167,7 @@ def _disk_entry(name: str, value: object) -> dict[str, str]:
     else:
         raise TypeError(f"{name} must be a DiskAttachment or a mapping")
     entry = {
-        "disk_id": _check_str(f"{name}.disk_id", disk_id),
+        "disk_id": check_str(f"{name}.disk_id", disk_id),
         "mount_path": check_remote_path(mount_path, f"{name}.mount_path"),
     }
     if sub_path:
@@ -207,7 +186,7 @@ def _status_arg(name: str, status: object) -> str:
 
 def id_segment(name: str, value: object) -> str:
     """An id or name as one URL path segment (WIRE §3): a non-blank str, quoted."""
-    return quote(_check_str(name, value), safe="")
+    return quote(check_str(name, value), safe="")
 
 
 # The hot path (``sb.exec``) skips the import machinery after the first call.
@@ -350,17 +329,17 @@ class Sandbox:
         """
         body: dict[str, Any] = {}
         if start_paused is not None:
-            body["start_paused"] = _check_bool("start_paused", start_paused)
+            body["start_paused"] = check_bool("start_paused", start_paused)
         if ssh_pubkeys is not None:
             body["ssh_pubkeys"] = _check_str_list("ssh_pubkeys", ssh_pubkeys)
         if egress is not None:
             body["egress"] = _check_str_list("egress", egress)
         if ingress_enabled is not None:
-            body["ingress_enabled"] = _check_bool("ingress_enabled", ingress_enabled)
+            body["ingress_enabled"] = check_bool("ingress_enabled", ingress_enabled)
         if envs is not None:
             body["envs"] = check_envs("envs", envs)
         if bandwidth_quota_bytes is not None:
-            body["bandwidth_quota_bytes"] = _check_int(
+            body["bandwidth_quota_bytes"] = check_int(
                 "bandwidth_quota_bytes", bandwidth_quota_bytes
             )
         path = self._base + "/fork"
@@ -388,7 +367,7 @@ class Sandbox:
 
     async def resize(self, disk_mib: int, *, timeout: float | None = None) -> ResizeResult:
         """Grow the overlay disk to ``disk_mib`` MiB in total (grow only)."""
-        _check_int("disk_mib", disk_mib, minimum=1)
+        check_int("disk_mib", disk_mib, 1)
         data = await self._transport.request(
             "POST", self._base + "/resize", json={"disk_mib": disk_mib}, timeout=timeout
         )
@@ -407,13 +386,13 @@ class Sandbox:
         """PATCH ingress / auto-pause. Only the arguments given are sent; ``False`` is sent."""
         body: dict[str, Any] = {}
         if ingress_enabled is not None:
-            body["ingress_enabled"] = _check_bool("ingress_enabled", ingress_enabled)
+            body["ingress_enabled"] = check_bool("ingress_enabled", ingress_enabled)
         if auto_pause_after_seconds is not None:
             body["auto_pause_after_seconds"] = _check_auto_pause(
                 "auto_pause_after_seconds", auto_pause_after_seconds
             )
         if disable_auto_pause is not None:
-            body["disable_auto_pause"] = _check_bool("disable_auto_pause", disable_auto_pause)
+            body["disable_auto_pause"] = check_bool("disable_auto_pause", disable_auto_pause)
         if not body:
             raise ValueError(
                 "update() needs at least one of ingress_enabled, auto_pause_after_seconds, "
@@ -438,10 +417,8 @@ class Sandbox:
         destroyed fails on error/failed (``SandboxStateError``). Too slow -> ``APITimeoutError``.
         """
         target = _status_arg("status", status)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0, got {interval!r}")
+        check_seconds("timeout", timeout)
+        check_seconds("interval", interval)
         fail_on = _FAIL_FAST.get(target, _TERMINAL - {target})
         loop_started = anyio.current_time()
         delay = interval
@@ -474,7 +451,7 @@ class Sandbox:
 
     def preview_url(self, port: int) -> str:
         """Public URL of ``port`` inside the sandbox (needs ``ingress_enabled``; WIRE §18)."""
-        _check_int("port", port)
+        check_int("port", port)
         if not 1 <= port <= 65535:
             raise ValueError(f"port must be between 1 and 65535, got {port}")
         template = self.data.ingress_url_template
@@ -584,7 +561,7 @@ class Sandbox:
         self, add_bytes: int, *, timeout: float | None = None
     ) -> Bandwidth:
         """Add ``add_bytes`` to the quota (credit-gated)."""
-        _check_int("add_bytes", add_bytes, minimum=1)
+        check_int("add_bytes", add_bytes, 1)
         data = await self._transport.request(
             "POST",
             self._base + "/bandwidth/recharge",
@@ -609,7 +586,7 @@ class Sandbox:
 
     async def attach_network(self, network_id: str, *, timeout: float | None = None) -> None:
         """Join a private network (running sandboxes only)."""
-        body = {"id": _check_str("network_id", network_id)}
+        body = {"id": check_str("network_id", network_id)}
         path = self._base + "/networks"
         await self._transport.request("POST", path, json=body, timeout=timeout)
 
@@ -643,7 +620,7 @@ class Sandbox:
     ) -> None:
         """Mount a registered disk at ``mount_path`` (running sandboxes only)."""
         body: dict[str, str] = {
-            "disk_id": _check_str("disk_id", disk_id),
+            "disk_id": check_str("disk_id", disk_id),
             "mount_path": check_remote_path(mount_path, "mount_path"),
         }
         if sub_path:
@@ -782,19 +759,19 @@ def build_create_body(
     node_selector: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Validate create arguments (WIRE §10) and build the JSON body, omitting unset fields."""
-    body: dict[str, Any] = {"shape": _check_str("shape", shape)}
+    body: dict[str, Any] = {"shape": check_str("shape", shape)}
     if rootfs is not None:
-        body["rootfs"] = _check_str("rootfs", rootfs)
+        body["rootfs"] = check_str("rootfs", rootfs)
     if name is not None:
-        body["name"] = _check_str("name", name)
+        body["name"] = check_str("name", name)
     if disk_mib is not None:
-        body["disk_mib"] = _check_int("disk_mib", disk_mib, minimum=0)
+        body["disk_mib"] = check_int("disk_mib", disk_mib, 0)
     if ssh_pubkeys is not None:
         body["ssh_pubkeys"] = _check_str_list("ssh_pubkeys", ssh_pubkeys)
     if envs is not None:
         body["envs"] = check_envs("envs", envs)
     if ingress_enabled is not None:
-        body["ingress_enabled"] = _check_bool("ingress_enabled", ingress_enabled)
+        body["ingress_enabled"] = check_bool("ingress_enabled", ingress_enabled)
     if networks is not None:
         if isinstance(networks, str) or not isinstance(networks, Iterable):
             raise TypeError("networks must be a list of network ids or names")
@@ -810,9 +787,9 @@ def build_create_body(
             "auto_pause_after_seconds", auto_pause_after_seconds
         )
     if host_id is not None:
-        body["host_id"] = _check_str("host_id", host_id)
+        body["host_id"] = check_str("host_id", host_id)
     if region is not None:
-        body["region"] = _check_str("region", region)
+        body["region"] = check_str("region", region)
     if node_selector is not None:
         if not isinstance(node_selector, Mapping):
             raise TypeError("node_selector must be a mapping of str to str")

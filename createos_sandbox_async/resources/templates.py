@@ -18,6 +18,7 @@ from .._convert import structure
 from .._ndjson import NDJSONDecoder
 from .._pagination import Pager
 from .._resource_models import Template, TemplateLogEvent
+from .._validate import check_int, check_optional_seconds, check_seconds
 from ..errors import ProtocolError, StreamInterruptedError
 from ..sandbox import id_segment
 
@@ -37,11 +38,7 @@ def _template_path(template_id: object, suffix: str = "") -> str:
 
 
 def _attempt(attempt: object) -> int | None:
-    if attempt is None:
-        return None
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
-        raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
-    return attempt
+    return None if attempt is None else check_int("attempt", attempt, 1)
 
 
 def _log_event(frame: Any) -> TemplateLogEvent:
@@ -247,10 +244,12 @@ class Templates:
         connecting and the response headers.
         """
         _template_path(template_id)
-        if idle_timeout is not None and not idle_timeout > 0:
-            raise ValueError(f"idle_timeout must be > 0 seconds, got {idle_timeout!r}")
         return TemplateLogStream(
-            self._transport, template_id, _attempt(attempt), idle_timeout, timeout
+            self._transport,
+            template_id,
+            _attempt(attempt),
+            check_optional_seconds("idle_timeout", idle_timeout),
+            timeout,
         )
 
     async def wait(self, template_id: str, *, poll_interval: float = 2.0) -> Template:
@@ -258,8 +257,7 @@ class Templates:
 
         Bound it with ``anyio.fail_after``: builds can take many minutes.
         """
-        if not poll_interval > 0:
-            raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
+        check_seconds("poll_interval", poll_interval)
         while True:
             template = await self.get(template_id)
             if template.status in _TERMINAL:

@@ -1,0 +1,111 @@
+"""Argument checks shared by the client modules, run before anything is sent.
+
+One rule for every public call: a value of the wrong type raises ``TypeError``, a value of the
+right type that is out of range raises ``ValueError``. Messages name the argument and never
+echo a value that may be secret (env values, command arguments).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "check_args",
+    "check_bool",
+    "check_cmd",
+    "check_env",
+    "check_int",
+    "check_optional_seconds",
+    "check_seconds",
+    "check_str",
+]
+
+
+def check_int(name: str, value: object, minimum: int | None = None) -> int:
+    """An int (a bool is not a count), at least ``minimum`` when given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_seconds(name: str, value: object, *, finite: bool = False) -> float:
+    """A duration > 0 (NaN refused); ``finite=True`` refuses infinity too."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+    if finite and math.isinf(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def check_optional_seconds(name: str, value: object, *, finite: bool = False) -> float | None:
+    """None (the default applies), or a duration as for :func:`check_seconds`."""
+    return None if value is None else check_seconds(name, value, finite=finite)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Only True or False: a truthy string is far more often a mistake than a flag."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def check_str(name: str, value: object, *, allow_empty: bool = False) -> str:
+    """A str; unless ``allow_empty``, one with something besides white space."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def check_cmd(cmd: object) -> str:
+    """The program to run (exec and managed processes): no shell, so one non-empty word."""
+    if not isinstance(cmd, str):
+        raise TypeError(f"cmd must be a str (the program to run), got {type(cmd).__name__}")
+    if not cmd:
+        raise ValueError("cmd must not be empty")
+    if "\x00" in cmd:
+        raise ValueError("cmd must not contain NUL characters")
+    return cmd
+
+
+def check_args(args: object) -> list[str]:
+    """A list of str; a single string is refused (it would run as one argument, not a script)."""
+    if args is None:
+        return []
+    if isinstance(args, str | bytes):
+        raise TypeError(
+            "args must be a list of str, not a single string (use sh() to run a shell script)"
+        )
+    if not isinstance(args, Sequence):
+        raise TypeError(f"args must be a list of str, got {type(args).__name__}")
+    out = list(args)
+    for i, a in enumerate(out):
+        if not isinstance(a, str):
+            raise TypeError(f"args[{i}] must be a str, got {type(a).__name__}")
+        if "\x00" in a:
+            raise ValueError(f"args[{i}] must not contain NUL characters")
+    return out
+
+
+def check_env(env: object) -> dict[str, str]:
+    """Per-command variables. Names may appear in messages; values never do (often secrets)."""
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise TypeError(f"env must be a mapping of str to str, got {type(env).__name__}")
+    out: dict[str, str] = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError("env keys must be non-empty str")
+        if "=" in key or "\x00" in key:
+            raise ValueError(f"env key {key!r} must not contain '=' or NUL")
+        if not isinstance(value, str):
+            raise TypeError(f"env[{key!r}] must be a str, got {type(value).__name__}")
+        out[key] = value
+    return out
