@@ -28,6 +28,7 @@ from ._fs import View, open_in_root
 log = logging.getLogger("createos_sandbox_async.local")
 
 ISOLATIONS = ("bubblewrap", "none")
+SANDBOX_MARKER = "CREATEOS_LOCAL_SANDBOX"  # set on commands only with isolation "none"
 SANDBOX_UID = 65534  # "nobody": what sandboxes run as on the host when the emulator is root
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _INIT_SCRIPT = (
@@ -451,6 +452,22 @@ def kill_tree(leader: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _pids_with_environ(entry: bytes) -> list[int]:
+    """Host pids of this user's processes whose environment holds `entry` (NAME=value)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue
+        if env.startswith(entry + b"\0") or b"\0" + entry + b"\0" in env:
+            out.append(int(name))
+    return out
+
+
 def children(pid: int) -> list[int]:
     """Child pids of a process (procfs, never blocks)."""
     try:
@@ -642,7 +659,11 @@ class SandboxRuntime:
     ) -> asyncio.subprocess.Process:
         """Start a command inside the sandbox in its own process group (killable as one tree)."""
         full = self.command_argv(argv, pty=pty)
-        cwd = None if self.runtime.isolation == "bubblewrap" else os.path.join(self.root, "root")
+        cwd = None
+        if self.runtime.isolation != "bubblewrap":
+            # no namespace holds the command: a marker variable finds its daemons again
+            cwd = os.path.join(self.root, "root")
+            env = {**env, SANDBOX_MARKER: self.sandbox_id}
         start = asyncio.ensure_future(
             asyncio.create_subprocess_exec(
                 *full,
@@ -674,7 +695,10 @@ class SandboxRuntime:
         self.groups.discard(pgid)
 
     def namespace_pids(self) -> list[int]:
-        """Host pids of every process inside this sandbox's pid namespace."""
+        """Host pids of every process inside this sandbox's pid namespace (isolation "none":
+        every process still carrying this sandbox's marker variable, daemons included)."""
+        if self.runtime.isolation != "bubblewrap":
+            return _pids_with_environ(f"{SANDBOX_MARKER}={self.sandbox_id}".encode())
         if self.pidns is None:
             return []
         out = []
@@ -731,6 +755,8 @@ class SandboxRuntime:
     async def stop(self) -> None:
         """Kill everything that runs in the sandbox and wait for the VM to be gone."""
         self.dead = True
+        if self.runtime.isolation != "bubblewrap":
+            self._signal_all(signal.SIGKILL)  # no pid 1 to take the rest down with it
         for pgid in list(self.groups):
             kill_group(pgid)
             kill_group(pgid, signal.SIGCONT)

@@ -10,6 +10,8 @@ import signal
 import stat
 import sys
 import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +19,7 @@ import pytest
 
 from createos_sandbox_async.local import IsolationUnavailableError, LocalServer
 
-from .conftest import Client
+from .conftest import Client, pids_with_argv
 
 pytestmark = pytest.mark.anyio
 
@@ -77,6 +79,40 @@ async def test_isolation_none_warns_on_every_start_and_still_runs_commands(
             assert res["stdout"] == "1"
     warnings = [r for r in caplog.records if "isolation='none'" in r.getMessage()]
     assert len(warnings) == 2
+
+
+async def test_isolation_none_pauses_and_stops_detached_daemons_too() -> None:
+    # Without namespaces, `setsid` takes a daemon out of every group and session the emulator
+    # knows; it must still be frozen by pause and killed by destroy / shutdown.
+    marker = f"{uuid.uuid4().int % 10**9}"
+    async with (
+        LocalServer(isolation="none", heartbeat_interval=0.05) as srv,
+        aiohttp.ClientSession(srv.base_url) as http,
+    ):
+        c = Client(http, srv.api_key)
+        sid = (await c.create())["id"]
+        await c.exec(sid, "bash", "-c", f"nohup setsid sleep 8{marker} >/dev/null 2>&1 &")
+        assert await _eventually(lambda: len(pids_with_argv("sleep", f"8{marker}")) == 1)
+        daemon = pids_with_argv("sleep", f"8{marker}")[0]
+        await c.ok("POST", f"/v1/sandboxes/{sid}/pause")
+        assert _proc_state(daemon) == "T"
+        await c.ok("POST", f"/v1/sandboxes/{sid}/resume")
+    assert await _eventually(lambda: pids_with_argv("sleep", f"8{marker}") == [])
+
+
+async def _eventually(predicate: Callable[[], bool]) -> bool:
+    """Poll (bounded: ~5 s) instead of sleeping for a fixed time."""
+    for _ in range(500):
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return predicate()
+
+
+def _proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        data = fh.read()
+    return chr(data[data.rfind(b")") + 2])
 
 
 async def test_state_dirs_left_by_killed_emulators_are_swept(tmp_path: Path) -> None:
