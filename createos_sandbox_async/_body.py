@@ -27,8 +27,8 @@ __all__ = ["BodyStream"]
 class BodyStream:
     """Base of an async iterator over one streamed GET; also an async context manager.
 
-    Subclasses define ``__anext__`` and ``aclose`` (which must end in :meth:`_close_body`); this
-    class opens the body with its idle timer, reads chunks through the timer, leaves the
+    Subclasses define ``__anext__`` (and may extend ``aclose``, ending in :meth:`_close_body`);
+    this class opens the body with its idle timer, reads chunks through the timer, leaves the
     transport's context once and shielded (a cancelled task still releases or closes the
     connection now, not when the GC finds it), and drops the socket from ``__del__`` when a
     wrapper is collected still open (``break`` without ``async with``).
@@ -38,6 +38,8 @@ class BodyStream:
     _cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
     _response: aiohttp.ClientResponse | None = None
     _timer: IdleTimer | None = None
+    #: Set once iteration is over (end of body, aclose, an error): ``__anext__`` then stops.
+    _done: bool = False
 
     async def __aenter__(self) -> Self:
         return self
@@ -55,6 +57,7 @@ class BodyStream:
 
     async def aclose(self) -> None:
         """Stop reading; the connection is dropped unless the body was read to the end."""
+        self._done = True
         await self._close_body()
 
     async def _open_body(

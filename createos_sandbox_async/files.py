@@ -137,7 +137,6 @@ class DownloadStream(BodyStream):
         self._path = path
         self._chunk_size = chunk_size
         self._timeout = timeout
-        self._done = False
         self.bytes_read = 0
 
     async def __anext__(self) -> bytes:
@@ -166,11 +165,6 @@ class DownloadStream(BodyStream):
             raise StopAsyncIteration
         self.bytes_read += len(chunk)
         return chunk
-
-    async def aclose(self) -> None:
-        """Stop reading; the connection is dropped unless the body was read to the end."""
-        self._done = True
-        await self._close_body()
 
 
 class Files:

@@ -148,11 +148,6 @@ class TemplateLogStream(BodyStream):
             f"template log stream ended before the final frame (build is {template.status})"
         )
 
-    async def aclose(self) -> None:
-        """Stop following (the build continues)."""
-        self._done = True
-        await self._close_body()
-
 
 class Templates:
     """Template builds of the account (``session.templates``)."""
