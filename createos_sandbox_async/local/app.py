@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -64,6 +64,7 @@ from .state import (
 )
 
 MAX_FILE_BYTES = 524_288_000
+_QUEUED_CHUNKS = 16  # per exec stream: at most ~1 MiB of output read ahead of the client
 HEARTBEAT = b'{"hb":true}\n'
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPEN_ROUTES = {
@@ -163,13 +164,22 @@ class Emulator:
         task.add_done_callback(self.background.discard)
         return task
 
-    def reap_later(self, proc: asyncio.subprocess.Process) -> None:
+    def reap_later(
+        self, proc: asyncio.subprocess.Process, helpers: Sequence[asyncio.Task[Any]] = ()
+    ) -> None:
         """Collect a killed command in the background (its handler may be cancelled), so no
-        subprocess outlives the server's event loop."""
+        subprocess outlives the server's event loop. Once its (cancelled) helper tasks are done,
+        its pipes are read to EOF: a pipe whose buffer filled up is paused and would never see
+        its EOF, and `wait()` needs every pipe closed."""
 
         async def reap() -> None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(proc.wait(), 30)
+                async with asyncio.timeout(30):
+                    await asyncio.gather(*helpers, return_exceptions=True)
+                    for reader in (proc.stdout, proc.stderr):
+                        while reader is not None and await reader.read(1 << 16):
+                            pass
+                    await proc.wait()
 
         task = asyncio.ensure_future(reap())
         self.reaping.add(task)
@@ -913,7 +923,7 @@ class Emulator:
         proc = await runtime.spawn(
             argv, env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL
         )
-        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=_QUEUED_CHUNKS)
         tasks = [
             asyncio.ensure_future(_pump(proc.stdout, "stdout", queue)),
             asyncio.ensure_future(_pump(proc.stderr, "stderr", queue)),
@@ -941,20 +951,25 @@ class Emulator:
         except StreamEnded:
             pass
         finally:
-            self._end_command(runtime, proc, finished=finished)
             for task in tasks:
                 task.cancel()
+            self._end_command(runtime, proc, finished=finished, helpers=tasks)
         return resp
 
     def _end_command(
-        self, runtime: SandboxRuntime, proc: asyncio.subprocess.Process, *, finished: bool
+        self,
+        runtime: SandboxRuntime,
+        proc: asyncio.subprocess.Process,
+        *,
+        finished: bool,
+        helpers: Sequence[asyncio.Task[None]] = (),
     ) -> None:
         """An exec's request is over. Unless the command ran to the end (its pipes closed), kill
         its whole tree - the leader may have exited while a child still holds the pipes - and
         collect it in the background."""
         if not finished:
             kill_tree(proc.pid)
-            self.reap_later(proc)
+            self.reap_later(proc, helpers)
         runtime.forget(proc.pid)
 
     # ----------------------------------------------------------------- files
@@ -1153,25 +1168,20 @@ class Emulator:
 async def _pump(
     reader: asyncio.StreamReader | None, kind: str, queue: asyncio.Queue[tuple[str, bytes]]
 ) -> None:
-    """Forward a pipe to the frame queue as UTF-8-safe chunks; b'' marks its end."""
-    if reader is None:
-        await queue.put((kind, b""))
-        return
+    """Forward a pipe to the frame queue as UTF-8-safe chunks; b'' marks its end. The queue is
+    bounded, so a client that reads slowly slows the command down instead of filling memory.
+    Cancelled, it just stops (nothing is waiting for the end marker any more)."""
     decoder_tail = b""
-    try:
-        while True:
-            chunk = await reader.read(65536)
-            if not chunk:
-                break
+    with contextlib.suppress(Exception):  # a failed pipe ends like a closed one
+        while reader is not None and (chunk := await reader.read(65536)):
             chunk = decoder_tail + chunk
             cut = _utf8_boundary(chunk)
             decoder_tail = chunk[cut:]
             if cut:
                 await queue.put((kind, chunk[:cut]))
-    finally:
-        if decoder_tail:
-            await queue.put((kind, decoder_tail))
-        await queue.put((kind, b""))
+    if decoder_tail:
+        await queue.put((kind, decoder_tail))
+    await queue.put((kind, b""))
 
 
 def _utf8_boundary(data: bytes) -> int:

@@ -420,7 +420,7 @@ class _Handlers:
         except BaseException:  # e.g. the client went away: nothing may outlive the request
             proc.abandon()
             if proc.proc is not None:
-                self.emu.reap_later(proc.proc)
+                self.emu.reap_later(proc.proc, proc._pumps)
             raise
         sb.processes[proc.id] = proc
         self.emu.touch(sb)

@@ -8,6 +8,7 @@ import os
 import uuid
 
 import aiohttp
+import anyio
 import pytest
 
 from createos_sandbox_async.local import LocalServer
@@ -220,6 +221,47 @@ async def test_disconnect_kills_what_an_exited_leader_left_holding_the_pipes(
     finally:
         await http.close()
     assert await _wait_until(lambda: not _cmdlines_with(marker))
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+async def test_a_runaway_printer_left_by_its_client_is_collected(
+    server: LocalServer, client: Client, buffered: bool
+) -> None:
+    # A command flooding stdout while its client reads nothing fills the emulator's pipe buffer,
+    # which pauses reading from the pipe. Killed when the client leaves, it must still be
+    # collected (pipes read to EOF and closed), not held open until the server's shutdown gives
+    # up on it (a ResourceWarning in a later test).
+    sid = (await client.create())["id"]
+    assert (await client.exec(sid, "true"))["exit_code"] == 0
+    baseline = _open_fds()
+    http = aiohttp.ClientSession(server.base_url)
+    url = f"/v1/sandboxes/{sid}/exec" + ("" if buffered else "?stream=true")
+    body = {"cmd": "python3", "args": ["-c", "while True: print('spam ' * 200)"]}
+    started = asyncio.Event()
+
+    async def call() -> None:
+        async with http.post(url, headers=client.headers(), json=body) as resp:
+            await resp.content.readline()
+            started.set()
+            await asyncio.Event().wait()  # a client that stops reading
+
+    try:
+        task = asyncio.ensure_future(call())
+        if buffered:  # no answer before the exit: the pipes are open once the fds are up
+            assert await _wait_until(lambda: _open_fds() >= baseline + 4)
+        else:
+            with anyio.fail_after(30):
+                await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await http.close()
+    assert await _wait_until(lambda: _open_fds() <= baseline, limit=1000)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 async def test_exec_activity_is_counted(server: LocalServer, client: Client) -> None:
