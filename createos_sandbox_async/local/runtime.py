@@ -790,7 +790,12 @@ class SandboxRuntime:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        _, err = await proc.communicate()
+        try:
+            _, err = await proc.communicate()
+        except BaseException:  # server shutdown: stop writing into a tree about to be removed
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
         if proc.returncode != 0 and not _is_dir(dst):
             raise OSError(errno.EIO, "copying the sandbox tree failed: " + err.decode().strip())
 
