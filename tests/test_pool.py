@@ -14,11 +14,10 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from _pool_support import SHAPE, live_ids
 from conftest import require_bwrap
 
 from createos_sandbox_async import AsyncSession, PoolStats, Sandbox, SandboxPool
-
-SHAPE = "s-1vcpu-256mb"
 
 pytestmark = pytest.mark.anyio
 
@@ -36,20 +35,6 @@ async def server() -> AsyncIterator[Any]:
 async def session(server: Any) -> AsyncIterator[AsyncSession]:
     async with AsyncSession(api_key=server.add_tenant(), base_url=server.base_url) as s:
         yield s
-
-
-async def live_ids(session: AsyncSession) -> list[str]:
-    """Sandboxes of this tenant that still hold resources, read through the API.
-
-    A DELETE may answer ``destroying`` (reclaim in progress): wait, bounded, for those to finish,
-    so only sandboxes nobody asked to destroy are reported.
-    """
-    with anyio.fail_after(20):
-        while True:
-            rows = [sb async for sb in session.sandboxes.list()]
-            if not any(str(sb.status) == "destroying" for sb in rows):
-                return [sb.id for sb in rows if str(sb.status) not in ("destroyed", "failed")]
-            await anyio.sleep(0.01)
 
 
 async def test_map_returns_results_in_input_order(session: AsyncSession) -> None:

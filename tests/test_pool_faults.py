@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _pool_support import SHAPE, live_ids
 from conftest import require_bwrap
 
 from createos_sandbox_async import (
@@ -29,7 +30,6 @@ from createos_sandbox_async import (
     SandboxPool,
 )
 
-SHAPE = "s-1vcpu-256mb"
 CREATE = "/v1/sandboxes"
 
 pytestmark = pytest.mark.anyio
@@ -48,20 +48,6 @@ async def server() -> AsyncIterator[Any]:
 async def session(server: Any) -> AsyncIterator[AsyncSession]:
     async with AsyncSession(api_key=server.add_tenant(), base_url=server.base_url) as s:
         yield s
-
-
-async def live_ids(session: AsyncSession) -> list[str]:
-    """Sandboxes of this tenant that still hold resources, read through the API.
-
-    A DELETE may answer ``destroying`` (reclaim in progress): wait, bounded, for those to finish,
-    so only sandboxes nobody asked to destroy are reported.
-    """
-    with anyio.fail_after(20):
-        while True:
-            rows = [sb async for sb in session.sandboxes.list()]
-            if not any(str(sb.status) == "destroying" for sb in rows):
-                return [sb.id for sb in rows if str(sb.status) not in ("destroyed", "failed")]
-            await anyio.sleep(0.01)
 
 
 async def wait_for(predicate: Any, seconds: float = 20.0) -> None:
