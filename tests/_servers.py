@@ -158,15 +158,25 @@ async def serve(app: web.Application, *, host: str = "127.0.0.1") -> AsyncIterat
         return await handler(request)
 
     app.middlewares.insert(0, record)
+    async with run_app(app, host=host) as base_url:
+        served.base_url = base_url
+        yield served
+
+
+@asynccontextmanager
+async def run_app(app: web.Application, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Run ``app`` on a free port of ``host`` and yield its base URL; records nothing.
+
+    For handlers that must stream the request body themselves (``serve`` reads it first).
+    """
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, 0)
-    await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    served.base_url = f"http://{host}:{port}"
     try:
-        yield served
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _servers import API_KEY
+from _servers import API_KEY, run_app
 from aiohttp import web
 
 from createos_sandbox_async import AsyncSession, RetryPolicy
@@ -59,21 +59,14 @@ async def endless(kind: str) -> AsyncIterator[tuple[anyio.Event, Sandbox, AsyncS
 
     app = web.Application()
     app.router.add_get(path, handler)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    session = AsyncSession(
-        api_key=API_KEY,
-        base_url=f"http://127.0.0.1:{port}",
-        retry=RetryPolicy(base=0.0, cap=0.0, jitter=False),
-    )
-    try:
+    async with run_app(app) as base_url:
+        session = AsyncSession(
+            api_key=API_KEY,
+            base_url=base_url,
+            retry=RetryPolicy(base=0.0, cap=0.0, jitter=False),
+        )
         async with session:
             yield disconnected, Sandbox(session, SandboxView(id=SID)), session
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("kind", sorted(ROUTES))

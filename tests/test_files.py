@@ -36,6 +36,7 @@ from createos_sandbox_async import (
 from createos_sandbox_async.files import MAX_FILE_SIZE
 from createos_sandbox_async.models import SandboxView
 from createos_sandbox_async.sandbox import Sandbox
+from tests._servers import run_app
 
 pytestmark = pytest.mark.anyio
 
@@ -119,19 +120,14 @@ async def files_server(**session_kw: Any) -> AsyncIterator[tuple[FakeFiles, Sand
     app = web.Application(middlewares=[count], client_max_size=MAX_FILE_SIZE + (1 << 20))
     app.router.add_put(FILES, fake.put)
     app.router.add_get(FILES, fake.get)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     session_kw.setdefault("retry", RetryPolicy(base=0.0, cap=0.0, jitter=False))
-    session = AsyncSession(api_key=API_KEY, base_url=f"http://127.0.0.1:{port}", **session_kw)
-    try:
-        async with session:
-            yield fake, Sandbox(session, SandboxView(id=SID))
-    finally:
-        fake.release.set()
-        await runner.cleanup()
+    async with run_app(app) as base_url:
+        session = AsyncSession(api_key=API_KEY, base_url=base_url, **session_kw)
+        try:
+            async with session:
+                yield fake, Sandbox(session, SandboxView(id=SID))
+        finally:
+            fake.release.set()
 
 
 def _names(directory: Path) -> list[str]:

@@ -31,6 +31,7 @@ from createos_sandbox_async import (
 )
 from createos_sandbox_async.models import ProcessView, SandboxView
 from createos_sandbox_async.sandbox import Sandbox
+from tests._servers import run_app
 
 pytestmark = pytest.mark.anyio
 
@@ -172,19 +173,14 @@ async def proc_server(**session_kw: Any) -> AsyncIterator[tuple[FakeProcesses, S
     app.router.add_get(BASE + "/{pid}/wait", fake.wait)
     for action in ("input", "stdin/close", "resize", "signal"):
         app.router.add_post(BASE + "/{pid}/" + action, fake.control)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     session_kw.setdefault("retry", RetryPolicy(base=0.0, cap=0.0, jitter=False))
-    session = AsyncSession(api_key=API_KEY, base_url=f"http://127.0.0.1:{port}", **session_kw)
-    try:
-        async with session:
-            yield fake, Sandbox(session, SandboxView(id=SID))
-    finally:
-        fake.stall_release.set()
-        await runner.cleanup()
+    async with run_app(app) as base_url:
+        session = AsyncSession(api_key=API_KEY, base_url=base_url, **session_kw)
+        try:
+            async with session:
+                yield fake, Sandbox(session, SandboxView(id=SID))
+        finally:
+            fake.stall_release.set()
 
 
 def frames(n: int) -> list[dict[str, Any]]:
