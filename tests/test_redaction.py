@@ -145,17 +145,17 @@ async def test_credential_header_names_are_matched_in_any_case() -> None:
         srv.session(headers=session_headers, hooks=hooks) as session,
     ):
         await session.request("GET", "/v1/a", headers={"x-api-key": token})
-        await session.request("GET", "/v1/b", headers={"AUTHORIZATION": "Bearer per-call-zzz"})
-        await session.request("GET", "/v1/c", headers={"X-AUTH-TOKEN": "per-call-yyy"})
-    first = events[0]
-    assert isinstance(first, RequestEvent)
-    assert first.headers == {**first.headers, "x-api-key": "[redacted]"}
+        await session.request("GET", "/v1/b", headers={"X-API-KEY": token + "2"})
+        await session.request("GET", "/v1/c", headers={"AUTHORIZATION": "Bearer per-call-zzz"})
+        await session.request("GET", "/v1/d", headers={"X-AUTH-TOKEN": "per-call-yyy"})
+    assert [e.headers.get("x-api-key") for e in events[:1]] == ["[redacted]"]
+    assert [e.headers.get("X-API-KEY") for e in events[1:2]] == ["[redacted]"]
     assert token not in repr(events) and "zzz" not in repr(events)
     sent = [{k.lower(): v for k, v in r.headers.items()} for r in srv.requests]
-    assert sent[0]["x-api-key"] == token  # the per-call key replaced the session's
+    assert [h["x-api-key"] for h in sent[:2]] == [token, token + "2"]  # per call wins
     for headers in sent:
         assert "authorization" not in headers and "x-auth-token" not in headers
-    assert [headers["x-api-key"] for headers in sent[1:]] == [API_KEY, API_KEY]
+    assert [headers["x-api-key"] for headers in sent[2:]] == [API_KEY, API_KEY]
 
 
 # -- 6. echoed secrets leave no field -------------------------------------------------------------
