@@ -112,12 +112,22 @@ converter.register_structure_hook_factory(attrs.has, _attrs_hook)
 
 
 def structure(data: Any, cl: type[T]) -> T:
-    """Wire JSON -> model; a body that cannot fit the model is a ``ProtocolError``."""
+    """Wire JSON -> model; a body that cannot fit the model is a ``ProtocolError``.
+
+    The error names the model and, for a missing field, the field; never a value.
+    """
     try:
         return converter.structure(data, cl)
     except Exception as exc:
-        name = getattr(cl, "__name__", str(cl))
-        raise ProtocolError(f"server response does not fit {name}: {exc}") from exc
+        # Never the converter's text: it quotes the offending value, and a server may put
+        # anything there (an echoed key or env value). A missing field's name is ours, so safe.
+        if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+            detail = f"missing field {exc.args[0]!r}"
+        else:
+            detail = f"a field has the wrong type or value ({type(exc).__name__})"
+    # Raised outside the handler so the converter's exception is not kept as __context__.
+    name = getattr(cl, "__name__", str(cl))
+    raise ProtocolError(f"server response does not fit {name}: {detail}")
 
 
 def unstructure(obj: Any) -> Any:

@@ -273,12 +273,15 @@ class NDJSONDecoder:
         for line, number in zip(clean, numbers, strict=True):
             try:
                 out.append(loads(line))
+                continue
             except ValueError as exc:
                 # The message names a position, never the content (output may hold secrets).
                 reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                raise ProtocolError(
-                    f"stream line {number} ({len(line)} bytes) is not valid JSON: {reason}"
-                ) from None
+            # Outside the handler: the decode error keeps the line (``doc``) and must not
+            # ride along as ``__context__``.
+            raise ProtocolError(
+                f"stream line {number} ({len(line)} bytes) is not valid JSON: {reason}"
+            )
         return out
 
     def _too_long(self, size: int) -> None:

@@ -141,12 +141,13 @@ class ProcessEvent:
     ``kind`` is ``"data"`` (``data`` holds raw bytes from ``stream``: stdout, stderr or pty),
     ``"exit"`` (``exit_code`` / ``signal``; always the last event) or ``"error"`` (``error``).
     ``oldest_available_seq`` is set when the server evicted part of the requested replay.
+    The repr shows the size of ``data``, not its bytes (output may hold secrets).
     """
 
     kind: Literal["data", "exit", "error"]
     seq: int | None = None
     stream: str | None = None
-    data: bytes = b""
+    data: bytes = attrs.field(default=b"", repr=lambda v: f"<{len(v)} bytes>")
     exit_code: int | None = None
     signal: str | None = None
     error: str | None = None

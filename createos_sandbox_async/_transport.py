@@ -24,15 +24,18 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._config import Limits, Timeouts
+from ._config import API_KEY_ENVS, Limits, Timeouts
 from ._retry import RetryPolicy
 from .errors import (
     MAX_ERROR_BODY,
     APIConnectionError,
     APIError,
     APITimeoutError,
+    AuthError,
     ProtocolError,
     make_api_error,
+    redact_text,
+    scrub,
 )
 
 __all__ = [
@@ -115,6 +118,36 @@ CREDENTIAL_HEADERS: Final = frozenset(
 #: Header names whose values never reach a hook or a log line.
 SECRET_HEADERS: Final = CREDENTIAL_HEADERS | {"x-api-key", "set-cookie"}
 REDACTED: Final = "[redacted]"
+#: JSON body keys whose values are secrets of that request: ``envs`` (create, fork templates),
+#: ``env`` (exec, processes). Their string values are scrubbed from whatever the answer produces.
+SECRET_BODY_KEYS: Final = ("envs", "env")
+#: Minted tokens a session remembers for redaction (see ``Transport.add_secret``).
+_MAX_MINTED: Final = 256
+
+
+def _is_secret_header(name: str) -> bool:
+    """Whether a header's value is a credential, whatever the letter case of its name."""
+    return name.lower() in SECRET_HEADERS
+
+
+def _request_secrets(
+    base: tuple[str, ...], json: object, headers: Mapping[str, str] | None
+) -> tuple[str, ...]:
+    """The session's secrets plus this request's: env values in the body, per-call credentials.
+
+    The transport finds them itself (rather than each resource passing them) so that no route,
+    including ``session.request`` for unmodelled ones, can forget to.
+    """
+    extra: list[str] = []
+    if type(json) is dict:
+        for key in SECRET_BODY_KEYS:
+            env = json.get(key)
+            if isinstance(env, Mapping):
+                extra.extend(v for v in env.values() if isinstance(v, str) and v)
+    if headers:
+        extra.extend(v for k, v in headers.items() if _is_secret_header(k) and v)
+    return base + tuple(extra) if extra else base
+
 
 Hook = Callable[[Any], Awaitable[None] | None]
 
@@ -180,9 +213,10 @@ class Hooks:
 
 
 def _redact_headers(headers: Mapping[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
+    """Headers for a hook: credential names redacted in any case, and any value holding a secret."""
     out: dict[str, str] = {}
     for key, value in headers.items():
-        if key.lower() in SECRET_HEADERS or (value and value in secrets):
+        if _is_secret_header(key) or (value and redact_text(value, secrets) != value):
             out[key] = REDACTED
         else:
             out[key] = value
@@ -226,9 +260,23 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int = MAX_ERROR_BOD
     return b"".join(chunks)
 
 
-def _request_id(resp: aiohttp.ClientResponse) -> str | None:
+def _request_id(resp: aiohttp.ClientResponse, secrets: tuple[str, ...] = ()) -> str | None:
+    """The response's request id; a hostile or buggy server may echo a secret into it."""
     headers = resp.headers
-    return headers.get("X-Request-Id") or headers.get("X-Fc-Request-Id")
+    rid = headers.get("X-Request-Id") or headers.get("X-Fc-Request-Id")
+    return redact_text(rid, secrets) if rid and secrets else rid
+
+
+def _missing_key(method: str, path: str) -> AuthError:
+    """The 401 raised locally when an authenticated route is called with no key configured."""
+    looked = ", ".join(API_KEY_ENVS)
+    return AuthError(
+        f"no API key: pass api_key= to AsyncSession or set one of {looked} "
+        "(looked at the argument, then those variables; all unset or blank); nothing was sent",
+        status=401,
+        method=method,
+        endpoint=path,
+    )
 
 
 class Transport:
@@ -315,6 +363,22 @@ class Transport:
     def closed(self) -> bool:
         return self._closed
 
+    def secrets_for(self, json: object = UNSET) -> tuple[str, ...]:
+        """The secrets a request with this JSON body must never leak (key, tokens, env values)."""
+        return _request_secrets(self._secrets, json, None)
+
+    def add_secret(self, value: str) -> None:
+        """Treat ``value`` (a token the server just minted) like the key from now on.
+
+        Errors, hook payloads and log lines of this session redact it, as they redact the key.
+        The most recent ``_MAX_MINTED`` values are kept (each error is scrubbed of all of them).
+        """
+        if not value or value in self._secrets:
+            return
+        key = (self._api_key,) if self._api_key else ()
+        minted = self._secrets[len(key) :]
+        self._secrets = (*key, *minted[-(_MAX_MINTED - 1) :], value)
+
     @property
     def connector(self) -> aiohttp.BaseConnector | None:
         """The live aiohttp connector (None before the first request); for stats in tests."""
@@ -368,6 +432,15 @@ class Transport:
             raise RuntimeError("this AsyncSession is closed; create a new one")
         return self._session
 
+    @staticmethod
+    def _check_key(method: str, path: str, headers: Mapping[str, str] | None) -> None:
+        """No key configured: an authenticated call fails here, before anything is sent.
+
+        A per-call ``X-Api-Key`` header (a delegated token, say) counts as a key.
+        """
+        if not headers or not any(k.lower() == "x-api-key" and v for k, v in headers.items()):
+            raise _missing_key(method, path)
+
     # -- helpers -----------------------------------------------------------------------------------
 
     def _headers(
@@ -406,8 +479,14 @@ class Transport:
             logger.warning("createos_sandbox_async: %s hook raised; ignored", name, exc_info=True)
 
     def _map_exception(
-        self, exc: BaseException, method: str, path: str
+        self, exc: BaseException, method: str, path: str, secrets: tuple[str, ...] = ()
     ) -> APIConnectionError | APITimeoutError:
+        """The typed error for a network failure; ``exc`` (chained as its cause) is scrubbed.
+
+        aiohttp keeps the request headers (the key) in ``request_info`` and the server's headers
+        and text in its errors; they become our error's ``__cause__``, so they lose the secrets.
+        """
+        scrub(exc, secrets or self._secrets)
         if isinstance(exc, TimeoutError):
             return APITimeoutError(f"{method} {path}: timed out")
         kind = type(exc).__name__
@@ -431,10 +510,13 @@ class Transport:
         """Send one logical request (with retries) and return the JSend ``data`` payload."""
         if self._closed:
             raise RuntimeError("this AsyncSession is closed; create a new one")
+        if auth and self._api_key is None:
+            self._check_key(method, path, headers)
         session = self._session or await self._open()
         if path[:1] != "/":
             raise ValueError(f"path must start with '/', got {path!r}")
         url = URL(self._prefix + path, encoded=True)
+        secrets = _request_secrets(self._secrets, json, headers)
         policy = self._retry
         max_retries = policy.max_retries if retry else 0
         if json is not UNSET:
@@ -474,10 +556,10 @@ class Transport:
                 ) as resp:
                     status = resp.status
                     if observe:
-                        await self._after(method, path, resp, attempt, started)
+                        await self._after(method, path, resp, attempt, started, secrets)
                     if 200 <= status < 300:
                         raw = await resp.read()
-                        return self._decode(status, raw, method, path, resp)
+                        return self._decode(status, raw, method, path, resp, secrets)
                     raw = await _read_limited(resp)
                     if not resp.content.at_eof():
                         resp.close()  # do not return a half-read connection to the pool
@@ -488,7 +570,7 @@ class Transport:
                         endpoint=path,
                         request_id=_request_id(resp),
                         retry_after=resp.headers.get("Retry-After"),
-                        secrets=self._secrets,
+                        secrets=secrets,
                     )
                     can_retry = policy.retries_status(method, status)
                     if can_retry:
@@ -496,7 +578,7 @@ class Transport:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 if self._closed:
                     raise RuntimeError("this AsyncSession was closed during the request") from exc
-                error = self._map_exception(exc, method, path)
+                error = self._map_exception(exc, method, path, secrets)
                 if isinstance(error, APITimeoutError):
                     can_retry = policy.retries_timeout(method)
                 else:
@@ -511,7 +593,13 @@ class Transport:
             await asyncio.sleep(delay)
 
     def _decode(
-        self, status: int, raw: bytes, method: str, path: str, resp: aiohttp.ClientResponse
+        self,
+        status: int,
+        raw: bytes,
+        method: str,
+        path: str,
+        resp: aiohttp.ClientResponse,
+        secrets: tuple[str, ...] = (),
     ) -> Any:
         """JSend success decoding (WIRE §4 rules 1, 3, 4)."""
         if status == 204 or status == 205:
@@ -521,10 +609,13 @@ class Transport:
         try:
             doc = _loads(raw)
         except ValueError:
-            ctype = resp.headers.get("Content-Type", "?")
+            doc = UNSET  # raised below, outside the handler: the decode error (its ``doc`` is
+            # the whole body) must not ride along as ``__context__``
+        if doc is UNSET:
+            ctype = redact_text(resp.headers.get("Content-Type", "?"), secrets)
             raise ProtocolError(
                 f"{method} {path}: HTTP {status} body is not JSON (Content-Type {ctype})"
-            ) from None
+            )
         if type(doc) is dict and doc.get("status") == "success":
             return doc.get("data")
         raise ProtocolError(f"{method} {path}: HTTP {status} body is not a JSend success envelope")
@@ -539,10 +630,16 @@ class Transport:
         return asyncio.get_running_loop().time()
 
     async def _after(
-        self, method: str, path: str, resp: aiohttp.ClientResponse, attempt: int, started: float
+        self,
+        method: str,
+        path: str,
+        resp: aiohttp.ClientResponse,
+        attempt: int,
+        started: float,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         elapsed = asyncio.get_running_loop().time() - started
-        rid = _request_id(resp)
+        rid = _request_id(resp, secrets or self._secrets)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "response %s %s -> %d in %.1f ms request_id=%s",
@@ -606,7 +703,10 @@ class Transport:
         auth: bool,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         session = self._check_open() or await self._open()
+        if auth and self._api_key is None:
+            self._check_key(method, path, headers)
         url = self._url(path)
+        secrets = _request_secrets(self._secrets, json, headers)
         is_json = json is not UNSET
         if is_json:
             if data is not None:
@@ -635,10 +735,10 @@ class Transport:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             if self._closed:
                 raise RuntimeError("this AsyncSession was closed during the request") from exc
-            raise self._map_exception(exc, method, path) from exc
+            raise self._map_exception(exc, method, path, secrets) from exc
         try:
             if observe:
-                await self._after(method, path, resp, 0, started)
+                await self._after(method, path, resp, 0, started, secrets)
             if not 200 <= resp.status < 300:
                 try:
                     async with asyncio.timeout(deadline):
@@ -652,7 +752,7 @@ class Transport:
                     endpoint=path,
                     request_id=_request_id(resp),
                     retry_after=resp.headers.get("Retry-After"),
-                    secrets=self._secrets,
+                    secrets=secrets,
                 )
             yield resp
         finally:

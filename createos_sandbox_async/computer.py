@@ -440,4 +440,9 @@ class Screens:
     async def connect(self, screen_id: str) -> ScreenConnection:
         """Mint a short-lived noVNC credential; ``token`` and ``url`` are secrets (never log)."""
         data = await self._computer._call("GET", f"/screens/{_screen(screen_id)}/connect")
-        return structure(data, ScreenConnection)
+        conn = structure(data, ScreenConnection)
+        transport = self._computer._sandbox._transport
+        transport.add_secret(conn.token.get_secret_value())
+        if conn.url is not None:
+            transport.add_secret(conn.url.get_secret_value())
+        return conn

@@ -20,11 +20,14 @@
     └── CommandError                   ``check=True`` and the command failed (holds ``result``)
 
 Messages carry the method and the endpoint path, never the host, the query string or a credential.
+Errors built from a server's answer are scrubbed of the request's secrets in every field (see
+:func:`scrub`), and every error pickles and unpickles to an equal-looking copy.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
@@ -49,9 +52,121 @@ __all__ = [
 #: Error bodies are read up to this many bytes (WIRE §4): a proxy may send anything.
 MAX_ERROR_BODY = 4 * 1024 * 1024
 
+#: What a secret is replaced with, in errors, hook payloads and log lines.
+REDACTED = "[redacted]"
+
+#: Secrets at least this long are cut out wherever they occur inside a text. Shorter ones
+#: ("", "1", "true", "prod") are too common to cut out of a message without wrecking it, and too
+#: short to be worth guessing: they are redacted only where a whole value equals them.
+MIN_SECRET_LEN = 6
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``[redacted]`` (short secrets: whole-value only)."""
+    for secret in secrets:
+        if not secret:
+            continue
+        if text == secret:
+            return REDACTED
+        if len(secret) >= MIN_SECRET_LEN and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _scrub_value(value: Any, secrets: tuple[str, ...], depth: int = 0) -> Any:
+    """A copy of ``value`` with secrets redacted in every string, key and nested container.
+
+    Types it does not know (numbers, None, responses, ...) come back unchanged; mappings come
+    back as the same type when it can be rebuilt from pairs (aiohttp's header multidicts), else
+    as a dict.
+    """
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if depth > 50:  # a body nested this deep is hostile; drop what is below rather than recurse
+        return None
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", "replace")
+        clean = redact_text(text, secrets)
+        return value if clean == text else clean.encode()
+    if isinstance(value, Mapping):
+        pairs = [
+            (_scrub_value(k, secrets, depth + 1), _scrub_value(v, secrets, depth + 1))
+            for k, v in value.items()
+        ]
+        return _rebuild_mapping(value, pairs)
+    if isinstance(value, list):
+        return [_scrub_value(v, secrets, depth + 1) for v in value]
+    if isinstance(value, tuple):
+        items = [_scrub_value(v, secrets, depth + 1) for v in value]
+        if hasattr(value, "_make"):  # a named tuple (aiohttp's RequestInfo is one)
+            return value._make(items)
+        return tuple(items)
+    return value
+
+
+def _rebuild_mapping(original: Mapping[Any, Any], pairs: list[tuple[Any, Any]]) -> Any:
+    if type(original) is dict:
+        return dict(pairs)
+    try:  # multidict: CIMultiDictProxy(CIMultiDict(pairs)) keeps repeated keys and the type
+        from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+
+        if isinstance(original, CIMultiDictProxy):
+            return CIMultiDictProxy(CIMultiDict(pairs))
+        if isinstance(original, MultiDictProxy):
+            return MultiDictProxy(MultiDict(pairs))
+        return type(original)(pairs)  # type: ignore[call-arg]
+    except Exception:
+        return dict(pairs)
+
+
+def scrub(exc: BaseException, secrets: Iterable[str]) -> None:
+    """Redact ``secrets`` in place from ``exc``: args, every attribute, notes, cause and context.
+
+    Used on every error built from a server's answer or wrapping a network failure, so a secret
+    the server echoed (or aiohttp kept, like the request headers in ``request_info``) leaves the
+    SDK through no field: not ``str``, ``repr``, ``vars``, ``args``, a pickle or a chained error.
+    """
+    wanted = tuple(s for s in secrets if s)
+    if not wanted:
+        return
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 100:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        try:
+            current.args = _scrub_value(current.args, wanted)
+        except (AttributeError, TypeError):  # pragma: no cover - exotic exception types
+            pass
+        for name, value in list(getattr(current, "__dict__", {}).items()):
+            if isinstance(value, BaseException):
+                todo.append(value)
+                continue
+            clean = _scrub_value(value, wanted)
+            if clean is not value:
+                try:
+                    setattr(current, name, clean)
+                except (AttributeError, TypeError):  # pragma: no cover - read-only attribute
+                    pass
+        todo.append(current.__cause__)
+        todo.append(current.__context__)
+        todo.extend(e for e in getattr(current, "exceptions", ()) if isinstance(e, BaseException))
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """Unpickle an error without calling its ``__init__`` (whose signature differs per class)."""
+    return cls.__new__(cls, *args)
+
 
 class CreateosError(Exception):
     """Base class: ``except CreateosError`` catches everything this SDK raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default pickles ``args`` and calls ``cls(*args)``, which fails for APIError
+        # (keyword-only status) and mangles CommandError; restore args and attributes instead.
+        return (_rebuild, (type(self), self.args), dict(vars(self)))
 
 
 class APIError(CreateosError):
@@ -296,9 +411,11 @@ def make_api_error(
     """Build the mapped exception for a non-2xx response; never fails on odd bodies."""
     envelope = _parse_body(body)
     message, code = _message_and_code(envelope, status)
-    for secret in secrets:
-        if secret and secret in message:
-            message = message.replace(secret, "[redacted]")
+    if secrets:  # the server may echo anything the request carried: scrub every field
+        message = redact_text(message, secrets)
+        envelope = _scrub_value(envelope, secrets)
+        code = _scrub_value(code, secrets)
+        request_id = None if request_id is None else redact_text(request_id, secrets)
     cls = error_class(status)
     kw: dict[str, Any] = {
         "status": status,

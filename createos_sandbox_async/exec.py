@@ -38,6 +38,7 @@ from .errors import (
     ProtocolError,
     StreamInterruptedError,
     StreamStalledError,
+    redact_text,
 )
 
 if TYPE_CHECKING:
@@ -85,6 +86,12 @@ class _SandboxLike(Protocol):
     def _path(self, suffix: str) -> str: ...
 
 
+def _size_only(value: str | bytes) -> str:
+    """Repr of command output: its size, never its text (``env`` output holds secrets)."""
+    unit = "bytes" if isinstance(value, bytes | bytearray) else "chars"
+    return f"<{len(value)} {unit}>"
+
+
 @attrs.define(frozen=True, slots=True)
 class ExecEvent:
     """One item of an exec stream.
@@ -92,10 +99,11 @@ class ExecEvent:
     ``kind`` is ``"stdout"`` or ``"stderr"`` (``data`` holds a chunk of output, not necessarily a
     whole line), ``"error"`` (``data`` holds the agent's message: the command never started) or
     ``"exit"`` (``exit_code`` holds the status; it is the last event). Heartbeats never show up.
+    The repr shows the size of ``data``, not its text (output may hold secrets).
     """
 
     kind: ExecEventKind
-    data: str = ""
+    data: str = attrs.field(default="", repr=_size_only)
     exit_code: int | None = None
 
 
@@ -137,11 +145,12 @@ class ExecResult:
 
     ``error`` is the agent's message when the command could not be started; ``exit_code`` is then
     whatever the server sent (possibly 0), or ``NO_EXIT_CODE`` (-1) when it sent none. ``exec_ms``
-    is the server's timing of a buffered exec, None for a stream.
+    is the server's timing of a buffered exec, None for a stream. The repr shows the sizes of
+    ``stdout`` and ``stderr``, not their text (output may hold secrets, e.g. from ``env``).
     """
 
-    stdout: str
-    stderr: str
+    stdout: str = attrs.field(repr=_size_only)
+    stderr: str = attrs.field(repr=_size_only)
     exit_code: int
     exec_ms: float | None = None
     error: str | None = None
@@ -257,8 +266,19 @@ async def run_exec(
     )
     result = _result_from_wire(data)
     if check and (result.exit_code != 0 or result.error):
-        raise CommandError(result)
+        raise CommandError(_scrubbed(result, sandbox._transport.secrets_for(body)))
     return result
+
+
+def _scrubbed(result: ExecResult, secrets: tuple[str, ...]) -> ExecResult:
+    """The result an error may carry: the request's env values (and the key) cut out.
+
+    The returned result (``check=False``) keeps the output as it is; an error travels further
+    (logs, tracebacks, pickles), so the copy it holds is redacted like every other error field.
+    """
+    clean = [redact_text(text, secrets) for text in (result.stdout, result.stderr)]
+    error = None if result.error is None else redact_text(result.error, secrets)
+    return attrs.evolve(result, stdout=clean[0], stderr=clean[1], error=error)
 
 
 async def run_sh(sandbox: _SandboxLike, script: str, **kw: Any) -> ExecResult:

@@ -404,10 +404,10 @@ class Processes:
         result = await self._sandbox._transport.request(
             "POST", self._path(process, "/input"), json=body
         )
-        try:
-            return int(result["input_seq"])
-        except (TypeError, KeyError, ValueError):
-            raise ProtocolError("process input response has no integer input_seq") from None
+        seq = result.get("input_seq") if isinstance(result, dict) else None
+        if type(seq) is not int:  # no int() of server text: its error would quote the value
+            raise ProtocolError("process input response has no integer input_seq")
+        return seq
 
     async def close_stdin(self, process: ProcessRef) -> None:
         """Close a pipe process's stdin, so it reads EOF."""

@@ -43,6 +43,7 @@ class AsyncSession:
     """A connection pool plus configuration; ``async with`` it or ``await session.aclose()``.
 
     - ``api_key``: explicit > ``CREATEOS_SANDBOX_API_KEY`` > ``CREATEOS_API_KEY`` (blank = unset).
+      Without one, only the open routes work; other calls raise ``AuthError`` before sending.
     - ``base_url``: explicit > ``CREATEOS_SANDBOX_BASE_URL`` > ``https://api.sb.createos.sh``.
     - ``timeout``: a ``Timeouts`` or a number (the per-attempt request deadline, default 60 s).
     - ``retry``: a ``RetryPolicy`` (default: 2 retries per WIRE §7).

@@ -31,10 +31,15 @@ class SandboxAccessToken:
     def __repr__(self) -> str:
         return f"SandboxAccessToken(sandbox={self._sandbox.id!r})"
 
+    def _minted(self, created: AccessTokenCreated) -> AccessTokenCreated:
+        """Register a fresh plaintext with the transport, so errors and hooks redact it too."""
+        self._sandbox._transport.add_secret(created.token.get_secret_value())
+        return created
+
     async def create(self) -> AccessTokenCreated:
         """Mint the token; ``ValidationError`` (409) if one is already enabled (use ``rotate``)."""
         data = await self._sandbox._transport.request("POST", self._sandbox._path("/access-token"))
-        return structure(data, AccessTokenCreated)
+        return self._minted(structure(data, AccessTokenCreated))
 
     async def get(self) -> AccessTokenInfo:
         """Whether a token is enabled, with a redacted hint; never the token itself."""
@@ -45,7 +50,7 @@ class SandboxAccessToken:
         """Replace the token (the old one stops working); ``NotFoundError`` if there is none."""
         path = self._sandbox._path("/access-token/rotate")
         data = await self._sandbox._transport.request("POST", path)
-        return structure(data, AccessTokenCreated)
+        return self._minted(structure(data, AccessTokenCreated))
 
     async def revoke(self) -> AccessTokenInfo:
         """Disable the token; succeeds when there is none. Immediate in the sandbox's region."""
