@@ -19,7 +19,7 @@ import attrs
 
 from ._convert import structure
 from ._pagination import Pager
-from ._validate import check_bool, check_int, check_seconds, check_str
+from ._validate import check_bool, check_int, check_seconds, check_str, check_text
 from .errors import APITimeoutError, CreateosError, NotFoundError
 from .models import (
     Bandwidth,
@@ -106,7 +106,9 @@ def check_envs(name: str, envs: object) -> dict[str, str]:
             raise ValueError(f"{name}: invalid key {key!r} (must match ^[A-Za-z_][A-Za-z0-9_]*$)")
         if not isinstance(value, str):
             raise TypeError(f"{name}[{key!r}] must be a str, got {type(value).__name__}")
-        size = len(value.encode())
+        if "\x00" in value:
+            raise ValueError(f"{name}[{key!r}] must not contain NUL characters")
+        size = len(check_text(f"{name}[{key!r}]", value).encode())
         if size > MAX_ENV_VALUE_BYTES:
             raise ValueError(
                 f"{name}[{key!r}]: value is {size} bytes, the limit is {MAX_ENV_VALUE_BYTES}"
@@ -137,7 +139,7 @@ def check_remote_path(path: object, argument: str = "path") -> str:
         raise ValueError(f"{argument} must not contain a '..' segment: {path!r}")
     if "\x00" in path:
         raise ValueError(f"{argument} must not contain a NUL character")
-    return path
+    return check_text(argument, path)
 
 
 def _check_sub_path(name: str, value: object) -> str:
