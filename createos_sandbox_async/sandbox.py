@@ -295,6 +295,7 @@ class Sandbox:
 
         ``timeout`` bounds the request (as on every method); ``wait_timeout`` the wait.
         """
+        check_seconds("wait_timeout", wait_timeout)
         path = self._base + "/pause"
         self._set_view(await self._transport.request("POST", path, timeout=timeout))
         if wait:
@@ -305,6 +306,7 @@ class Sandbox:
         self, *, wait: bool = False, wait_timeout: float = 120.0, timeout: float | None = None
     ) -> Sandbox:
         """Resume a paused (or ``error``) sandbox; returns in ``resuming`` unless ``wait``."""
+        check_seconds("wait_timeout", wait_timeout)
         path = self._base + "/resume"
         self._set_view(await self._transport.request("POST", path, timeout=timeout))
         if wait:
@@ -329,6 +331,7 @@ class Sandbox:
 
         Like create, resent only on 429/503; ``retry=False`` never resends (``SandboxPool``).
         """
+        check_seconds("wait_timeout", wait_timeout)
         body: dict[str, Any] = {}
         if start_paused is not None:
             body["start_paused"] = check_bool("start_paused", start_paused)
@@ -356,6 +359,7 @@ class Sandbox:
         self, *, wait: bool = False, wait_timeout: float = 120.0, timeout: float | None = None
     ) -> DestroyResult:
         """Destroy (idempotent: an already destroyed or vanished sandbox is not an error)."""
+        check_seconds("wait_timeout", wait_timeout)
         try:
             data = await self._transport.request("DELETE", self._base, timeout=timeout)
         except NotFoundError:
