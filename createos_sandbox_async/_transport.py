@@ -675,9 +675,9 @@ class Transport:
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """Send once (never retried) and yield the raw 2xx response without a total deadline.
 
-        ``timeout`` (default ``Timeouts.request``) bounds connecting plus receiving the headers
-        only. On exit the connection goes back to the pool only if the body was read to EOF;
-        otherwise it is closed, so the server sees the disconnect (and kills the command).
+        ``timeout`` (default ``Timeouts.request``; inf: no bound) bounds connecting plus receiving
+        the headers only. On exit the connection goes back to the pool only if the body was read
+        to EOF; otherwise it is closed, so the server sees the disconnect (and kills the command).
         """
         return self._stream(method, path, params, json, data, headers, timeout, auth)
 
