@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,32 +18,53 @@ API_KEY_ENVS = ("CREATEOS_SANDBOX_API_KEY", "CREATEOS_API_KEY")
 BASE_URL_ENV = "CREATEOS_SANDBOX_BASE_URL"
 
 
-def _non_negative(name: str) -> Callable[[Any, Any, float | None], None]:
-    """An attrs validator that names the offending field."""
+def _seconds(name: str, value: object) -> float | None:
+    """A bound in seconds: None or ``inf`` mean "no bound" (stored as None), else a number > 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
+    if value == float("inf"):
+        return None
+    return float(value)
 
-    def check(_inst: Any, _attr: Any, value: float | None) -> None:
-        if value is not None and not value >= 0:
-            raise ValueError(f"{name} must be >= 0 or None, got {value!r}")
 
-    return check
+def _positive(_inst: Any, attr: Any, value: float | None) -> None:
+    """An attrs validator that names the offending field (NaN, 0 and negatives refused)."""
+    if value is not None and not value > 0:
+        raise ValueError(
+            f"{attr.name} must be > 0 seconds, or None/inf for no bound, got {value!r}"
+        )
+
+
+def _field(name: str, default: float | None) -> Any:
+    def convert(value: object) -> float | None:
+        return _seconds(name, value)
+
+    return attrs.field(default=default, converter=convert, validator=_positive)
 
 
 @attrs.frozen
 class Timeouts:
-    """Deadlines in seconds (None = no bound).
+    """Deadlines in seconds (None or ``inf`` = no bound; stored as None).
 
     - ``connect``: opening a new TCP/TLS connection.
-    - ``request``: one attempt of a buffered request, from asking for a connection until the body is
-      read (so it includes waiting for a free pooled connection). Retries get a fresh deadline each.
+    - ``request``: the per-attempt bound of a buffered request without its own ``timeout=``:
+      one attempt, from asking for a connection until the body is read (so it includes waiting
+      for a free pooled connection). Every retry gets a fresh one.
+    - ``total``: the whole-call bound of a buffered request without its own ``timeout=``: every
+      attempt, backoff and ``Retry-After`` wait. None (the default): only ``request`` per
+      attempt and the retry policy bound the call. A call's ``timeout=`` replaces both.
     - ``stream_idle``: longest silence on a streaming response; the server sends a heartbeat every
       5 s, so 30 s means "the server is gone", not "the command is slow".
     - ``pool``: waiting for a free connection from the pool plus connecting (aiohttp's ``connect``).
     """
 
-    connect: float | None = attrs.field(default=10.0, validator=_non_negative("connect"))
-    request: float | None = attrs.field(default=60.0, validator=_non_negative("request"))
-    stream_idle: float | None = attrs.field(default=30.0, validator=_non_negative("stream_idle"))
-    pool: float | None = attrs.field(default=None, validator=_non_negative("pool"))
+    connect: float | None = _field("connect", 10.0)
+    request: float | None = _field("request", 60.0)
+    stream_idle: float | None = _field("stream_idle", 30.0)
+    pool: float | None = _field("pool", None)
+    total: float | None = _field("total", None)
 
 
 @attrs.frozen
@@ -87,7 +107,7 @@ def coerce_timeouts(timeout: Timeouts | float | None) -> Timeouts:
         raise TypeError(f"timeout must be a Timeouts, a number of seconds or None, got {timeout!r}")
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    return Timeouts(request=float(timeout))
+    return Timeouts(request=timeout)
 
 
 def resolve_api_key(api_key: str | None) -> str | None:

@@ -23,8 +23,11 @@ _ALWAYS_STATUSES = frozenset({429, 503})
 
 
 def _check_non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not value >= 0:
-        raise ValueError(f"{attr.name} must be >= 0, got {value!r}")
+    """Finite seconds >= 0: an infinite or NaN wait would sleep forever or fail inside asyncio."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{attr.name} must be a number of seconds, got {type(value).__name__}")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{attr.name} must be a finite number of seconds >= 0, got {value!r}")
 
 
 def _check_retries(_inst: object, _attr: object, value: int) -> None:
@@ -37,9 +40,11 @@ class RetryPolicy:
     """Which failures are retried and the backoff between attempts.
 
     ``delay = min(base * 2**attempt + random() * base, cap)`` (attempt 0 = first retry; the
-    random part only with ``jitter``). A parsable ``Retry-After`` replaces the computed delay,
-    uncapped, as every official SDK does. ``retry_timeouts`` also retries idempotent requests
-    whose attempt timed out. ``RetryPolicy(max_retries=0)`` turns retries off.
+    random part only with ``jitter``). A parsable ``Retry-After`` replaces the computed delay up
+    to ``max_retry_after`` seconds; a server asking for longer gets no retry: the call raises its
+    typed error (``retry_after`` set) at once rather than sleep for as long as a hostile or broken
+    server says. ``retry_timeouts`` also retries idempotent requests whose attempt timed out.
+    ``RetryPolicy(max_retries=0)`` turns retries off. A call's deadline bounds every wait too.
     """
 
     max_retries: int = attrs.field(default=2, validator=_check_retries)
@@ -47,6 +52,11 @@ class RetryPolicy:
     cap: float = attrs.field(default=30.0, validator=_check_non_negative)
     jitter: bool = True
     retry_timeouts: bool = True
+    max_retry_after: float = attrs.field(default=20.0, validator=_check_non_negative)
+
+    def honours(self, retry_after: float | None) -> bool:
+        """False when the server asked for a longer wait than this policy ever sleeps."""
+        return retry_after is None or retry_after <= self.max_retry_after
 
     def retries_status(self, method: str, status: int) -> bool:
         """True when a response with ``status`` may be resent (method-aware, WIRE §7)."""

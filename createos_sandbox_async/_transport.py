@@ -26,6 +26,7 @@ from yarl import URL
 
 from ._config import API_KEY_ENVS, Limits, Timeouts
 from ._retry import RetryPolicy
+from ._validate import check_timeout
 from .errors import (
     MAX_ERROR_BODY,
     APIConnectionError,
@@ -87,6 +88,44 @@ def _send_body(body: Any) -> Any:
 def _sized(headers: dict[str, str], body: object) -> dict[str, str]:
     """Headers plus Content-Length for a big bytes body (aiohttp cannot size a generator)."""
     return {**headers, "Content-Length": str(len(body))} if _is_large(body) else headers
+
+
+_INF: Final = float("inf")
+
+
+def _bound(timeout: float) -> float | None:
+    """A checked ``timeout=`` as a bound: inf means none."""
+    return None if timeout == _INF else timeout
+
+
+def _encode_json(value: object) -> bytes:
+    """The JSON body; a str the caller passed that UTF-8 cannot carry is a ValueError here."""
+    try:
+        return _dumps(value).encode()
+    except UnicodeEncodeError:
+        raise ValueError(
+            "a str argument cannot be encoded as UTF-8 (it holds a lone surrogate)"
+        ) from None
+
+
+#: Stands in for the per-attempt scope of a request whose deadline never moves.
+_NO_SCOPE: Final = contextlib.nullcontext()
+
+
+async def _then(body: Any, scope: asyncio.Timeout, after: float | None) -> AsyncIterator[Any]:
+    """Pass a streamed body through; once it is all sent, the answer has ``after`` seconds.
+
+    An upload of unknown length gets a long bound for sending; waiting for the answer after the
+    last byte is an ordinary response wait and gets the ordinary bound. The attempt's timeout is
+    only ever moved in, never out.
+    """
+    async for chunk in body:
+        yield chunk
+    if after is not None:
+        when = asyncio.get_running_loop().time() + after
+        current = scope.when()
+        if current is None or when < current:
+            scope.reschedule(when)
 
 
 #: One encoder for every body: ``json.dumps`` with options would build a new one per call.
@@ -391,8 +430,8 @@ class Transport:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _client_timeout(self, total: float | None) -> aiohttp.ClientTimeout:
-        if total is not None and (isinstance(total, bool) or not total > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, got {total!r}")
+        if total is not None and total <= 0:
+            raise APITimeoutError("the call's deadline has passed")
         t = self._timeouts
         return aiohttp.ClientTimeout(total=total, connect=t.pool, sock_connect=t.connect)
 
@@ -506,12 +545,23 @@ class Transport:
         timeout: float | None = None,
         auth: bool = True,
         retry: bool = True,
+        send_timeout: float | None = None,
+        decode: Callable[[int, bytes, aiohttp.ClientResponse], Any] | None = None,
     ) -> Any:
-        """Send one logical request (with retries) and return the JSend ``data`` payload."""
+        """Send one logical request (with retries) and return the JSend ``data`` payload.
+
+        ``timeout`` bounds the whole call (every attempt, backoff and ``Retry-After`` wait; inf:
+        no bound); without it ``Timeouts.request`` bounds each attempt and ``Timeouts.total`` the
+        call. ``send_timeout`` (only without ``timeout``) bounds an attempt while a streamed
+        body is being sent; once its last byte is out, the answer must come within
+        ``Timeouts.request``. ``decode`` replaces JSend decoding of a 2xx answer.
+        """
         if self._closed:
             raise RuntimeError("this AsyncSession is closed; create a new one")
         if auth and self._api_key is None:
             self._check_key(method, path, headers)
+        if timeout is not None:
+            timeout = check_timeout("timeout", timeout)
         session = self._session or await self._open()
         if path[:1] != "/":
             raise ValueError(f"path must start with '/', got {path!r}")
@@ -519,10 +569,11 @@ class Transport:
         secrets = _request_secrets(self._secrets, json, headers)
         policy = self._retry
         max_retries = policy.max_retries if retry else 0
+        streamed = False
         if json is not UNSET:
             if data is not None:
                 raise ValueError("pass either json= or data=, not both")
-            body: Any = _dumps(json).encode()
+            body: Any = _encode_json(json)
             if headers:
                 hdrs = self._headers(auth, True, headers)
             else:
@@ -532,33 +583,66 @@ class Transport:
             hdrs = self._headers(auth, False, headers)
             if body is not None and not isinstance(body, _REPLAYABLE):
                 max_retries = 0  # a stream body cannot be replayed
+                streamed = True
         hdrs = _sized(hdrs, body)
         query = _query(params) if params else None
-        client_timeout = self._timeout if timeout is None else self._client_timeout(timeout)
+        # The whole-call deadline (loop time) and the bound of each attempt within it.
+        timeouts = self._timeouts
+        if timeout is not None:
+            total = per_attempt = _bound(timeout)
+            send_timeout = None
+        else:
+            total, per_attempt = timeouts.total, timeouts.request
+            if send_timeout is not None:
+                per_attempt = send_timeout
+        after_body = timeouts.request if streamed and send_timeout is not None else None
+        loop = asyncio.get_running_loop()
+        deadline = None if total is None else loop.time() + total
         observe = self._observed or logger.isEnabledFor(logging.DEBUG)
         started = 0.0
         attempt = 0
         while True:
+            if deadline is None:
+                bound = per_attempt
+            else:
+                remaining = deadline - loop.time()
+                bound = remaining if per_attempt is None else min(per_attempt, remaining)
+            if bound is per_attempt and per_attempt is timeouts.request:
+                client_timeout = self._timeout  # the hot path: one prebuilt object
+            else:
+                client_timeout = self._client_timeout(bound)
+            attempt_scope: Any = _NO_SCOPE
+            send: Any = _send_body(body)
+            if after_body is not None:
+                # The attempt's deadline moves in once the last body byte is out (see docstring).
+                attempt_scope = asyncio.timeout(bound and loop.time() + bound)
+                send = _then(send, attempt_scope, after_body)
+                client_timeout = self._stream_timeout
             if observe:
                 started = await self._before(method, path, hdrs, attempt)
             error: APIError | APIConnectionError | APITimeoutError
             retry_after: float | None = None
             status: int | None = None
             try:
-                async with session.request(
-                    method,
-                    url,
-                    params=query,
-                    data=_send_body(body),
-                    headers=hdrs,
-                    timeout=client_timeout,
-                    allow_redirects=False,
-                ) as resp:
+                async with (
+                    attempt_scope,
+                    session.request(
+                        method,
+                        url,
+                        params=query,
+                        data=send,
+                        headers=hdrs,
+                        timeout=client_timeout,
+                        allow_redirects=False,
+                    ) as resp,
+                ):
                     status = resp.status
                     if observe:
                         await self._after(method, path, resp, attempt, started, secrets)
                     if 200 <= status < 300:
                         raw = await resp.read()
+                        if decode is not None:
+                            return decode(status, raw, resp)
                         return self._decode(status, raw, method, path, resp, secrets)
                     raw = await _read_limited(resp)
                     if not resp.content.at_eof():
@@ -584,13 +668,17 @@ class Transport:
                 else:
                     can_retry = policy.retries_connection_error(method)
                 error.__cause__ = exc
-            if not can_retry or attempt >= max_retries:
+            if not can_retry or attempt >= max_retries or not policy.honours(retry_after):
                 raise error
             delay = policy.delay(attempt, retry_after)
+            if deadline is not None and loop.time() + delay >= deadline:
+                raise error  # the wait would cross the call's deadline: give up now
             attempt += 1
             if self._hooks.on_retry is not None or logger.isEnabledFor(logging.DEBUG):
                 await self._on_retry(method, path, attempt, delay, status, error)
             await asyncio.sleep(delay)
+            if deadline is not None and loop.time() >= deadline:
+                raise error  # overslept the deadline: the last answer stands
 
     def _decode(
         self,
@@ -684,9 +772,9 @@ class Transport:
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """Send once (never retried) and yield the raw 2xx response without a total deadline.
 
-        ``timeout`` (default ``Timeouts.request``) bounds connecting plus receiving the headers
-        only. On exit the connection goes back to the pool only if the body was read to EOF;
-        otherwise it is closed, so the server sees the disconnect (and kills the command).
+        ``timeout`` (default ``Timeouts.request``; inf: no bound) bounds connecting plus receiving
+        the headers only. On exit the connection goes back to the pool only if the body was read
+        to EOF; otherwise it is closed, so the server sees the disconnect (and kills the command).
         """
         return self._stream(method, path, params, json, data, headers, timeout, auth)
 
@@ -702,6 +790,9 @@ class Transport:
         timeout: float | None,
         auth: bool,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
+        if timeout is not None:
+            timeout = check_timeout("timeout", timeout)
+        deadline = self._timeouts.request if timeout is None else _bound(timeout)
         session = self._check_open() or await self._open()
         if auth and self._api_key is None:
             self._check_key(method, path, headers)
@@ -711,14 +802,11 @@ class Transport:
         if is_json:
             if data is not None:
                 raise ValueError("pass either json= or data=, not both")
-            body: Any = _dumps(json).encode()
+            body: Any = _encode_json(json)
         else:
             body = data
         hdrs = _sized(self._headers(auth, is_json, headers), body)
         query = _query(params) if params else None
-        if timeout is not None:
-            self._client_timeout(timeout)  # validates
-        deadline = self._timeouts.request if timeout is None else timeout
         observe = self._observed or logger.isEnabledFor(logging.DEBUG)
         started = await self._before(method, path, hdrs, 0) if observe else 0.0
         try:

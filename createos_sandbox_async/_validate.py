@@ -19,6 +19,8 @@ __all__ = [
     "check_optional_seconds",
     "check_seconds",
     "check_str",
+    "check_text",
+    "check_timeout",
 ]
 
 
@@ -42,6 +44,36 @@ def check_seconds(name: str, value: object, *, finite: bool = False) -> float:
     return float(value)
 
 
+def check_timeout(name: str, value: object) -> float | None:
+    """A call's ``timeout=``: None (the session's default applies), ``inf`` (no bound at all), or
+    a number of seconds > 0. NaN, 0, negatives and bools fail here, never deep in aiohttp or
+    asyncio (an infinite timer handle raises ``OverflowError`` there)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
+    if not value > 0:  # NaN compares False too
+        raise ValueError(
+            f"{name} must be > 0 seconds (or None, or inf for no bound), got {value!r}"
+        )
+    return float(value)
+
+
+def check_text(name: str, value: str) -> str:
+    """A str that can go on the wire: UTF-8 encodable (no lone surrogates such as "\\ud800").
+
+    The message names the argument and the position, never the value (it may be a secret).
+    """
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{name} cannot be encoded as UTF-8 (a lone surrogate at index {exc.start})"
+            ) from None
+    return value
+
+
 def check_optional_seconds(name: str, value: object, *, finite: bool = False) -> float | None:
     """None (the default applies), or a duration as for :func:`check_seconds`."""
     return None if value is None else check_seconds(name, value, finite=finite)
@@ -60,7 +92,7 @@ def check_str(name: str, value: object, *, allow_empty: bool = False) -> str:
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise ValueError(f"{name} must not be empty")
-    return value
+    return check_text(name, value)
 
 
 def check_cmd(cmd: object) -> str:
@@ -71,7 +103,7 @@ def check_cmd(cmd: object) -> str:
         raise ValueError("cmd must not be empty")
     if "\x00" in cmd:
         raise ValueError("cmd must not contain NUL characters")
-    return cmd
+    return check_text("cmd", cmd)
 
 
 def check_args(args: object) -> list[str]:
@@ -90,6 +122,7 @@ def check_args(args: object) -> list[str]:
             raise TypeError(f"args[{i}] must be a str, got {type(a).__name__}")
         if "\x00" in a:
             raise ValueError(f"args[{i}] must not contain NUL characters")
+        check_text(f"args[{i}]", a)
     return out
 
 
@@ -105,7 +138,11 @@ def check_env(env: object) -> dict[str, str]:
             raise TypeError("env keys must be non-empty str")
         if "=" in key or "\x00" in key:
             raise ValueError(f"env key {key!r} must not contain '=' or NUL")
+        check_text("env key", key)
         if not isinstance(value, str):
             raise TypeError(f"env[{key!r}] must be a str, got {type(value).__name__}")
+        if "\x00" in value:
+            raise ValueError(f"env[{key!r}] must not contain NUL characters")
+        check_text(f"env[{key!r}]", value)
         out[key] = value
     return out

@@ -12,7 +12,7 @@
     │   ├── RateLimitError             429 (``retry_after`` seconds when the server said)
     │   └── ServerError                5xx
     ├── APIConnectionError             no response at all (DNS, refused, reset, TLS)
-    ├── APITimeoutError                a per-attempt deadline expired (also a builtin TimeoutError)
+    ├── APITimeoutError                a deadline expired (also a builtin TimeoutError)
     ├── StreamError                    a streaming response went wrong after it started
     │   ├── StreamStalledError         no byte, not even a heartbeat, for the idle timeout
     │   └── StreamInterruptedError     the stream ended without its exit frame

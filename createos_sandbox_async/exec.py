@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import aiohttp
 import attrs
+from anyio import current_effective_deadline
 
 from ._idle import IdleTimer
 from ._ndjson import DEFAULT_MAX_LINE, EXEC_HEARTBEAT, NDJSONDecoder
+from ._transport import _loads as _json_loads
 from ._validate import (
     check_args,
     check_bool,
@@ -30,6 +32,8 @@ from ._validate import (
     check_int,
     check_optional_seconds,
     check_str,
+    check_text,
+    check_timeout,
 )
 from .errors import (
     APITimeoutError,
@@ -65,6 +69,9 @@ ERROR: Final = "error"
 
 #: ``exit_code`` when the command never started and the server sent no exit status with the error.
 NO_EXIT_CODE: Final = -1
+
+_INF: Final = float("inf")
+_STREAM_QUERY: Final = {"stream": True}
 
 #: After the exit frame, how long to wait for the end of the body so the connection can be reused.
 _DRAIN_SECONDS: Final = 1.0
@@ -175,7 +182,7 @@ def _check_stdin(stdin: object) -> str | None:
     if stdin is None:
         return None
     if isinstance(stdin, str):
-        return stdin
+        return check_text("stdin", stdin)
     if isinstance(stdin, bytes | bytearray | memoryview):
         try:
             return bytes(stdin).decode("utf-8")
@@ -254,17 +261,24 @@ async def run_exec(
 
     ``stdin`` is str or UTF-8 bytes, sent whole in the request (the API cannot stream stdin).
     ``env`` may only override keys declared when the sandbox was created. ``timeout`` bounds the
-    whole call (default: the session's request timeout, 60 s); the request is never resent after a
-    timeout. ``check=True`` raises :class:`CommandError` (holding the result) on a non-zero exit
-    or an agent error.
+    whole call (default: the session's request timeout, 60 s, per attempt); the request is never
+    resent after a timeout. ``check=True`` raises :class:`CommandError` (holding the result) on a
+    non-zero exit or an agent error.
+
+    A call with a deadline (``timeout=``, or inside ``anyio.fail_after``/``move_on_after``) runs
+    over the stream route and collects the output: a timeout or a cancel then closes a stream,
+    which the service kills the command on (WIRE §11). Without a deadline it is one buffered
+    request, the fastest form (see docs/exec-and-streams.md).
     """
     body = _exec_body(cmd, args, stdin, env)
-    seconds = check_optional_seconds("timeout", timeout)
+    seconds = check_timeout("timeout", timeout)
     check_bool("check", check)
-    data = await sandbox._transport.request(
-        "POST", sandbox._path("/exec"), json=body, timeout=seconds
-    )
-    result = _result_from_wire(data)
+    transport = sandbox._transport
+    path = sandbox._path("/exec")
+    if seconds is None and current_effective_deadline() == _INF:
+        result = _result_from_wire(await transport.request("POST", path, json=body))
+    else:
+        result = await _exec_collected(transport, path, body, seconds)
     if check and (result.exit_code != 0 or result.error):
         raise CommandError(_scrubbed(result, sandbox._transport.secrets_for(body)))
     return result
@@ -279,6 +293,68 @@ def _scrubbed(result: ExecResult, secrets: tuple[str, ...]) -> ExecResult:
     clean = [redact_text(text, secrets) for text in (result.stdout, result.stderr)]
     error = None if result.error is None else redact_text(result.error, secrets)
     return attrs.evolve(result, stdout=clean[0], stderr=clean[1], error=error)
+
+
+async def _exec_collected(
+    transport: Transport, path: str, body: dict[str, Any], timeout: float | None
+) -> ExecResult:
+    """Run over the stream route, collecting the whole output like a buffered exec.
+
+    Retried like a buffered exec (429/503 only) and bounded the same way, but the command lives
+    and dies with the connection: a deadline or a cancel closes it and the service kills the
+    command, where a buffered exec might run on after its caller gave up. A control plane that
+    answers 404 to ``?stream=true`` (older ones; or the sandbox is gone, and then the buffered
+    call fails the same way) gets a buffered exec within what is left of the deadline.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        return await transport.request(  # type: ignore[no-any-return]
+            "POST",
+            path,
+            params=_STREAM_QUERY,
+            json={**body, "stream": True},
+            timeout=timeout,
+            decode=_collect,
+        )
+    except NotFoundError:
+        if timeout is not None and timeout != _INF:
+            timeout = max(timeout - (loop.time() - started), 0.001)
+        data = await transport.request("POST", path, json=body, timeout=timeout)
+        return _result_from_wire(data)
+
+
+def _collect(status: int, raw: bytes, resp: aiohttp.ClientResponse) -> ExecResult:
+    """A whole exec stream body -> ExecResult; a server that ignored ``?stream=true`` and
+    answered with a buffered JSend result is taken as it is."""
+    if "ndjson" not in resp.headers.get("Content-Type", ""):
+        doc = _json_loads(raw) if raw else None
+        if type(doc) is dict and doc.get("status") == "success":
+            return _result_from_wire(doc.get("data"))
+        raise ProtocolError(f"exec stream: HTTP {status} body is neither NDJSON nor a JSend result")
+    parser = _FrameParser()
+    events = parser.feed(raw)
+    try:
+        events += parser.finish()
+    except ProtocolError:
+        if parser.exit_code is None and parser.error is None:
+            raise StreamInterruptedError("exec stream ended in the middle of a frame") from None
+        raise
+    code = parser.exit_code
+    if code is None:
+        if parser.error is None:
+            raise StreamInterruptedError("exec stream ended without an exit status")
+        code = NO_EXIT_CODE
+    out: list[str] = []
+    err: list[str] = []
+    for ev in events:
+        if ev.kind == STDOUT:
+            out.append(ev.data)
+        elif ev.kind == STDERR:
+            err.append(ev.data)
+        elif ev.kind == EXIT:
+            break
+    return ExecResult("".join(out), "".join(err), code, None, parser.error)
 
 
 async def run_sh(sandbox: _SandboxLike, script: str, **kw: Any) -> ExecResult:

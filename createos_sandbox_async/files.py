@@ -26,7 +26,7 @@ import anyio
 import anyio.to_thread
 
 from ._body import BodyStream
-from ._validate import check_int
+from ._validate import check_int, check_timeout
 from .errors import StreamInterruptedError
 from .sandbox import check_remote_path
 
@@ -187,10 +187,12 @@ class Files:
         a path, encode text yourself), a binary file object (read from its current position), or
         an async iterable of bytes. Files are streamed, never loaded whole. Only a bytes body can
         be resent, so only a bytes upload is retried after a transient failure. ``timeout``
-        bounds the whole attempt in seconds; by default it is the session's request timeout plus
-        one second per MiB (an hour at least when the length is unknown).
+        bounds the whole upload in seconds (inf: no bound); by default it is the session's
+        request timeout plus one second per MiB (an hour at least when the length is unknown),
+        and once the last byte is sent the answer must come within the request timeout.
         """
         remote = check_remote_path(path, "path")
+        check_timeout("timeout", timeout)
         if isinstance(data, (bytes, bytearray, memoryview)):
             body = data if isinstance(data, bytes) else bytes(data)
             _check_size(len(body), "data")
@@ -253,22 +255,25 @@ class Files:
         headers = _OCTET
         if size is not None and not isinstance(body, bytes):
             headers = {**_OCTET, "Content-Length": str(size)}
-        if timeout is None:
-            timeout = self._default_timeout(size)
-        await self._sandbox._transport.request(
+        transport = self._sandbox._transport
+        timeout = check_timeout("timeout", timeout)
+        await transport.request(
             "PUT",
             self._sandbox._path("/files"),
             params={"path": remote},
             data=body,
             headers=headers,
             timeout=timeout,
+            send_timeout=self._default_timeout(size) if timeout is None else None,
         )
 
     def _default_timeout(self, size: int | None) -> float | None:
         """The session's request timeout, stretched for big bodies (one attempt covers the upload).
 
         A transfer gets one extra second per MiB (i.e. it may run as slowly as 1 MiB/s); a body of
-        unknown length gets at least an hour. ``timeout=`` overrides all of this.
+        unknown length gets at least an hour to be sent. Once a streamed body's last byte is out,
+        the transport bounds the wait for the answer by the request timeout again.
+        ``timeout=`` overrides all of this.
         """
         base = self._sandbox._transport.timeouts.request
         if base is None:

@@ -18,11 +18,13 @@ How it works, in the order an item meets it:
   never hands its sandbox on: it is destroyed, since its state is unknown.
 - **Limits of the service.** Creates (and forks) pass an AIMD gate: a window of concurrent create
   calls that halves on 429/503 (once per episode) and grows by one per success, plus a shared
-  "not before" instant: ``Retry-After`` when the server sent one, else exponential backoff with
-  jitter. The pool sends its creates with the transport's retries OFF, so every create attempt is
-  one HTTP request the pool decided on, counted in ``stats.retries``: ``create_attempts`` bounds
-  the attempts per sandbox. 401/402/403/404 and 400/422 from create mean every further create
-  would fail the same way: the pool stops creating at once and the batch raises that one error.
+  "not before" instant: ``Retry-After`` when the server sent one (up to the session's
+  ``RetryPolicy.max_retry_after``: a longer one fails that create at once with its typed error),
+  else exponential backoff with jitter. The pool sends its creates with the transport's retries
+  OFF, so every create attempt is one HTTP request the pool decided on, counted in
+  ``stats.retries``: ``create_attempts`` bounds the attempts per sandbox. 401/402/403/404 and
+  400/422 from create mean every further create would fail the same way: the pool stops
+  creating at once and the batch raises that one error.
 - **Cleanup.** Every sandbox the pool creates is in a ledger until a DELETE for it succeeded. The
   create call itself runs shielded from cancellation (it is short: the server answers once the VM
   is up), so a cancel never loses a sandbox that was being created. On exit (normal return,
@@ -63,7 +65,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -71,6 +73,7 @@ import attrs
 from anyio.abc import TaskGroup
 
 from ._progress import ProgressBar
+from ._retry import RetryPolicy
 from ._validate import check_bool, check_int, check_optional_seconds, check_seconds, check_str
 from .errors import (
     APIConnectionError,
@@ -289,6 +292,9 @@ def _percentile(ordered: list[float], q: float) -> float | None:
     return ordered[k]
 
 
+_DEFAULT_MAX_RETRY_AFTER: Final = RetryPolicy().max_retry_after
+
+
 def _retry_after(exc: BaseException) -> float | None:
     value = getattr(exc, "retry_after", None)
     return float(value) if isinstance(value, int | float) else None
@@ -428,6 +434,9 @@ class SandboxPool:
         self._prefix = f"{name_prefix}-{secrets.token_hex(4)}-"
         self._seq = 0
         self._gate = _Gate(self._max + self._warm, base, cap)
+        # The same cap on honoured Retry-After waits as the session's own retries.
+        policy = getattr(getattr(session, "_transport", None), "retry_policy", None)
+        self._max_retry_after: float = getattr(policy, "max_retry_after", _DEFAULT_MAX_RETRY_AFTER)
         self._limiter: anyio.CapacityLimiter | None = None
         self._ledger: dict[str, Sandbox] = {}
         self._ready: collections.deque[Sandbox] = collections.deque()
@@ -927,10 +936,13 @@ class SandboxPool:
                     self._rate_limited += 1
                 else:
                     self._uncertain += 1
-                if attempt >= self._create_attempts:
-                    raise
+                retry_after = _retry_after(exc)
+                if attempt >= self._create_attempts or (
+                    retry_after is not None and retry_after > self._max_retry_after
+                ):
+                    raise  # out of attempts, or told to wait longer than the policy ever sleeps
                 self._retries += 1
-                gate.throttled(epoch, _retry_after(exc))
+                gate.throttled(epoch, retry_after)
                 continue
             finally:
                 gate.leave()

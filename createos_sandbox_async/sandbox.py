@@ -19,7 +19,7 @@ import attrs
 
 from ._convert import structure
 from ._pagination import Pager
-from ._validate import check_bool, check_int, check_seconds, check_str
+from ._validate import check_bool, check_int, check_seconds, check_str, check_text
 from .errors import APITimeoutError, CreateosError, NotFoundError
 from .models import (
     Bandwidth,
@@ -106,7 +106,9 @@ def check_envs(name: str, envs: object) -> dict[str, str]:
             raise ValueError(f"{name}: invalid key {key!r} (must match ^[A-Za-z_][A-Za-z0-9_]*$)")
         if not isinstance(value, str):
             raise TypeError(f"{name}[{key!r}] must be a str, got {type(value).__name__}")
-        size = len(value.encode())
+        if "\x00" in value:
+            raise ValueError(f"{name}[{key!r}] must not contain NUL characters")
+        size = len(check_text(f"{name}[{key!r}]", value).encode())
         if size > MAX_ENV_VALUE_BYTES:
             raise ValueError(
                 f"{name}[{key!r}]: value is {size} bytes, the limit is {MAX_ENV_VALUE_BYTES}"
@@ -137,7 +139,7 @@ def check_remote_path(path: object, argument: str = "path") -> str:
         raise ValueError(f"{argument} must not contain a '..' segment: {path!r}")
     if "\x00" in path:
         raise ValueError(f"{argument} must not contain a NUL character")
-    return path
+    return check_text(argument, path)
 
 
 def _check_sub_path(name: str, value: object) -> str:
@@ -293,6 +295,7 @@ class Sandbox:
 
         ``timeout`` bounds the request (as on every method); ``wait_timeout`` the wait.
         """
+        check_seconds("wait_timeout", wait_timeout)
         path = self._base + "/pause"
         self._set_view(await self._transport.request("POST", path, timeout=timeout))
         if wait:
@@ -303,6 +306,7 @@ class Sandbox:
         self, *, wait: bool = False, wait_timeout: float = 120.0, timeout: float | None = None
     ) -> Sandbox:
         """Resume a paused (or ``error``) sandbox; returns in ``resuming`` unless ``wait``."""
+        check_seconds("wait_timeout", wait_timeout)
         path = self._base + "/resume"
         self._set_view(await self._transport.request("POST", path, timeout=timeout))
         if wait:
@@ -327,6 +331,7 @@ class Sandbox:
 
         Like create, resent only on 429/503; ``retry=False`` never resends (``SandboxPool``).
         """
+        check_seconds("wait_timeout", wait_timeout)
         body: dict[str, Any] = {}
         if start_paused is not None:
             body["start_paused"] = check_bool("start_paused", start_paused)
@@ -354,6 +359,7 @@ class Sandbox:
         self, *, wait: bool = False, wait_timeout: float = 120.0, timeout: float | None = None
     ) -> DestroyResult:
         """Destroy (idempotent: an already destroyed or vanished sandbox is not an error)."""
+        check_seconds("wait_timeout", wait_timeout)
         try:
             data = await self._transport.request("DELETE", self._base, timeout=timeout)
         except NotFoundError:

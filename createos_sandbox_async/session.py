@@ -45,7 +45,8 @@ class AsyncSession:
     - ``api_key``: explicit > ``CREATEOS_SANDBOX_API_KEY`` > ``CREATEOS_API_KEY`` (blank = unset).
       Without one, only the open routes work; other calls raise ``AuthError`` before sending.
     - ``base_url``: explicit > ``CREATEOS_SANDBOX_BASE_URL`` > ``https://api.sb.createos.sh``.
-    - ``timeout``: a ``Timeouts`` or a number (the per-attempt request deadline, default 60 s).
+    - ``timeout``: a ``Timeouts`` or a number (the per-attempt request deadline, default 60 s);
+      a method's own ``timeout=`` bounds that whole call instead (retries and waits included).
     - ``retry``: a ``RetryPolicy`` (default: 2 retries per WIRE §7).
     - ``limits`` / ``max_connections``: pool size (default 100 connections).
     - ``headers``: extra headers on every request (credential headers are dropped).

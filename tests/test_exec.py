@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import pytest
 from _fake_exec_api import (
-    HANG,
     OK_RESULT,
     FakeExecAPI,
     fail_body,
@@ -191,10 +190,18 @@ async def test_exec_is_never_resent_after_a_connection_reset(api: FakeExecAPI, s
 
 
 async def test_exec_timeout_is_not_resent(api: FakeExecAPI, sb: Any) -> None:
-    api.buffered = [HANG, (200, OK_RESULT)]
+    """A deadline-bound exec runs over the stream route: timed out, it is not sent again, and its
+    connection is closed (the service kills the command of a closed stream)."""
+
+    async def never_ends(request: web.Request, resp: web.StreamResponse) -> None:
+        await hang()
+
+    api.stream = never_ends
     with pytest.raises(APITimeoutError):
         await sb.exec("sleep", ["100"], timeout=0.2)
     assert len(api.exec_requests()) == 1
+    assert api.exec_requests()[0].query == {"stream": "true"}
+    await api.wait_disconnect()
 
 
 BAD_ARGS: list[tuple[dict[str, Any], type[Exception], str]] = [

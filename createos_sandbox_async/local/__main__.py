@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         help="how long pausing/resuming/... states stay visible (default 0)",
     )
     p.add_argument(
+        "--detached-buffered-exec",
+        action="store_true",
+        help="a buffered exec whose client disconnects runs to its end (as a service might); "
+        "by default it is killed, like a stream's command",
+    )
+    p.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow binding a non-loopback address (anyone reaching it can run code)",
@@ -65,6 +71,7 @@ async def _serve(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         transition_delay=args.transition_delay,
         allow_remote=args.allow_remote,
+        detached_buffered_exec=args.detached_buffered_exec,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

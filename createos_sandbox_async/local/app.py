@@ -120,11 +120,13 @@ class Emulator:
         heartbeat_interval: float,
         transition_delay: float,
         auto_pause_scale: float = 1.0,
+        detached_buffered_exec: bool = False,
     ) -> None:
         self.runtime = runtime
         self.heartbeat_interval = heartbeat_interval
         self.transition_delay = transition_delay
         self.auto_pause_scale = auto_pause_scale
+        self.detached_buffered_exec = detached_buffered_exec
         self.faults = Faults()
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self.tenants: dict[str, Tenant] = {}
@@ -857,10 +859,30 @@ class Emulator:
                 return await self._exec_stream(
                     request, sb, runtime, [cmd, *args], env, stdin, problem
                 )
-            return await self._exec_buffered(runtime, [cmd, *args], env, stdin, problem)
+            run = self._exec_buffered(runtime, [cmd, *args], env, stdin, problem)
+            if self.detached_buffered_exec:
+                return await self._detached(sb, run)
+            return await run
         finally:
             sb.busy -= 1
             self.touch(sb)
+
+    async def _detached(
+        self, sb: Sandbox, run: Awaitable[web.StreamResponse]
+    ) -> web.StreamResponse:
+        """A buffered exec that outlives its client, as a service that does not kill on
+        disconnect would run it (WIRE §11 promises the kill for streams only). The command runs
+        to its end in a background task; the emulator's stop still cancels it (and so kills it)."""
+
+        async def to_the_end() -> web.StreamResponse:
+            sb.busy += 1
+            try:
+                return await run
+            finally:
+                sb.busy -= 1
+                self.touch(sb)
+
+        return await asyncio.shield(self.spawn_background(to_the_end()))
 
     async def _exec_buffered(
         self,

@@ -48,7 +48,9 @@ class LocalServer:
     process is killed on exit. `heartbeat_interval` is the exec/process stream heartbeat period,
     `transition_delay` how long transitional states (creating, pausing, resuming, forking,
     destroying) stay visible, `auto_pause_scale` multiplies auto-pause timeouts (tests use e.g.
-    0.001 so 60 s becomes 60 ms).
+    0.001 so 60 s becomes 60 ms). `detached_buffered_exec=True` lets a buffered (non-stream)
+    exec run to its end when its client disconnects, as a service might (WIRE §11 promises the
+    kill on disconnect for streams only); by default the emulator kills it, like a stream's.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class LocalServer:
         auto_pause_scale: float = 1.0,
         allow_remote: bool = False,
         state_dir: str | None = None,
+        detached_buffered_exec: bool = False,
     ) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
@@ -85,6 +88,9 @@ class LocalServer:
         self._heartbeat = heartbeat_interval
         self._transition = transition_delay
         self._auto_pause_scale = auto_pause_scale
+        if not isinstance(detached_buffered_exec, bool):
+            raise TypeError("detached_buffered_exec must be a bool")
+        self._detached_exec = detached_buffered_exec
         self._wanted_key = api_key
         self._state_parent = state_dir
         self._emu: Emulator | None = None
@@ -166,6 +172,7 @@ class LocalServer:
                 heartbeat_interval=self._heartbeat,
                 transition_delay=self._transition,
                 auto_pause_scale=self._auto_pause_scale,
+                detached_buffered_exec=self._detached_exec,
             )
             self._api_key = emu.add_tenant(self._wanted_key)
             runner = web.AppRunner(
