@@ -19,7 +19,6 @@ from _fake_exec_api import (
     result_body,
 )
 from aiohttp import web
-from conftest import require_bwrap
 
 from createos_sandbox_async import (
     AsyncSession,
@@ -607,15 +606,8 @@ async def test_stream_open_is_bounded_by_timeout(api: FakeExecAPI, sb: Any) -> N
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[LocalServer]:
-    require_bwrap()
-    async with LocalServer(heartbeat_interval=0.05) as server:
-        yield server
-
-
-@pytest.fixture
-async def emu_sb(emu: LocalServer) -> AsyncIterator[Any]:
-    async with emu.session() as s:
+async def emu_sb(emulator: LocalServer) -> AsyncIterator[Any]:
+    async with emulator.session() as s:
         sb = await s.sandboxes.create(shape="s-1vcpu-256mb", envs={"TOKEN": "declared"})
         async with sb:
             yield sb
@@ -667,9 +659,9 @@ async def test_emulator_stream_error_event(emu_sb: Any) -> None:
     assert stream.exit_code is not None  # the emulator's status, or NO_EXIT_CODE without one
 
 
-async def test_emulator_stall_fault(emu: LocalServer, emu_sb: Any) -> None:
+async def test_emulator_stall_fault(emulator: LocalServer, emu_sb: Any) -> None:
     # The emulator holds the stream when the frame after `after_frames` is produced.
-    emu.faults.stall(route="/v1/sandboxes/*/exec", after_frames=1)
+    emulator.faults.stall(route="/v1/sandboxes/*/exec", after_frames=1)
     got: list[ExecEvent] = []
     with pytest.raises(StreamStalledError):
         async with emu_sb.exec_stream(
@@ -680,15 +672,15 @@ async def test_emulator_stall_fault(emu: LocalServer, emu_sb: Any) -> None:
     assert got == [ExecEvent("stdout", "a\n")]
 
 
-async def test_emulator_truncate_fault(emu: LocalServer, emu_sb: Any) -> None:
-    emu.faults.truncate(route="/v1/sandboxes/*/exec", after_frames=1)
+async def test_emulator_truncate_fault(emulator: LocalServer, emu_sb: Any) -> None:
+    emulator.faults.truncate(route="/v1/sandboxes/*/exec", after_frames=1)
     with pytest.raises(StreamInterruptedError):
         await emu_sb.exec_stream("bash", ["-c", "echo a; echo b"]).wait()
 
 
-async def test_emulator_404_to_stream_falls_back(emu: LocalServer, emu_sb: Any) -> None:
-    before = emu.request_count("POST", "/v1/sandboxes/*/exec")
-    emu.faults.status(404, route="/v1/sandboxes/*/exec", times=1)
+async def test_emulator_404_to_stream_falls_back(emulator: LocalServer, emu_sb: Any) -> None:
+    before = emulator.request_count("POST", "/v1/sandboxes/*/exec")
+    emulator.faults.status(404, route="/v1/sandboxes/*/exec", times=1)
     async with emu_sb.exec_stream("bash", ["-c", "echo a; echo b >&2; exit 2"]) as stream:
         events = [ev async for ev in stream]
     assert events == [
@@ -696,4 +688,4 @@ async def test_emulator_404_to_stream_falls_back(emu: LocalServer, emu_sb: Any) 
         ExecEvent("stderr", "b\n"),
         ExecEvent("exit", "", 2),
     ]
-    assert emu.request_count("POST", "/v1/sandboxes/*/exec") - before == 2
+    assert emulator.request_count("POST", "/v1/sandboxes/*/exec") - before == 2

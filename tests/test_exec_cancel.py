@@ -12,7 +12,6 @@ import anyio
 import pytest
 from _fake_exec_api import FakeExecAPI, frames, hang, pool_state
 from aiohttp import web
-from conftest import require_bwrap
 
 from createos_sandbox_async import AsyncSession, ExecEvent
 from createos_sandbox_async.local import LocalServer
@@ -220,9 +219,8 @@ async def test_many_streams_cut_short_leave_the_pool_empty(
 
 
 @pytest.fixture
-async def emu_sb() -> AsyncIterator[Any]:
-    require_bwrap()
-    async with LocalServer(heartbeat_interval=0.05) as server, server.session() as s:
+async def emu_sb(emulator: LocalServer) -> AsyncIterator[Any]:
+    async with emulator.session() as s:
         sb = await s.sandboxes.create(shape="s-1vcpu-256mb")
         async with sb:
             yield sb

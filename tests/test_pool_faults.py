@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +15,8 @@ from typing import Any
 
 import anyio
 import pytest
+from _emulator import child_process, python_argv
 from _pool_support import SHAPE, live_ids
-from conftest import require_bwrap
 
 from createos_sandbox_async import (
     AsyncSession,
@@ -36,12 +35,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Any]:
-    require_bwrap()
-    from createos_sandbox_async.local import LocalServer
-
-    async with LocalServer(port=0) as srv:
-        yield srv
+def server(emulator: Any) -> Any:
+    """The emulator (tests/conftest.py) under this file's name for it."""
+    return emulator
 
 
 @pytest.fixture
@@ -142,11 +138,12 @@ async def test_ctrl_c_under_asyncio_run_destroys_everything(
     script = tmp_path / "interrupted.py"
     script.write_text(SIGINT_SCRIPT)
     env = {**os.environ, "POOL_KEY": key, "POOL_URL": server.base_url}
-    async with await anyio.open_process(
-        [sys.executable, str(script), runner], env=env, cwd=str(Path(__file__).parent.parent)
+    # python_argv: Ctrl-C live in the child even when this run has SIGINT ignored (`pytest &`).
+    async with child_process(
+        python_argv(str(script), runner), env=env, cwd=str(Path(__file__).parent.parent)
     ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
-        with anyio.fail_after(30):
+        with anyio.fail_after(60):
             line = b""
             while b"started" not in line:
                 chunk = await proc.stdout.receive()
@@ -154,7 +151,7 @@ async def test_ctrl_c_under_asyncio_run_destroys_everything(
         async with AsyncSession(api_key=key, base_url=server.base_url) as session:
             assert len(await live_ids(session)) == 10
             proc.send_signal(signal.SIGINT)
-            with anyio.fail_after(30):
+            with anyio.fail_after(60):
                 code = await proc.wait()
             err = b""
             async for chunk in proc.stderr:

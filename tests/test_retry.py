@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from _servers import error, ok, raw, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -22,7 +23,6 @@ from createos_sandbox_async import (
     Timeouts,
     ValidationError,
 )
-from tests._servers import error, ok, raw, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _servers import Served, fail, ok, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -18,7 +19,6 @@ from createos_sandbox_async import (
     SandboxStateError,
     SandboxStatus,
 )
-from tests._servers import Served, fail, ok, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _servers import API_KEY, always, error, fail, ok, raw, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -26,7 +27,6 @@ from createos_sandbox_async import (
     ServerError,
     ValidationError,
 )
-from tests._servers import API_KEY, always, error, fail, ok, raw, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -531,7 +531,7 @@ async def test_cancelled_buffered_request_drops_the_connection() -> None:
 async def test_big_bytes_body_is_sent_whole_and_replayed_after_429() -> None:
     """Over 1 MiB aiohttp would warn (an error here); the transport streams it, and resends it
     in full after a 429 because bytes are replayable."""
-    from tests._servers import sequence
+    from _servers import sequence
 
     body = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB
     app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -549,7 +549,7 @@ async def test_big_bytes_body_is_sent_whole_and_replayed_after_429() -> None:
 
 async def test_big_json_body_is_sized_and_replayed_after_429() -> None:
     """A JSON body over 1 MiB (a big exec stdin) takes the same road as big bytes."""
-    from tests._servers import sequence
+    from _servers import sequence
 
     payload = {"cmd": "cat", "stdin": "x" * (2 * 1024 * 1024)}
     app = web.Application(client_max_size=8 * 1024 * 1024)
