@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _emulator import start_emulator
+from _emulator import child_process, start_emulator
 
 HERE = Path(__file__).resolve().parent / "conformance"
 PY_OFFICIAL = HERE / ".venv-official" / "bin" / "python"
