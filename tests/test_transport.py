@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _servers import API_KEY, always, error, fail, ok, raw, serve
+from _servers import API_KEY, Attempts, always, error, fail, ok, raw, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -241,10 +241,12 @@ async def test_per_call_timeout_overrides_session() -> None:
         return ok(None)
 
     app = _one("/v1/x", hang)
-    async with serve(app) as srv, srv.session(timeout=600) as session:
-        with pytest.raises(APITimeoutError):
-            await session.request("POST", "/v1/x", json={}, timeout=0.05)
-    assert srv.count() == 1
+    sent = Attempts()
+    async with serve(app) as srv, srv.session(timeout=600, hooks=sent.hooks) as session:
+        with anyio.fail_after(20):  # the session's 600 s would hang here: the 0.05 s applied
+            with pytest.raises(APITimeoutError):
+                await session.request("POST", "/v1/x", json={}, timeout=0.05)
+    assert sent.count == 1 and srv.count() <= 1
 
 
 async def test_connection_refused_is_connection_error() -> None:
@@ -310,9 +312,9 @@ async def test_stream_early_exit_closes_connection() -> None:
 async def test_stream_has_no_total_deadline() -> None:
     release, disconnected = anyio.Event(), anyio.Event()
     async with serve(_stream_app(release, disconnected)) as srv, srv.session() as session:
-        async with session.stream("POST", "/v1/stream", json={}, timeout=0.05) as resp:
+        async with session.stream("POST", "/v1/stream", json={}, timeout=0.5) as resp:
             await resp.content.readline()
-            await anyio.sleep(0.2)  # longer than the headers deadline: the body may take its time
+            await anyio.sleep(1.0)  # longer than the headers deadline: the body may take its time
             release.set()
             rest = await resp.content.read()
         assert rest == b'{"exit_code":0}\n'
