@@ -220,6 +220,19 @@ async def test_output_resumes_after_dropped_connections_without_gaps_or_duplicat
     assert out.reconnects == 3 and out.last_seq == 20 and out.exit_code == 3
 
 
+async def test_an_error_frame_is_an_event_and_the_exit_still_ends_the_stream() -> None:
+    async with proc_server() as (fake, sb):
+        script = [data_frame(1, b"partial\n")]
+        script.append({"type": "error", "seq": 2, "error": "output buffer lost: disk full"})
+        script.append({"type": "exit", "exit_code": 1})
+        fake.script = Script(script, [(None, "full")])
+        out = sb.processes.connect(PID)
+        events = await drain(out)
+    assert [e.kind for e in events] == ["data", "error", "exit"]
+    assert events[1].error == "output buffer lost: disk full"
+    assert out.exit_code == 1 and out.reconnects == 0
+
+
 async def test_replayed_frames_after_reconnect_are_dropped() -> None:
     async with proc_server() as (fake, sb):
         fake.script = Script(frames(10), [(4, "cut"), (None, "full")])

@@ -26,7 +26,7 @@ from createos_sandbox_async import (
 
 pytestmark = pytest.mark.anyio
 
-IDEMPOTENT = ["GET", "PUT", "DELETE", "HEAD"]
+IDEMPOTENT = ["GET", "PUT", "DELETE", "HEAD", "OPTIONS"]
 NON_IDEMPOTENT = ["POST", "PATCH"]
 PATH = "/v1/thing"
 

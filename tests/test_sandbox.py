@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _servers import Attempts, Served, fail, ok, serve
+from _servers import Attempts, Served, error, fail, ok, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -15,6 +15,7 @@ from createos_sandbox_async import (
     DiskAttachment,
     NetworkEntry,
     NotFoundError,
+    PermissionDeniedError,
     Sandbox,
     SandboxStateError,
     SandboxStatus,
@@ -478,6 +479,38 @@ async def test_async_with_exit_error_raised_when_body_succeeded() -> None:
         async with sb:
             pass
     assert srv.count("DELETE") == 1
+
+
+class RefusingDeleteAPI(FakeAPI):
+    """Every DELETE is refused with a 403 (not retried): destroy-on-exit fails."""
+
+    async def delete(self, request: web.Request) -> web.Response:
+        self.delete_started.set()
+        return error(403, "destroy forbidden for this key")
+
+
+async def test_async_with_raises_the_failed_destroy_when_the_body_succeeded() -> None:
+    api = RefusingDeleteAPI()
+    async with serve(api.app()) as srv, srv.session() as session:
+        sb = await session.sandboxes.create(shape="s")
+        with pytest.raises(PermissionDeniedError, match="destroy forbidden"):
+            async with sb:
+                pass
+    assert srv.count("DELETE") == 1
+
+
+async def test_async_with_keeps_the_body_error_when_the_destroy_also_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = RefusingDeleteAPI()
+    async with serve(api.app()) as srv, srv.session() as session:
+        sb = await session.sandboxes.create(shape="s")
+        with pytest.raises(KeyError, match="from the body"):
+            async with sb:
+                raise KeyError("from the body")
+    assert srv.count("DELETE") == 1
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(sb.id in m and "destroy forbidden" in m for m in logged), logged
 
 
 # -- thin methods -----------------------------------------------------------------------------
