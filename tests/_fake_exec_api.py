@@ -84,6 +84,7 @@ class FakeExecAPI:
         self.completed_streams = 0
         self.disconnected = asyncio.Event()
         self.stream_started = asyncio.Event()
+        self.exec_received = asyncio.Event()  # an exec request reached its handler
         self.base_url = ""
         self._runner: web.AppRunner | None = None
 
@@ -133,6 +134,7 @@ class FakeExecAPI:
         raw = await request.read()
         body = json.loads(raw) if raw else None
         self._record(request, body)
+        self.exec_received.set()
         if request.query.get("stream") == "true":
             return await self._stream(request)
         i = len(self.exec_requests()) - 1

@@ -180,3 +180,29 @@ async def run_app(app: web.Application, *, host: str = "127.0.0.1") -> AsyncIter
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+class Attempts:
+    """Counts the HTTP attempts a client sends, on the client's side (an ``on_request`` hook).
+
+    Exact even when the client gives up before the server has seen the request: a count the
+    server takes after a short client timeout races the server. ``session(hooks=attempts.hooks)``.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def _seen(self, event: Any) -> None:
+        self.sent.append((event.method, event.path))
+
+    @property
+    def count(self) -> int:
+        return len(self.sent)
+
+    def of(self, method: str, path_suffix: str) -> int:
+        """Attempts of ``method`` on a path ending with ``path_suffix``."""
+        return sum(1 for m, p in self.sent if m == method and p.endswith(path_suffix))
+
+    @property
+    def hooks(self) -> dict[str, Callable[[Any], None]]:
+        return {"on_request": self._seen}

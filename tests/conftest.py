@@ -1,11 +1,17 @@
-"""Shared fixtures. Tests run on asyncio (aiohttp needs it) through anyio's pytest plugin."""
+"""Shared fixtures. Tests run on asyncio (aiohttp needs it) through anyio's pytest plugin.
+
+Helpers shared between test files live in ``tests/_*.py`` and are imported by module name
+(``from _emulator import Client``); this file holds fixtures only.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
+from collections.abc import AsyncIterator
 
 import pytest
+from _emulator import start_emulator
+
+from createos_sandbox_async.local import LocalServer
 
 
 @pytest.fixture(scope="session")
@@ -13,24 +19,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def bwrap_available() -> bool:
-    return shutil.which("bwrap") is not None
-
-
-def require_bwrap() -> None:
-    """Skip without bubblewrap on a laptop; fail in CI, where CREATEOS_REQUIRE_BWRAP=1."""
-    if bwrap_available():
-        return
-    if os.environ.get("CREATEOS_REQUIRE_BWRAP") == "1":
-        pytest.fail("bubblewrap (bwrap) is required here: apt-get install bubblewrap")
-    pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
-
-
 @pytest.fixture
-async def local_server():  # type: ignore[no-untyped-def]
-    """A fresh emulator per test: fast heartbeats, short visible transitional states."""
-    require_bwrap()
-    from createos_sandbox_async.local import LocalServer
-
-    async with LocalServer(heartbeat_interval=0.05, transition_delay=0.02) as server:
+async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[LocalServer]:
+    """A fresh emulator per test; ``@pytest.mark.emulator(**LocalServer kwargs)`` adjusts it
+    (on a test, a class or a module's ``pytestmark``)."""
+    marker = request.node.get_closest_marker("emulator")
+    async with start_emulator(**(marker.kwargs if marker else {})) as server:
         yield server

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _servers import always, error, fail, ok, page, raw, serve
 from aiohttp import web
 
 from createos_sandbox_async import AuthError, PermissionDeniedError, ProtocolError, ServerError
-from tests._servers import always, error, fail, ok, page, raw, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from _servers import always, ok, serve
 from aiohttp import web
 
 from createos_sandbox_async import AsyncSession, Limits, Timeouts
 from createos_sandbox_async._config import coerce_timeouts, resolve_api_key, resolve_base_url
-from tests._servers import always, ok, serve
 
 ENVS = ("CREATEOS_SANDBOX_API_KEY", "CREATEOS_API_KEY", "CREATEOS_SANDBOX_BASE_URL")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import require_bwrap
+from _emulator import child_process, start_emulator
 
 HERE = Path(__file__).resolve().parent / "conformance"
 PY_OFFICIAL = HERE / ".venv-official" / "bin" / "python"
@@ -69,11 +69,8 @@ def _require_ts_sdk() -> str:
 @pytest.fixture(scope="module")
 async def server() -> AsyncIterator[Any]:
     """One emulator for every scenario; short heartbeats and visible transitional states."""
-    require_bwrap()
-    from createos_sandbox_async.local import LocalServer
-
-    async with LocalServer(
-        port=0, isolation="bubblewrap", heartbeat_interval=0.2, transition_delay=0.05
+    async with start_emulator(
+        isolation="bubblewrap", heartbeat_interval=0.2, transition_delay=0.05
     ) as srv:
         yield srv
 
@@ -106,7 +103,7 @@ def other_tenant(server: Any) -> str:
 async def _run(argv: Sequence[str], env: dict[str, str]) -> tuple[int | None, str]:
     """Run one scenario to completion (bounded); return its exit code and combined output."""
     chunks: list[bytes] = []
-    async with await anyio.open_process(
+    async with child_process(
         list(argv), cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     ) as proc:
         assert proc.stdout is not None

@@ -17,8 +17,9 @@ from typing import Any
 
 import anyio
 import pytest
+from _emulator import require_bwrap
+from _servers import error, ok, run_app, serve
 from aiohttp import web
-from conftest import require_bwrap
 
 from createos_sandbox_async import (
     APITimeoutError,
@@ -31,7 +32,6 @@ from createos_sandbox_async import (
     Timeouts,
 )
 from createos_sandbox_async.local import LocalServer
-from tests._servers import error, ok, run_app, serve
 
 pytestmark = pytest.mark.anyio
 

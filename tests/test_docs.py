@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import anyio
 import pytest
-from conftest import require_bwrap
+from _emulator import require_bwrap
 
 from createos_sandbox_async.cli import main as cli_main
 
@@ -150,15 +150,16 @@ def test_block_compiles_and_its_imports_resolve(block: Block) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.emulator(transition_delay=0.02)
 @pytest.mark.parametrize("block", _params("program"))
-async def test_program_runs(block: Block, local_server: Any, tmp_path: Path) -> None:
+async def test_program_runs(block: Block, emulator: Any, tmp_path: Path) -> None:
     script = tmp_path / "program.py"
     script.write_text(block.source, encoding="utf-8")
     with anyio.fail_after(BLOCK_DEADLINE):
         done = await anyio.run_process(
             [sys.executable, "-W", "error", str(script)],
             cwd=tmp_path,
-            env=_child_env(local_server),
+            env=_child_env(emulator),
             check=False,
         )
     assert done.returncode == 0, f"{block.where} failed:\n{done.stderr.decode(errors='replace')}"
@@ -170,18 +171,19 @@ def _fragment_pages() -> list[Any]:
 
 
 @pytest.mark.anyio
+@pytest.mark.emulator(transition_delay=0.02)
 @pytest.mark.parametrize("page", _fragment_pages())
 async def test_page_fragments_run_in_order(
-    page: Path, local_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    page: Path, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # fragments may write local files
     fragments = [b for b in BLOCKS if b.page == page and b.kind == "fragment"]
-    async with local_server.session() as session:
+    async with emulator.session() as session:
         sb = await session.sandboxes.create(shape="s-1vcpu-256mb")
         async with sb:
             namespace: dict[str, Any] = {
                 "__name__": "docs_fragment",
-                "server": local_server,
+                "server": emulator,
                 "session": session,
                 "sb": sb,
             }
@@ -194,7 +196,7 @@ async def test_page_fragments_run_in_order(
                 except Exception as exc:
                     raise AssertionError(f"fragment {block.where} failed: {exc!r}") from exc
                 finally:
-                    local_server.faults.clear()
+                    emulator.faults.clear()
 
 
 @pytest.mark.anyio

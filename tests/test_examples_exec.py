@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from conftest import require_bwrap
 
 from createos_sandbox_async.local import LocalServer
 
@@ -38,13 +37,6 @@ def load_example(name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[LocalServer]:
-    require_bwrap()
-    async with LocalServer(heartbeat_interval=0.05) as server:
-        yield server
 
 
 async def alive(sb: Any, pidfile: str) -> bool:
@@ -107,9 +99,9 @@ async def sse_messages(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str,
             data.append(line[5:].strip())
 
 
-async def test_fastapi_sse_relays_the_output(emu: LocalServer) -> None:
+async def test_fastapi_sse_relays_the_output(emulator: LocalServer) -> None:
     mod = load_example("fastapi_sse")
-    app = mod.create_app(emu.session)
+    app = mod.create_app(emulator.session)
     async with serve(app) as url, aiohttp.ClientSession() as http:
         script = "echo one; echo 'a \"quoted\" line'; echo two >&2; exit 3"
         async with http.get(f"{url}/run", params={"script": script}) as resp:
@@ -121,13 +113,15 @@ async def test_fastapi_sse_relays_the_output(emu: LocalServer) -> None:
     out = "".join(data for kind, data in messages if kind == "stdout")
     err = "".join(data for kind, data in messages if kind == "stderr")
     assert (out, err) == ('one\na "quoted" line\n', "two\n")
-    assert emu.request_count("DELETE", "/v1/sandboxes/*") == 1  # the lifespan destroyed it
+    assert emulator.request_count("DELETE", "/v1/sandboxes/*") == 1  # the lifespan destroyed it
     assert sandbox.id
 
 
-async def test_fastapi_sse_sends_keepalives_while_the_command_is_silent(emu: LocalServer) -> None:
+async def test_fastapi_sse_sends_keepalives_while_the_command_is_silent(
+    emulator: LocalServer,
+) -> None:
     mod = load_example("fastapi_sse")
-    app = mod.create_app(emu.session, keepalive=0.05)
+    app = mod.create_app(emulator.session, keepalive=0.05)
     async with serve(app) as url, aiohttp.ClientSession() as http:
         # The command finishes only after the client has seen a keepalive.
         script = "while [ ! -e /tmp/go ]; do sleep 0.01; done; echo done"
@@ -142,9 +136,9 @@ async def test_fastapi_sse_sends_keepalives_while_the_command_is_silent(emu: Loc
     assert "comment" in kinds[:-2]
 
 
-async def test_fastapi_client_going_away_kills_the_command(emu: LocalServer) -> None:
+async def test_fastapi_client_going_away_kills_the_command(emulator: LocalServer) -> None:
     mod = load_example("fastapi_sse")
-    app = mod.create_app(emu.session)
+    app = mod.create_app(emulator.session)
     script = "sleep 300 & echo $! > /tmp/child.pid; echo started; wait"
     async with serve(app) as url, aiohttp.ClientSession() as http:
         sandbox = app.state.sandbox
@@ -162,8 +156,8 @@ async def test_fastapi_client_going_away_kills_the_command(emu: LocalServer) -> 
 
 
 @pytest.fixture
-async def sandbox(emu: LocalServer) -> AsyncIterator[Any]:
-    async with emu.session() as session:
+async def sandbox(emulator: LocalServer) -> AsyncIterator[Any]:
+    async with emulator.session() as session:
         sb = await session.sandboxes.create(shape="s-1vcpu-256mb")
         async with sb:
             yield sb

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import anyio
 import pytest
-from conftest import require_bwrap
+from _emulator import require_bwrap
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "batch_eval.py"

@@ -12,7 +12,6 @@ import anyio
 import pytest
 from _fake_exec_api import FakeExecAPI, frames, hang, pool_state
 from aiohttp import web
-from conftest import require_bwrap
 
 from createos_sandbox_async import AsyncSession, ExecEvent
 from createos_sandbox_async.local import LocalServer
@@ -48,9 +47,10 @@ async def sb(api: FakeExecAPI, session: AsyncSession) -> Any:
 
 
 # Each way out starts a stream, reads the first event, then leaves. Returns what it saw.
+# (`api` is there for the ways that wait for the server to act.)
 
 
-async def by_break(sb: Any) -> list[ExecEvent]:
+async def by_break(sb: Any, api: FakeExecAPI) -> list[ExecEvent]:
     seen = []
     async with sb.exec_stream("tail", ["-f", "log"]) as stream:
         async for ev in stream:
@@ -59,7 +59,7 @@ async def by_break(sb: Any) -> list[ExecEvent]:
     return seen
 
 
-async def by_aclose(sb: Any) -> list[ExecEvent]:
+async def by_aclose(sb: Any, api: FakeExecAPI) -> list[ExecEvent]:
     stream = sb.exec_stream("tail", ["-f", "log"])
     async with stream:
         seen = [await stream.__anext__()]
@@ -70,7 +70,7 @@ async def by_aclose(sb: Any) -> list[ExecEvent]:
     return seen
 
 
-async def by_consumer_exception(sb: Any) -> list[ExecEvent]:
+async def by_consumer_exception(sb: Any, api: FakeExecAPI) -> list[ExecEvent]:
     seen = []
     with pytest.raises(Boom):
         async with sb.exec_stream("tail", ["-f", "log"]) as stream:
@@ -80,7 +80,7 @@ async def by_consumer_exception(sb: Any) -> list[ExecEvent]:
     return seen
 
 
-async def by_task_group_cancel(sb: Any) -> list[ExecEvent]:
+async def by_task_group_cancel(sb: Any, api: FakeExecAPI) -> list[ExecEvent]:
     seen: list[ExecEvent] = []
     got = anyio.Event()
 
@@ -97,7 +97,7 @@ async def by_task_group_cancel(sb: Any) -> list[ExecEvent]:
     return seen
 
 
-async def by_asyncio_task_cancel(sb: Any) -> list[ExecEvent]:
+async def by_asyncio_task_cancel(sb: Any, api: FakeExecAPI) -> list[ExecEvent]:
     seen: list[ExecEvent] = []
     got = asyncio.Event()
 
@@ -116,27 +116,33 @@ async def by_asyncio_task_cancel(sb: Any) -> list[ExecEvent]:
     return seen
 
 
-async def by_fail_after(sb: Any) -> list[ExecEvent]:
+# The deadline-based ways expire right after the first event, not on a timer that a loaded
+# machine could outrun before the first event arrives.
+
+
+async def by_fail_after(sb: Any, api: FakeExecAPI) -> list[ExecEvent]:
     seen = []
     with pytest.raises(TimeoutError):
-        with anyio.fail_after(0.3):
+        with anyio.fail_after(60) as scope:
             async with sb.exec_stream("tail", ["-f", "log"]) as stream:
                 async for ev in stream:
                     seen.append(ev)
+                    scope.deadline = anyio.current_time()
     return seen
 
 
-async def by_move_on_after(sb: Any) -> list[ExecEvent]:
+async def by_move_on_after(sb: Any, api: FakeExecAPI) -> list[ExecEvent]:
     seen = []
-    with anyio.move_on_after(0.3) as scope:
+    with anyio.move_on_after(60) as scope:
         async with sb.exec_stream("tail", ["-f", "log"]) as stream:
             async for ev in stream:
                 seen.append(ev)
+                scope.deadline = anyio.current_time()
     assert scope.cancelled_caught
     return seen
 
 
-async def by_break_out_of_lines(sb: Any) -> list[ExecEvent]:
+async def by_break_out_of_lines(sb: Any, api: FakeExecAPI) -> list[ExecEvent]:
     seen = []
     async with sb.exec_stream("tail", ["-f", "log"]) as stream:
         async for line in stream.lines():
@@ -145,14 +151,23 @@ async def by_break_out_of_lines(sb: Any) -> list[ExecEvent]:
     return seen
 
 
-async def by_cancelled_wait(sb: Any) -> list[ExecEvent]:
-    with anyio.move_on_after(0.3) as scope:
-        await sb.exec_stream("tail", ["-f", "log"]).wait()
+async def by_cancelled_wait(sb: Any, api: FakeExecAPI) -> list[ExecEvent]:
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:
+            tg.start_soon(_cancel_when, api.stream_started, scope)
+            await sb.exec_stream("tail", ["-f", "log"]).wait()
     assert scope.cancelled_caught
     return [ExecEvent("stdout", "first\n")]  # wait() keeps its output to itself
 
 
-WAYS: list[Callable[[Any], Awaitable[list[ExecEvent]]]] = [
+async def _cancel_when(event: asyncio.Event, scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` once the server did something (bounded)."""
+    with anyio.fail_after(30):
+        await event.wait()
+    scope.cancel()
+
+
+WAYS: list[Callable[[Any, FakeExecAPI], Awaitable[list[ExecEvent]]]] = [
     by_break,
     by_aclose,
     by_consumer_exception,
@@ -170,9 +185,9 @@ async def test_every_way_out_closes_the_connection(
     api: FakeExecAPI,
     sb: Any,
     session: AsyncSession,
-    way: Callable[[Any], Awaitable[list[ExecEvent]]],
+    way: Callable[[Any, FakeExecAPI], Awaitable[list[ExecEvent]]],
 ) -> None:
-    seen = await way(sb)
+    seen = await way(sb, api)
     # At once, before any other task runs: nothing in use, nothing half-read kept in the pool.
     assert pool_state(session) == (0, 0)
     assert seen == [ExecEvent("stdout", "first\n")]
@@ -188,9 +203,11 @@ async def test_cancel_while_waiting_for_headers(
     api: FakeExecAPI, sb: Any, session: AsyncSession
 ) -> None:
     api.stream_headers_hang = True
-    with anyio.move_on_after(0.3) as scope:
-        async with sb.exec_stream("x"):
-            raise AssertionError("headers never come")
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:
+            tg.start_soon(_cancel_when, api.exec_received, scope)
+            async with sb.exec_stream("x"):
+                raise AssertionError("headers never come")
     assert scope.cancelled_caught
     assert pool_state(session) == (0, 0)
     stream_port = api.exec_requests()[0].port
@@ -220,9 +237,8 @@ async def test_many_streams_cut_short_leave_the_pool_empty(
 
 
 @pytest.fixture
-async def emu_sb() -> AsyncIterator[Any]:
-    require_bwrap()
-    async with LocalServer(heartbeat_interval=0.05) as server, server.session() as s:
+async def emu_sb(emulator: LocalServer) -> AsyncIterator[Any]:
+    async with emulator.session() as s:
         sb = await s.sandboxes.create(shape="s-1vcpu-256mb")
         async with sb:
             yield sb
@@ -287,10 +303,12 @@ async def test_cancel_while_draining_after_the_exit_frame_closes_the_connection(
 
     api.stream = exit_then_hang
     seen = []
-    with anyio.move_on_after(0.3) as scope:
+    with anyio.move_on_after(60) as scope:
         async with sb.exec_stream("x") as stream:
             async for ev in stream:
                 seen.append(ev)
+                if ev.kind == "exit":  # now draining the rest of the body: cancel in there
+                    scope.deadline = anyio.current_time()
     assert scope.cancelled_caught
     assert seen == [ExecEvent("stdout", "first\n"), ExecEvent("exit", "", 0)]
     assert pool_state(session) == (0, 0)

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import require_bwrap
+from _emulator import require_bwrap
 
 from createos_sandbox_async import APITimeoutError
 from createos_sandbox_async.local import LocalServer

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _servers import run_app
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -36,7 +37,6 @@ from createos_sandbox_async import (
 from createos_sandbox_async.files import MAX_FILE_SIZE
 from createos_sandbox_async.models import SandboxView
 from createos_sandbox_async.sandbox import Sandbox
-from tests._servers import run_app
 
 pytestmark = pytest.mark.anyio
 
@@ -381,14 +381,6 @@ async def test_download_iter_read_to_the_end_releases_the_connection() -> None:
 # -- directories: need tar in a real guest (the emulator) ---------------------------------------
 
 
-def _local_server() -> Any:
-    try:
-        from createos_sandbox_async.local import LocalServer
-    except ImportError:
-        pytest.skip("the emulator (createos_sandbox_async.local.LocalServer) is not available yet")
-    return LocalServer
-
-
 async def test_dir_round_trip_through_emulator(
     emulated: tuple[Any, Sandbox], tmp_path: Path
 ) -> None:
@@ -417,13 +409,10 @@ async def test_dir_round_trip_through_emulator(
 
 
 @pytest.fixture
-async def emulated() -> AsyncIterator[tuple[Any, Sandbox]]:
+async def emulated(emulator: Any) -> AsyncIterator[tuple[Any, Sandbox]]:
     """A running sandbox on the emulator (real files in a bubblewrap guest)."""
-    from conftest import require_bwrap
-
-    require_bwrap()
-    local_server = _local_server()
-    async with local_server(port=0) as server, server.session() as session:
+    server = emulator
+    async with server.session() as session:
         sb = await session.sandboxes.create(shape="s-1vcpu-256mb", rootfs="devbox:1")
         async with sb:
             yield server, sb

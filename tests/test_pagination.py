@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _servers import always, ok, page, serve
 from aiohttp import web
 
 from createos_sandbox_async import ProtocolError, Sandbox
 from createos_sandbox_async._pagination import parse_page
-from tests._servers import always, ok, page, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,6 @@ import anyio
 import anyio.lowlevel
 import pytest
 from _pool_support import SHAPE, live_ids
-from conftest import require_bwrap
 
 from createos_sandbox_async import AsyncSession, PoolStats, Sandbox, SandboxPool
 
@@ -23,12 +22,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Any]:
-    require_bwrap()
-    from createos_sandbox_async.local import LocalServer
-
-    async with LocalServer(port=0) as srv:
-        yield srv
+def server(emulator: Any) -> Any:
+    """The emulator (tests/conftest.py) under this file's name for it."""
+    return emulator
 
 
 @pytest.fixture

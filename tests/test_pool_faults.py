@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +15,8 @@ from typing import Any
 
 import anyio
 import pytest
+from _emulator import child_process, python_argv
 from _pool_support import SHAPE, live_ids
-from conftest import require_bwrap
 
 from createos_sandbox_async import (
     AsyncSession,
@@ -36,12 +35,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Any]:
-    require_bwrap()
-    from createos_sandbox_async.local import LocalServer
-
-    async with LocalServer(port=0) as srv:
-        yield srv
+def server(emulator: Any) -> Any:
+    """The emulator (tests/conftest.py) under this file's name for it."""
+    return emulator
 
 
 @pytest.fixture
@@ -142,11 +138,12 @@ async def test_ctrl_c_under_asyncio_run_destroys_everything(
     script = tmp_path / "interrupted.py"
     script.write_text(SIGINT_SCRIPT)
     env = {**os.environ, "POOL_KEY": key, "POOL_URL": server.base_url}
-    async with await anyio.open_process(
-        [sys.executable, str(script), runner], env=env, cwd=str(Path(__file__).parent.parent)
+    # python_argv: Ctrl-C live in the child even when this run has SIGINT ignored (`pytest &`).
+    async with child_process(
+        python_argv(str(script), runner), env=env, cwd=str(Path(__file__).parent.parent)
     ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
-        with anyio.fail_after(30):
+        with anyio.fail_after(60):
             line = b""
             while b"started" not in line:
                 chunk = await proc.stdout.receive()
@@ -154,7 +151,7 @@ async def test_ctrl_c_under_asyncio_run_destroys_everything(
         async with AsyncSession(api_key=key, base_url=server.base_url) as session:
             assert len(await live_ids(session)) == 10
             proc.send_signal(signal.SIGINT)
-            with anyio.fail_after(30):
+            with anyio.fail_after(60):
                 code = await proc.wait()
             err = b""
             async for chunk in proc.stderr:
@@ -321,3 +318,135 @@ async def test_fork_strategy_absorbs_rate_limits_on_fork(
     assert server.request_count("POST", "/v1/sandboxes/*/fork") == 5 + 3
     assert pool.stats.rate_limited == 3 and pool.stats.created == 1 + 5
     assert await live_ids(session) == []
+
+
+async def test_a_fork_whose_answer_never_came_is_found_and_destroyed(
+    server: Any, session: AsyncSession
+) -> None:
+    # The fork happens server-side, its answer never arrives: only `forked_from` names the child
+    # as the pool's (a fork carries no pool name prefix).
+    lost = server.faults.stall(route="/v1/sandboxes/*/fork", method="POST", times=1)
+
+    async def job(sb: Sandbox, i: int) -> int:
+        return i
+
+    async with SandboxPool(
+        session, shape=SHAPE, max_concurrency=1, strategy="fork", create_timeout=1.0, backoff=0.001
+    ) as pool:
+        assert await pool.map(job, range(2)) == [0, 1]
+        live = await live_ids(session)
+        assert len(live) == 2  # the paused template and the orphaned child
+    assert lost.hits == 1
+    assert await live_ids(session) == []
+    assert pool.stats.created == pool.stats.destroyed == 1 + 2 + 1  # template, children, orphan
+
+
+async def test_a_create_answered_5xx_is_followed_by_a_sweep_of_this_pool_only(
+    server: Any, session: AsyncSession
+) -> None:
+    # A 5xx may come from a proxy after the backend created the sandbox: the pool cannot know, so
+    # at exit it sweeps for its own names. The "orphan" stands for such a sandbox; the bystander
+    # belongs to someone else on the same account and must survive the sweep.
+    bystander = await session.sandboxes.create(shape=SHAPE, name="not-the-pools")
+    failed = server.faults.status(502, route=CREATE, method="POST", times=1)
+
+    async def job(sb: Sandbox, i: int) -> int:
+        return i
+
+    async with SandboxPool(session, shape=SHAPE, max_concurrency=1, backoff=0.001) as pool:
+        assert await pool.map(job, range(2)) == [0, 1]
+        orphan = await session.sandboxes.create(shape=SHAPE, name=pool.name_prefix + "999")
+    assert failed.hits == 1 and pool.stats.retries == 1
+    assert await live_ids(session) == [bystander.id]
+    assert str((await session.sandboxes.get(orphan.id)).status) == "destroyed"
+    await bystander.destroy()
+
+
+async def test_prepare_raising_fails_the_item_and_destroys_its_sandbox_at_once(
+    server: Any, session: AsyncSession
+) -> None:
+    prepared: list[str] = []
+
+    async def prepare(sb: Sandbox) -> None:
+        prepared.append(sb.id)
+        if len(prepared) == 2:
+            raise OSError("prepare broke")
+
+    async def job(sb: Sandbox, i: int) -> int:
+        return i
+
+    async with SandboxPool(session, shape=SHAPE, max_concurrency=1, prepare=prepare) as pool:
+        results = await pool.map(job, range(3), return_exceptions=True)
+        assert results[0] == 0 and results[2] == 2
+        assert isinstance(results[1], OSError) and str(results[1]) == "prepare broke"
+        assert await live_ids(session) == []  # not kept until the pool's exit
+    assert pool.stats.failed == 1 and pool.stats.created == pool.stats.destroyed == 3
+    assert str((await session.sandboxes.get(prepared[1])).status) == "destroyed"
+
+
+async def test_reset_raising_destroys_the_sandbox_instead_of_reusing_it(
+    server: Any, session: AsyncSession
+) -> None:
+    used: list[str] = []
+
+    async def reset(sb: Sandbox) -> None:
+        raise OSError("reset broke")
+
+    async def job(sb: Sandbox, i: int) -> int:
+        used.append(sb.id)
+        return i
+
+    async with SandboxPool(
+        session, shape=SHAPE, max_concurrency=1, reuse=True, reset=reset
+    ) as pool:
+        assert await pool.map(job, range(3)) == [0, 1, 2]  # the job succeeded: no item fails
+        assert await live_ids(session) == []  # each sandbox went at once
+    assert len(set(used)) == 3  # a sandbox whose reset failed never serves another item
+    assert pool.stats.created == pool.stats.destroyed == 3
+
+
+@pytest.mark.parametrize("kind", ["iterator", "async iterator"])
+async def test_an_input_that_raises_stops_the_run_with_its_error(
+    server: Any, session: AsyncSession, kind: str
+) -> None:
+    def items() -> Any:
+        yield from range(3)
+        raise LookupError("input broke")
+
+    async def aitems() -> Any:
+        for i in items():
+            yield i
+
+    async def job(sb: Sandbox, i: int) -> int:
+        return i
+
+    async with SandboxPool(session, shape=SHAPE, max_concurrency=2) as pool:
+        with pytest.raises(LookupError, match="input broke"):
+            await pool.map(job, items() if kind == "iterator" else aitems())
+        assert await live_ids(session) == []
+    assert pool.stats.created == pool.stats.destroyed
+
+
+async def test_on_progress_raising_stops_the_run_with_its_error(
+    server: Any, session: AsyncSession
+) -> None:
+    calls = 0
+
+    def on_progress(stats: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # once: the run's final report must not be what raises it
+            raise ArithmeticError("progress broke")
+
+    async def job(sb: Sandbox, i: int) -> int:
+        return i
+
+    async with SandboxPool(
+        session, shape=SHAPE, max_concurrency=2, on_progress=on_progress, progress_interval=0.001
+    ) as pool:
+        with pytest.raises(ArithmeticError, match="progress broke") as info:
+            await pool.map(job, range(20))
+        assert not isinstance(info.value, BaseExceptionGroup)
+        assert await live_ids(session) == []
+    assert calls >= 1 and pool.stats.completed < 20
+    assert pool.stats.created == pool.stats.destroyed

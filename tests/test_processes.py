@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _servers import run_app
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -31,7 +32,6 @@ from createos_sandbox_async import (
 )
 from createos_sandbox_async.models import ProcessView, SandboxView
 from createos_sandbox_async.sandbox import Sandbox
-from tests._servers import run_app
 
 pytestmark = pytest.mark.anyio
 
@@ -218,6 +218,19 @@ async def test_output_resumes_after_dropped_connections_without_gaps_or_duplicat
     check_exactly_once(events, 20)
     assert fake.script.afters == [0, 5, 5, 12]
     assert out.reconnects == 3 and out.last_seq == 20 and out.exit_code == 3
+
+
+async def test_an_error_frame_is_an_event_and_the_exit_still_ends_the_stream() -> None:
+    async with proc_server() as (fake, sb):
+        script = [data_frame(1, b"partial\n")]
+        script.append({"type": "error", "seq": 2, "error": "output buffer lost: disk full"})
+        script.append({"type": "exit", "exit_code": 1})
+        fake.script = Script(script, [(None, "full")])
+        out = sb.processes.connect(PID)
+        events = await drain(out)
+    assert [e.kind for e in events] == ["data", "error", "exit"]
+    assert events[1].error == "output buffer lost: disk full"
+    assert out.exit_code == 1 and out.reconnects == 0
 
 
 async def test_replayed_frames_after_reconnect_are_dropped() -> None:
@@ -414,18 +427,12 @@ async def test_wait_long_polls_until_exit() -> None:
         assert budgets and set(budgets) == {"1"}  # never asks for more than what is left
 
 
-# -- against the emulator, once it exists ----------------------------------------------------
+# -- against the emulator --------------------------------------------------------------
 
 
-async def test_real_process_output_survives_a_dropped_connection() -> None:
-    from conftest import require_bwrap
-
-    require_bwrap()
-    try:
-        from createos_sandbox_async.local import LocalServer
-    except ImportError:
-        pytest.skip("the emulator (createos_sandbox_async.local.LocalServer) is not available yet")
-    async with LocalServer(port=0) as server, server.session() as session:
+async def test_real_process_output_survives_a_dropped_connection(emulator: Any) -> None:
+    server = emulator
+    async with server.session() as session:
         sb = await session.sandboxes.create(shape="s-1vcpu-256mb", rootfs="devbox:1")
         async with sb:
             script = "for i in $(seq 1 200); do echo line-$i; done; exit 4"
@@ -443,15 +450,9 @@ async def test_real_process_output_survives_a_dropped_connection() -> None:
     assert out.reconnects == 2
 
 
-async def test_real_process_stdin_wait_kill_and_pty() -> None:
-    from conftest import require_bwrap
-
-    require_bwrap()
-    try:
-        from createos_sandbox_async.local import LocalServer
-    except ImportError:
-        pytest.skip("the emulator (createos_sandbox_async.local.LocalServer) is not available yet")
-    async with LocalServer(port=0) as server, server.session() as session:
+async def test_real_process_stdin_wait_kill_and_pty(emulator: Any) -> None:
+    server = emulator
+    async with server.session() as session:
         sb = await session.sandboxes.create(shape="s-1vcpu-256mb", rootfs="devbox:1")
         async with sb:
             cat = await sb.processes.create("cat")

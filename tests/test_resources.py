@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -395,19 +394,6 @@ def test_secret_str_behaves_like_a_value_but_never_prints() -> None:
 
 
 # -- against the emulator -----------------------------------------------------------------------
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Any]:
-    from conftest import require_bwrap
-
-    require_bwrap()
-    try:
-        from createos_sandbox_async.local import LocalServer
-    except ImportError:
-        pytest.skip("the emulator (createos_sandbox_async.local.LocalServer) is not available yet")
-    async with LocalServer(port=0) as server:
-        yield server
 
 
 async def test_templates_networks_on_the_emulator(emulator: Any) -> None:

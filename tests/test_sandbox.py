@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _servers import Attempts, Served, error, fail, ok, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -14,11 +15,11 @@ from createos_sandbox_async import (
     DiskAttachment,
     NetworkEntry,
     NotFoundError,
+    PermissionDeniedError,
     Sandbox,
     SandboxStateError,
     SandboxStatus,
 )
-from tests._servers import Served, fail, ok, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -336,7 +337,7 @@ async def test_waiter_times_out() -> None:
     async with serve(api.app()) as srv, srv.session() as session:
         sb = await session.sandboxes.get(row["id"])
         with pytest.raises(APITimeoutError, match=r"'paused'.*'pausing'"):
-            await sb.wait_until("paused", timeout=0.05, interval=0.01)
+            await sb.wait_until("paused", timeout=1.0, interval=0.01)
     assert srv.count("GET") >= 2
 
 
@@ -480,6 +481,38 @@ async def test_async_with_exit_error_raised_when_body_succeeded() -> None:
     assert srv.count("DELETE") == 1
 
 
+class RefusingDeleteAPI(FakeAPI):
+    """Every DELETE is refused with a 403 (not retried): destroy-on-exit fails."""
+
+    async def delete(self, request: web.Request) -> web.Response:
+        self.delete_started.set()
+        return error(403, "destroy forbidden for this key")
+
+
+async def test_async_with_raises_the_failed_destroy_when_the_body_succeeded() -> None:
+    api = RefusingDeleteAPI()
+    async with serve(api.app()) as srv, srv.session() as session:
+        sb = await session.sandboxes.create(shape="s")
+        with pytest.raises(PermissionDeniedError, match="destroy forbidden"):
+            async with sb:
+                pass
+    assert srv.count("DELETE") == 1
+
+
+async def test_async_with_keeps_the_body_error_when_the_destroy_also_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = RefusingDeleteAPI()
+    async with serve(api.app()) as srv, srv.session() as session:
+        sb = await session.sandboxes.create(shape="s")
+        with pytest.raises(KeyError, match="from the body"):
+            async with sb:
+                raise KeyError("from the body")
+    assert srv.count("DELETE") == 1
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(sb.id in m and "destroy forbidden" in m for m in logged), logged
+
+
 # -- thin methods -----------------------------------------------------------------------------
 
 
@@ -536,14 +569,16 @@ async def test_per_call_timeout_on_lifecycle_methods() -> None:
 
     app = api.app()
     app.router.add_post("/v1/sandboxes/{id}/hang", hang)
-    async with serve(app) as srv, srv.session(timeout=600) as session:
+    sent = Attempts()
+    async with serve(app) as srv, srv.session(timeout=600, hooks=sent.hooks) as session:
         sb = await session.sandboxes.get(row["id"], timeout=5)
         with pytest.raises(APITimeoutError):
             await session.request("POST", sb._path("/hang"), json={}, timeout=0.05)
+        assert sent.count == 2  # the get, then one attempt of the hanging POST
         await sb.pause(timeout=5, wait=False)
         with pytest.raises(ValueError, match="timeout"):
             await sb.refresh(timeout=0)
         with pytest.raises(ValueError, match="timeout"):
             await sb.destroy(timeout=-1)
-    assert srv.count("POST", f"/v1/sandboxes/{row['id']}/hang") == 1
+    assert srv.count("POST", f"/v1/sandboxes/{row['id']}/hang") <= 1
     assert srv.count("DELETE") == 0

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _servers import API_KEY, Attempts, always, error, fail, ok, raw, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -26,7 +27,6 @@ from createos_sandbox_async import (
     ServerError,
     ValidationError,
 )
-from tests._servers import API_KEY, always, error, fail, ok, raw, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -241,10 +241,12 @@ async def test_per_call_timeout_overrides_session() -> None:
         return ok(None)
 
     app = _one("/v1/x", hang)
-    async with serve(app) as srv, srv.session(timeout=600) as session:
-        with pytest.raises(APITimeoutError):
-            await session.request("POST", "/v1/x", json={}, timeout=0.05)
-    assert srv.count() == 1
+    sent = Attempts()
+    async with serve(app) as srv, srv.session(timeout=600, hooks=sent.hooks) as session:
+        with anyio.fail_after(20):  # the session's 600 s would hang here: the 0.05 s applied
+            with pytest.raises(APITimeoutError):
+                await session.request("POST", "/v1/x", json={}, timeout=0.05)
+    assert sent.count == 1 and srv.count() <= 1
 
 
 async def test_connection_refused_is_connection_error() -> None:
@@ -310,9 +312,9 @@ async def test_stream_early_exit_closes_connection() -> None:
 async def test_stream_has_no_total_deadline() -> None:
     release, disconnected = anyio.Event(), anyio.Event()
     async with serve(_stream_app(release, disconnected)) as srv, srv.session() as session:
-        async with session.stream("POST", "/v1/stream", json={}, timeout=0.05) as resp:
+        async with session.stream("POST", "/v1/stream", json={}, timeout=0.5) as resp:
             await resp.content.readline()
-            await anyio.sleep(0.2)  # longer than the headers deadline: the body may take its time
+            await anyio.sleep(1.0)  # longer than the headers deadline: the body may take its time
             release.set()
             rest = await resp.content.read()
         assert rest == b'{"exit_code":0}\n'
@@ -531,7 +533,7 @@ async def test_cancelled_buffered_request_drops_the_connection() -> None:
 async def test_big_bytes_body_is_sent_whole_and_replayed_after_429() -> None:
     """Over 1 MiB aiohttp would warn (an error here); the transport streams it, and resends it
     in full after a 429 because bytes are replayable."""
-    from tests._servers import sequence
+    from _servers import sequence
 
     body = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB
     app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -549,7 +551,7 @@ async def test_big_bytes_body_is_sent_whole_and_replayed_after_429() -> None:
 
 async def test_big_json_body_is_sized_and_replayed_after_429() -> None:
     """A JSON body over 1 MiB (a big exec stdin) takes the same road as big bytes."""
-    from tests._servers import sequence
+    from _servers import sequence
 
     payload = {"cmd": "cat", "stdin": "x" * (2 * 1024 * 1024)}
     app = web.Application(client_max_size=8 * 1024 * 1024)

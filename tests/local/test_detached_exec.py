@@ -8,12 +8,10 @@ import asyncio
 import aiohttp
 import anyio
 import pytest
-from conftest import require_bwrap
+from _emulator import Client, pids_with_argv, require_bwrap
 
 from createos_sandbox_async.local import LocalServer
 from createos_sandbox_async.local.__main__ import _parser
-
-from .conftest import Client, pids_with_argv
 
 pytestmark = pytest.mark.anyio
 

@@ -10,10 +10,9 @@ import uuid
 import aiohttp
 import anyio
 import pytest
+from _emulator import Client, pids_with_argv
 
 from createos_sandbox_async.local import LocalServer
-
-from .conftest import Client, pids_with_argv
 
 pytestmark = pytest.mark.anyio
 

@@ -7,10 +7,9 @@ import json
 
 import aiohttp
 import pytest
+from _emulator import Client
 
 from createos_sandbox_async.local import LocalServer
-
-from .conftest import Client
 
 pytestmark = pytest.mark.anyio
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from _emulator import Client
 
 from createos_sandbox_async.local import LocalServer
-
-from .conftest import Client
 
 pytestmark = pytest.mark.anyio
 

@@ -8,10 +8,9 @@ import hashlib
 import os
 
 import pytest
+from _emulator import Client, host_exists
 
 from createos_sandbox_async.local import LocalServer
-
-from .conftest import Client, host_exists
 
 pytestmark = pytest.mark.anyio
 

@@ -9,11 +9,10 @@ import signal
 
 import aiohttp
 import pytest
+from _emulator import Client, descendants, host_exists, pids_with_argv
 
 from createos_sandbox_async.local import LocalServer
 from createos_sandbox_async.local.runtime import Runtime
-
-from .conftest import Client, descendants, host_exists, pids_with_argv
 
 pytestmark = pytest.mark.anyio
 

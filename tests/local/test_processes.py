@@ -14,10 +14,9 @@ from typing import Any
 
 import anyio
 import pytest
+from _emulator import Client, pids_with_argv
 
 from createos_sandbox_async.local import LocalServer
-
-from .conftest import Client, pids_with_argv
 
 pytestmark = pytest.mark.anyio
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from _emulator import Client
 
 from createos_sandbox_async.local import LocalServer
-
-from .conftest import Client
 
 pytestmark = pytest.mark.anyio
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHdummykeydummykeydummykey user@host"

@@ -11,15 +11,15 @@ import stat
 import sys
 import tempfile
 import uuid
+from asyncio.subprocess import PIPE
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from _emulator import Client, pids_with_argv, python_argv
 
 from createos_sandbox_async.local import IsolationUnavailableError, LocalServer
-
-from .conftest import Client, pids_with_argv
 
 pytestmark = pytest.mark.anyio
 
@@ -109,6 +109,12 @@ async def _eventually(predicate: Callable[[], bool]) -> bool:
     return predicate()
 
 
+def kill_unless_exited(proc: asyncio.subprocess.Process) -> None:
+    """A test's child never outlives the test (its pipes are closed when the loop reaps it)."""
+    if proc.returncode is None:
+        proc.kill()
+
+
 def _proc_state(pid: int) -> str:
     with open(f"/proc/{pid}/stat", "rb") as fh:
         data = fh.read()
@@ -141,16 +147,10 @@ def test_refuses_non_loopback_without_allow_remote() -> None:
 
 
 async def test_cli_prints_url_and_key_and_stops_cleanly() -> None:
+    # python_argv: Ctrl-C live in the child even when this run has SIGINT ignored (`pytest &`).
+    argv = python_argv("-m", "createos_sandbox_async.local", "--port", "0")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "createos_sandbox_async.local",
-        "--port",
-        "0",
-        "--heartbeat-interval",
-        "0.1",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        *argv, "--heartbeat-interval", "0.1", stdout=PIPE, stderr=PIPE
     )
     assert proc.stdout is not None
     lines = []
@@ -170,9 +170,10 @@ async def test_cli_prints_url_and_key_and_stops_cleanly() -> None:
             c = Client(http, key)
             sid = (await c.create())["id"]
             assert (await c.exec(sid, "true"))["exit_code"] == 0
-    finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        kill_unless_exited(proc)
     assert proc.returncode == 0 and b"stopped" in out
 
 
@@ -183,10 +184,13 @@ async def test_cli_refuses_remote_bind() -> None:
         "createos_sandbox_async.local",
         "--host",
         "0.0.0.0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdout=PIPE,
+        stderr=PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        kill_unless_exited(proc)
     assert proc.returncode == 2 and b"--allow-remote" in err
 
 

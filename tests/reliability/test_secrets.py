@@ -24,6 +24,8 @@ from typing import Any
 import anyio
 import attrs
 import pytest
+from _emulator import require_bwrap
+from _servers import run_app
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -34,8 +36,6 @@ from createos_sandbox_async import (
     Hooks,
     RetryPolicy,
 )
-from tests._servers import run_app
-from tests.conftest import require_bwrap
 
 pytestmark = pytest.mark.anyio
 
