@@ -413,3 +413,29 @@ def test_the_matrix_covers_every_operation_and_fault() -> None:
     """The matrix is the full product (a cell dropped by mistake would go unnoticed)."""
     assert len(CELLS) == len(OPS) * len(FAULTS) == len(set(CELLS))
     assert set(KNOWN) <= set(CELLS)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "issue 10 item 1 ('timeout= on any call'): files.download(timeout=) bounds only "
+        "connecting and the headers, so a body dripping a byte every 0.5 s outlives it"
+    ),
+)
+@pytest.mark.anyio
+async def test_download_timeout_bounds_the_whole_call() -> None:
+    server = FaultServer("download", "drip")
+    async with (
+        server.running(),
+        AsyncSession(
+            "sk_fault_matrix", base_url=server.base_url, timeout=TIMEOUTS, retry=RETRY
+        ) as session,
+    ):
+        sb = Sandbox(session, structure(SANDBOX_VIEW, SandboxView))
+        started = time.perf_counter()
+        with anyio.move_on_after(DEFAULT_BOUND + GUARD_SLACK) as guard:
+            with pytest.raises(CreateosError):
+                await sb.files.download("/tmp/f", timeout=D)
+        elapsed = time.perf_counter() - started
+    assert not guard.cancelled_caught, "download(timeout=2) was still running"
+    assert elapsed < DEFAULT_BOUND
