@@ -22,7 +22,8 @@ import contextlib
 import gc
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -107,6 +108,25 @@ class LeanExecServer:
             yield self
         finally:
             await runner.cleanup()
+
+
+@contextlib.contextmanager
+def leak_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Record every warning of the block (and of a final ``gc.collect()``), so the test can count
+    ``ResourceWarning``/"Unclosed" ones and report the figure; any other warning is re-raised."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        yield seen
+        gc.collect()
+    leaks = [w for w in seen if _is_leak(w)]
+    for w in seen:
+        if not _is_leak(w):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    seen[:] = leaks
+
+
+def _is_leak(w: warnings.WarningMessage) -> bool:
+    return issubclass(w.category, ResourceWarning) or "Unclosed" in str(w.message)
 
 
 def checked_out(session: AsyncSession) -> int:
@@ -226,26 +246,27 @@ async def test_fast_server_10000_execs_and_1000_concurrent_streams_leave_nothing
     rng = random.Random(SEED)
     execs, streams = Tally(), Tally()
     rss: list[int] = []
-    async with LeanExecServer().running() as server:
-        session = AsyncSession(
-            "sk_load",
-            base_url=server.base_url,
-            timeout=Timeouts(request=30.0, stream_idle=10.0),
-            limits=Limits(max_connections=STREAMS_PER_ROUND + EXEC_WORKERS),
-        )
-        async with session:
-            sb = Sandbox(session, structure({"id": SID, "status": "running"}, SandboxView))
-            for _round in range(ROUNDS):
-                await in_workers(
-                    EXEC_WORKERS, EXECS_PER_ROUND, lambda: one_exec(rng, execs, sb, ["true"])
-                )
-                async with anyio.create_task_group() as tg:
-                    for _ in range(STREAMS_PER_ROUND):
-                        tg.start_soon(one_stream, rng, streams, sb, ["seq", "8"])
-                await wait_until(lambda: server.inflight == 0, "server handlers finished")
-                assert checked_out(session) == 0
-                gc.collect()
-                rss.append(_rss())
+    with leak_warnings() as leaks:
+        async with LeanExecServer().running() as server:
+            session = AsyncSession(
+                "sk_load",
+                base_url=server.base_url,
+                timeout=Timeouts(request=30.0, stream_idle=10.0),
+                limits=Limits(max_connections=STREAMS_PER_ROUND + EXEC_WORKERS),
+            )
+            async with session:
+                sb = Sandbox(session, structure({"id": SID, "status": "running"}, SandboxView))
+                for _round in range(ROUNDS):
+                    await in_workers(
+                        EXEC_WORKERS, EXECS_PER_ROUND, lambda: one_exec(rng, execs, sb, ["true"])
+                    )
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(STREAMS_PER_ROUND):
+                            tg.start_soon(one_stream, rng, streams, sb, ["seq", "8"])
+                    await wait_until(lambda: server.inflight == 0, "server handlers finished")
+                    assert checked_out(session) == 0
+                    gc.collect()
+                    rss.append(_rss())
     reliability_figures.section = "load"
     reliability_figures.row(
         {
@@ -262,6 +283,7 @@ async def test_fast_server_10000_execs_and_1000_concurrent_streams_leave_nothing
             },
             "connections checked out after": 0,
             "server handlers left": server.inflight,
+            "ResourceWarning / Unclosed warnings": len(leaks),
             "rss_mib_per_round": [round(r / 2**20, 1) for r in rss],
         }
     )
@@ -272,6 +294,7 @@ async def test_fast_server_10000_execs_and_1000_concurrent_streams_leave_nothing
     assert 0.2 < streams.cancelled / streams.calls < 0.4, streams.__dict__
     assert set(execs.by_way) == {"cancel scope", "task cancel"}
     assert set(streams.by_way) == {"break", "cancel scope", "task cancel"}
+    assert leaks == []
     assert server.peak > STREAMS_PER_ROUND // 2  # the streams really were open at once
     assert rss[3] - rss[1] < RSS_TOLERANCE, [r // 2**20 for r in rss]
 
@@ -304,50 +327,52 @@ async def test_emulator_cancelled_commands_stop_and_nothing_is_left(
 
     rng = random.Random(SEED + 1)
     execs, streams = Tally(), Tally()
-    async with LocalServer(heartbeat_interval=0.2) as server:
-        session = server.session(
-            timeout=Timeouts(request=30.0, stream_idle=10.0),
-            limits=Limits(max_connections=EMU_STREAMS + EMU_WORKERS),
-        )
-        async with session:
-            sb = await session.sandboxes.create(shape="s-1vcpu-256mb")
-            record = emulator_sandbox(server, sb.id)
-
-            def commands() -> list[int]:
-                """Processes of the sandbox other than its init (pid 1 and its idle sleep)."""
-                runtime = record.runtime
-                return [
-                    p
-                    for p in runtime.namespace_pids()
-                    if p != runtime.init_pid and _cmdline(p) != "sleep 86400"
-                ]
-
-            await in_workers(
-                EMU_WORKERS, EMU_EXECS, lambda: one_exec(rng, execs, sb, ["sleep", "0.003"])
+    with leak_warnings() as leaks:
+        async with LocalServer(heartbeat_interval=0.2) as server:
+            session = server.session(
+                timeout=Timeouts(request=30.0, stream_idle=10.0),
+                limits=Limits(max_connections=EMU_STREAMS + EMU_WORKERS),
             )
-            async with anyio.create_task_group() as tg:
-                for _ in range(EMU_STREAMS):
-                    tg.start_soon(one_stream, rng, streams, sb, EMU_STREAM_ARGV)
+            async with session:
+                sb = await session.sandboxes.create(shape="s-1vcpu-256mb")
+                record = emulator_sandbox(server, sb.id)
 
-            def idle() -> bool:
-                return record.busy == 0 and not record.runtime.groups and not commands()
+                def commands() -> list[int]:
+                    """Processes of the sandbox other than its init (pid 1 and its idle sleep)."""
+                    runtime = record.runtime
+                    return [
+                        p
+                        for p in runtime.namespace_pids()
+                        if p != runtime.init_pid and _cmdline(p) != "sleep 86400"
+                    ]
 
-            def still_running() -> str:
-                pids = commands()
-                return (
-                    f"busy={record.busy} groups={sorted(record.runtime.groups)} "
-                    f"processes={[_cmdline(p) for p in pids]}"
+                await in_workers(
+                    EMU_WORKERS, EMU_EXECS, lambda: one_exec(rng, execs, sb, ["sleep", "0.003"])
                 )
+                async with anyio.create_task_group() as tg:
+                    for _ in range(EMU_STREAMS):
+                        tg.start_soon(one_stream, rng, streams, sb, EMU_STREAM_ARGV)
 
-            with anyio.move_on_after(10):
-                while not idle():
-                    await anyio.sleep(0.01)
-            assert idle(), f"commands still running after 10 s: {still_running()}"
-            left = len(commands())
-            assert checked_out(session) == 0
-            await sb.destroy(wait=True, wait_timeout=30)
-            live = [s.id async for s in session.sandboxes.list() if str(s.status) != "destroyed"]
-        gc.collect()
+                def idle() -> bool:
+                    return record.busy == 0 and not record.runtime.groups and not commands()
+
+                def still_running() -> str:
+                    pids = commands()
+                    return (
+                        f"busy={record.busy} groups={sorted(record.runtime.groups)} "
+                        f"processes={[_cmdline(p) for p in pids]}"
+                    )
+
+                with anyio.move_on_after(10):
+                    while not idle():
+                        await anyio.sleep(0.01)
+                assert idle(), f"commands still running after 10 s: {still_running()}"
+                left = len(commands())
+                assert checked_out(session) == 0
+                await sb.destroy(wait=True, wait_timeout=30)
+                live = [
+                    s.id async for s in session.sandboxes.list() if str(s.status) != "destroyed"
+                ]
     reliability_figures.section = "load"
     reliability_figures.row(
         {
@@ -364,6 +389,7 @@ async def test_emulator_cancelled_commands_stop_and_nothing_is_left(
             "connections checked out after": 0,
             "commands left running": left,
             "sandboxes left": len(live),
+            "ResourceWarning / Unclosed warnings": len(leaks),
             # issue 10 item 8: a client leaving mid-stream should be a DEBUG line (not asserted
             # here; the emulator's own tests own that promise)
             "emulator 'Error handling request' tracebacks": sum(
@@ -372,6 +398,7 @@ async def test_emulator_cancelled_commands_stop_and_nothing_is_left(
         }
     )
     assert live == []
+    assert leaks == []
     assert execs.calls == EMU_EXECS and streams.calls == EMU_STREAMS
     assert 0.2 < execs.cancelled / execs.calls < 0.45, execs.__dict__
     assert 0.15 < streams.cancelled / streams.calls < 0.5, streams.__dict__
