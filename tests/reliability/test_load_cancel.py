@@ -29,8 +29,8 @@ from typing import Any
 
 import anyio
 import pytest
+from _emulator import require_bwrap
 from aiohttp import web
-from conftest import require_bwrap
 
 from createos_sandbox_async import AsyncSession, Limits, Timeouts
 from createos_sandbox_async._convert import structure
