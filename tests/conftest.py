@@ -34,3 +34,17 @@ async def local_server():  # type: ignore[no-untyped-def]
 
     async with LocalServer(heartbeat_interval=0.05, transition_delay=0.02) as server:
         yield server
+
+
+@pytest.fixture(params=["openat2", "no-openat2"])
+def fs_resolution(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Run an emulator files test twice: with openat2(RESOLVE_IN_ROOT), and with the fallback
+    for kernels without it (every path component opened with O_NOFOLLOW)."""
+    from createos_sandbox_async.local import _fs
+
+    saved = _fs._have_openat2[0]
+    _fs._have_openat2[0] = request.param == "openat2"
+    try:
+        yield request.param
+    finally:
+        _fs._have_openat2[0] = saved
