@@ -417,8 +417,9 @@ async def test_dir_round_trip_through_emulator(
 
 
 @pytest.fixture
-async def emulated() -> AsyncIterator[tuple[Any, Sandbox]]:
-    """A running sandbox on the emulator (real files in a bubblewrap guest)."""
+async def emulated(fs_resolution: str) -> AsyncIterator[tuple[Any, Sandbox]]:
+    """A running sandbox on the emulator (real files in a bubblewrap guest), once with openat2
+    and once with its fallback."""
     from conftest import require_bwrap
 
     require_bwrap()
