@@ -96,11 +96,13 @@ class HealthPoller:
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(self.base_url, timeout=timeout) as http:
-            while not self._stop.is_set():
+            while True:  # at least one poll, however short the attack
                 t0 = time.monotonic()
                 async with http.get("/healthz") as resp:
                     await resp.read()
                     self.samples.append((t0, time.monotonic(), resp.status))
+                if self._stop.is_set():
+                    return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.pace)
 
@@ -127,3 +129,24 @@ class HealthPoller:
     @property
     def statuses(self) -> set[int]:
         return {status for _, _, status in self.samples}
+
+
+# A guest program: swaps /root/x between a directory (holding probe = "inside") and a symlink to
+# argv[1] as fast as it can (RENAME_EXCHANGE, so /root/x is never missing), for argv[2] seconds
+# or until /root/stop exists. /root/swapping appears once it runs.
+SWAPPER = r"""
+import ctypes, os, random, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+os.chdir("/root")
+os.mkdir("x")
+with open("x/probe", "w") as fh:
+    fh.write("inside")
+os.symlink(sys.argv[1], "y")
+deadline = time.monotonic() + float(sys.argv[2])
+open("/root/swapping", "w").close()
+while time.monotonic() < deadline and not os.path.exists("/root/stop"):
+    # RENAME_EXCHANGE: /root/x is a directory or a symlink, never missing; each for 0-300 us
+    if libc.renameat2(-100, b"x", -100, b"y", 2) != 0:
+        raise OSError(ctypes.get_errno(), "renameat2")
+    time.sleep(random.random() * 0.0003)
+"""

@@ -9,10 +9,12 @@ import collections
 import contextlib
 import errno
 import fnmatch
+import json
 import logging
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
@@ -76,6 +78,7 @@ _TRUNCATED_MARK = (
     "file for the rest]\n"
 )
 _ENCODE_INLINE = 256 << 10  # larger outputs are decoded and JSON-encoded in a worker thread
+_ENCODE_SLOTS = threading.BoundedSemaphore(2)  # a thread lock: shared by every server's loop
 _QUEUED_CHUNKS = 16  # per exec stream: at most ~1 MiB of output read ahead of the client
 HEARTBEAT = b'{"hb":true}\n'
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -1224,7 +1227,7 @@ def _utf8_boundary(data: bytes) -> int:
 class Captured(NamedTuple):
     """What a buffered exec kept of one output channel, and how many bytes it threw away."""
 
-    data: bytes
+    data: bytearray
     dropped: int
 
 
@@ -1238,7 +1241,7 @@ async def _read_capped(reader: asyncio.StreamReader | None, cap: int) -> Capture
         if room > 0:
             kept += chunk[:room]
         dropped += max(0, len(chunk) - max(room, 0))
-    return Captured(bytes(kept), dropped)
+    return Captured(kept, dropped)
 
 
 async def collect_output(
@@ -1263,26 +1266,37 @@ async def collect_output(
 
 
 def _channel_text(kind: str, captured: Captured) -> str:
-    text = captured.data.decode("utf-8", "replace")
-    if captured.dropped:
-        text += _TRUNCATED_MARK.format(kind=kind, n=captured.dropped, cap=MAX_BUFFERED_OUTPUT)
-    return text
+    data = captured.data
+    if captured.dropped:  # appended in place: no second copy of a large output
+        mark = _TRUNCATED_MARK.format(kind=kind, n=captured.dropped, cap=MAX_BUFFERED_OUTPUT)
+        data += mark.encode()
+    return data.decode("utf-8", "replace")
 
 
 def _buffered_body(out: Captured, err: Captured, code: int, exec_ms: float) -> bytes:
     """The JSend body of a buffered exec; a truncated channel carries a marker line and a
-    `<channel>_truncated_bytes` count (omitted when nothing was dropped)."""
-    result: dict[str, Any] = {
-        "stdout": _channel_text("stdout", out),
-        "stderr": _channel_text("stderr", err),
-        "exit_code": code,
-    }
+    `<channel>_truncated_bytes` count (omitted when nothing was dropped). Each channel is decoded
+    and JSON-encoded on its own (ASCII escapes), so only one large string exists at a time."""
+    extra: dict[str, Any] = {"exit_code": code}
     if out.dropped:
-        result["stdout_truncated_bytes"] = out.dropped
+        extra["stdout_truncated_bytes"] = out.dropped
     if err.dropped:
-        result["stderr_truncated_bytes"] = err.dropped
-    body = {"status": "success", "data": {"result": result, "exec_ms": exec_ms}}
-    return dumps(body).encode("utf-8", "replace")
+        extra["stderr_truncated_bytes"] = err.dropped
+    parts = [b'{"status":"success","data":{"result":{"stdout":']
+    parts.append(json.dumps(_channel_text("stdout", out)).encode("ascii"))
+    parts.append(b',"stderr":')
+    parts.append(json.dumps(_channel_text("stderr", err)).encode("ascii"))
+    parts.append(b"," + dumps(extra)[1:-1].encode() + b'},"exec_ms":')
+    parts.append(dumps(exec_ms).encode() + b"}}")
+    return b"".join(parts)
+
+
+def _buffered_body_in_turn(out: Captured, err: Captured, code: int, exec_ms: float) -> bytes:
+    """_buffered_body in a worker thread, at most two at a time: encoding briefly takes several
+    times the output's size (binary output decodes to replacement characters and escapes), so
+    many floods at once must not multiply that peak."""
+    with _ENCODE_SLOTS:
+        return _buffered_body(out, err, code, exec_ms)
 
 
 async def buffered_response(
@@ -1291,7 +1305,7 @@ async def buffered_response(
     """Decode and JSON-encode a buffered exec's output; a large one in a worker thread, so the
     event loop keeps serving other clients meanwhile (the cap bounds the work either way)."""
     if len(out.data) + len(err.data) > _ENCODE_INLINE:
-        body = await asyncio.to_thread(_buffered_body, out, err, code, exec_ms)
+        body = await asyncio.to_thread(_buffered_body_in_turn, out, err, code, exec_ms)
     else:
         body = _buffered_body(out, err, code, exec_ms)
     return web.Response(body=body, content_type=JSON_TYPE, charset="utf-8")

@@ -20,7 +20,7 @@ from conftest import require_bwrap
 from createos_sandbox_async import AsyncSession
 from createos_sandbox_async.local import LocalServer
 from createos_sandbox_async.local.app import MAX_BUFFERED_OUTPUT
-from tests._emuproc import HealthPoller, emulator_process
+from tests._emuproc import SWAPPER, HealthPoller, emulator_process
 
 from .conftest import SHAPE, Client
 
@@ -259,24 +259,6 @@ def _host_dir_with_probe(tmp_path: Path) -> str:
     outside.mkdir()
     (outside / "probe").write_text("OUTSIDE-SECRET")
     return str(outside)
-
-
-SWAPPER = r"""
-import ctypes, os, random, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
-os.chdir("/root")
-os.mkdir("x")
-with open("x/probe", "w") as fh:
-    fh.write("inside")
-os.symlink(sys.argv[1], "y")
-deadline = time.monotonic() + float(sys.argv[2])
-open("/root/swapping", "w").close()
-while time.monotonic() < deadline and not os.path.exists("/root/stop"):
-    # RENAME_EXCHANGE: /root/x is a directory or a symlink, never missing; each for 0-300 us
-    if libc.renameat2(-100, b"x", -100, b"y", 2) != 0:
-        raise OSError(ctypes.get_errno(), "renameat2")
-    time.sleep(random.random() * 0.0003)
-"""
 
 
 @pytest.mark.usefixtures("fs_resolution")
