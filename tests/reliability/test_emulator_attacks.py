@@ -276,6 +276,15 @@ async def test_another_tenants_ids_on_every_route(emu: tuple[LocalServer, Raw]) 
     sb = await raw.ok("POST", "/v1/sandboxes", json={"shape": SHAPE})
     net = await raw.ok("POST", "/v1/networks", json={"name": "a-net"})
     tpl = await raw.ok("POST", "/v1/templates", json={"name": "a-tpl", "dockerfile": "FROM x"})
+    disk = await raw.ok(
+        "POST",
+        "/v1/disks",
+        json={
+            "name": "a-disk",
+            "config": {"bucket": "b", "endpoint": "http://127.0.0.1:9"},
+            "credentials": {"access_key": "ak", "secret_key": "sk"},
+        },
+    )
     proc = await raw.ok("POST", f"/v1/sandboxes/{sb['id']}/processes", json={"cmd": "cat"})
     token = (await raw.ok("POST", f"/v1/sandboxes/{sb['id']}/access-token"))["token"]
     b_sb = await raw.ok("POST", "/v1/sandboxes", json={"shape": SHAPE}, key=b_key)
@@ -284,7 +293,7 @@ async def test_another_tenants_ids_on_every_route(emu: tuple[LocalServer, Raw]) 
         "network_id": net["id"],
         "template_id": tpl["id"],
         "process_id": proc["process_id"],
-        "disk": "disk_01AAAAAAAAAAAAAAAAAAAAAAAA",
+        "disk": disk["id"],
         "ip": sb["ip"],
         "port": "8080",
         "tail": "screenshot",
@@ -316,7 +325,7 @@ async def test_another_tenants_ids_on_every_route(emu: tuple[LocalServer, Raw]) 
         assert status == 404
         for listing in ("/v1/sandboxes", "/v1/networks", "/v1/templates", "/v1/disks"):
             text = json.dumps(await raw.ok("GET", listing, key=b_key))
-            for secret_id in (sb["id"], net["id"], tpl["id"]):
+            for secret_id in (sb["id"], net["id"], tpl["id"], disk["id"]):
                 assert secret_id not in text, listing
         # A's access token works on A's sandbox only
         status, _ = await raw.call("GET", f"/v1/sandboxes/{b_sb['id']}", key=token)
