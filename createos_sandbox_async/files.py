@@ -394,7 +394,8 @@ class Files:
 
         The guest tars the tree to a temporary file, which is downloaded and unpacked locally.
         Unpacking refuses any member that would land outside ``local_dir`` (absolute names,
-        ``..``, links pointing out, device files) with ``ValueError`` before writing anything.
+        ``..``, links pointing out directly or through a chain of the archive's links, device
+        files) with ``ValueError`` before writing anything.
         """
         remote = check_remote_path(remote_dir, "remote_dir")
         target = _dir_target(local_dir)
@@ -519,7 +520,69 @@ def _safe_extract(archive_path: str, target: str) -> None:
         members = tar.getmembers()
         for member in members:
             _check_member(root, member)
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(root, members=members, filter="data")
-        else:  # pragma: no cover - Python < 3.11.4
-            tar.extractall(root, members=members)
+        _check_link_chains(root, members)
+        try:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(root, members=members, filter="data")
+            else:  # pragma: no cover - Python < 3.11.4
+                tar.extractall(root, members=members)
+        except tarfile.FilterError as exc:  # the second guard: same promise, same type
+            raise ValueError(f"refusing to extract: {exc}") from exc
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in path.replace("\\", "/").split("/") if p and p != "."]
+
+
+def _check_link_chains(root: str, members: list[tarfile.TarInfo]) -> None:
+    """Resolve every member the way extraction will: through the archive's own symlinks (and
+    symlinks already under ``root``). Each link can look inside on its own while a chain of them
+    leads out (``a -> .``, then ``a/b -> ..``, then ``a/b/file``)."""
+    links = {"/".join(_parts(m.name)): m.linkname for m in members if m.issym()}
+    for member in members:
+        parts = _parts(member.name)
+        if member.issym():
+            parent = _resolve_in(root, parts[:-1], links)
+            escapes = (
+                parent is None or _resolve_in(root, parent + _parts(member.linkname), links) is None
+            )
+        elif member.islnk():
+            escapes = (
+                _resolve_in(root, parts[:-1], links) is None
+                or _resolve_in(root, _parts(member.linkname), links) is None
+            )
+        else:
+            escapes = _resolve_in(root, parts, links) is None
+        if escapes:
+            raise ValueError(
+                f"refusing to extract {member.name!r}: through the archive's symlinks it would "
+                f"land outside {root!r}"
+            )
+
+
+def _resolve_in(root: str, parts: list[str], links: dict[str, str]) -> list[str] | None:
+    """``parts`` with every symlink followed, as a path below ``root``; None if it leaves."""
+    pending = list(reversed(parts))
+    cur: list[str] = []
+    hops = 0
+    while pending:
+        comp = pending.pop()
+        if comp == "..":
+            if not cur:
+                return None
+            cur.pop()
+            continue
+        cur.append(comp)
+        key = "/".join(cur)
+        link = links.get(key)
+        if link is None:
+            on_disk = os.path.join(root, *cur)
+            link = os.readlink(on_disk) if os.path.islink(on_disk) else None
+        if link is None:
+            continue
+        hops += 1
+        if hops > 40 or os.path.isabs(link) or link.startswith(("/", "\\")):
+            return None
+        cur.pop()
+        pending.extend(reversed(_parts(link)))
+    return cur

@@ -26,3 +26,17 @@ async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[LocalServer]
     marker = request.node.get_closest_marker("emulator")
     async with start_emulator(**(marker.kwargs if marker else {})) as server:
         yield server
+
+
+@pytest.fixture(params=["openat2", "no-openat2"])
+def fs_resolution(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run an emulator files test twice: with openat2(RESOLVE_IN_ROOT), and with the fallback
+    for kernels without it (every path component opened with O_NOFOLLOW)."""
+    from createos_sandbox_async.local import _fs
+
+    saved = _fs._have_openat2[0]
+    _fs._have_openat2[0] = request.param == "openat2"
+    try:
+        yield request.param
+    finally:
+        _fs._have_openat2[0] = saved

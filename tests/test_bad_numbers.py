@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from _servers import Served, fail, ok, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -23,7 +24,6 @@ from createos_sandbox_async import (
     SandboxPool,
     Timeouts,
 )
-from tests._servers import Served, fail, ok, serve
 
 pytestmark = pytest.mark.anyio
 

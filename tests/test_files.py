@@ -409,8 +409,9 @@ async def test_dir_round_trip_through_emulator(
 
 
 @pytest.fixture
-async def emulated(emulator: Any) -> AsyncIterator[tuple[Any, Sandbox]]:
-    """A running sandbox on the emulator (real files in a bubblewrap guest)."""
+async def emulated(emulator: Any, fs_resolution: str) -> AsyncIterator[tuple[Any, Sandbox]]:
+    """A running sandbox on the emulator (real files in a bubblewrap guest), once with openat2
+    and once with its fallback."""
     server = emulator
     async with server.session() as session:
         sb = await session.sandboxes.create(shape="s-1vcpu-256mb", rootfs="devbox:1")
@@ -508,3 +509,75 @@ def test_safe_extract_refuses_escaping_members(tmp_path: Path) -> None:
         "d/b",
         "d/l",
     ]
+
+
+def _tar_bytes(entries: list[tuple[str, bytes, str]]) -> bytes:
+    """An archive of (name, tar type, link target) entries; regular files hold b"pwned"."""
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, link in entries:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = link
+            data = b"pwned" if kind == tarfile.REGTYPE else b""
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+def _chains() -> dict[str, bytes]:
+    """Archives whose every link looks inside on its own, while a chain of them leads out."""
+    from tarfile import LNKTYPE, REGTYPE, SYMTYPE
+
+    return {
+        "dir-chain": _tar_bytes(
+            [("a", SYMTYPE, "."), ("a/b", SYMTYPE, ".."), ("a/b/escaped", REGTYPE, "")]
+        ),
+        "file-through-chain": _tar_bytes(
+            [
+                ("ok", REGTYPE, ""),
+                ("a", SYMTYPE, "."),
+                ("a/up", SYMTYPE, "../x"),
+                ("a/up", REGTYPE, ""),
+            ]
+        ),
+        "link-via-link": _tar_bytes(
+            [("d", SYMTYPE, "."), ("e", SYMTYPE, "d/.."), ("e/escaped", REGTYPE, "")]
+        ),
+        "hardlink-via-link": _tar_bytes(
+            [("a", SYMTYPE, "."), ("a/b", SYMTYPE, ".."), ("h", LNKTYPE, "a/b/secret")]
+        ),
+        "loop": _tar_bytes([("l1", SYMTYPE, "l2"), ("l2", SYMTYPE, "l1"), ("l1/f", REGTYPE, "")]),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_chains()))
+async def test_download_dir_refuses_a_symlink_chain_before_writing(
+    case: str, tmp_path: Path
+) -> None:
+    """A hostile guest (or server) serves a tar whose symlinks chain out of local_dir:
+    download_dir raises ValueError, as documented, and writes nothing at all."""
+    archive = _chains()[case]
+
+    async def exec_ok(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        result = {"stdout": "", "stderr": "", "exit_code": 0}
+        return web.json_response({"status": "success", "data": {"result": result}})
+
+    async def serve_tar(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=archive, content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_post(f"/v1/sandboxes/{SID}/exec", exec_ok)
+    app.router.add_get(FILES, serve_tar)
+    target = tmp_path / "box" / "dst"
+    async with run_app(app) as base_url:
+        retry = RetryPolicy(base=0.0, cap=0.0, jitter=False)
+        async with AsyncSession(api_key=API_KEY, base_url=base_url, retry=retry) as session:
+            sb = Sandbox(session, SandboxView(id=SID))
+            with pytest.raises(ValueError, match="refusing to extract"):
+                await sb.files.download_dir("/root/src", target)
+    assert _names(tmp_path / "box") == ["dst"]
+    assert _names(target) == []  # nothing written, not even the links that looked harmless

@@ -14,6 +14,7 @@ import pickle
 from typing import Any
 
 import pytest
+from _servers import API_KEY, always, error, ok, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
@@ -38,7 +39,6 @@ from createos_sandbox_async.errors import (
 from createos_sandbox_async.exec import ExecEvent, ExecResult
 from createos_sandbox_async.models import SandboxView
 from createos_sandbox_async.sandbox import Sandbox
-from tests._servers import API_KEY, always, error, ok, serve
 
 pytestmark = pytest.mark.anyio
 

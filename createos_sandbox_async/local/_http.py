@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -89,11 +91,80 @@ async def json_body(request: web.Request, *, required: bool = True) -> dict[str,
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         fail(400, "request body is not valid JSON")
     if not isinstance(body, dict):
         fail(400, "request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
+        fail(
+            400,
+            "request body holds a lone surrogate escape (such as \\ud800): not valid Unicode",
+        )
     return body
+
+
+# A lone surrogate can only arrive as a \u escape (raw surrogate bytes are invalid UTF-8, which
+# json.loads already refuses); decoded, it is a str that cannot be encoded again, so it would
+# break a spawn, a file name or the response itself. The regex keeps the walk off the hot path.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """Any string (key or value) that cannot be encoded as UTF-8? Iterative: a body nested
+    nearly as deep as json.loads allows must not hit the recursion limit here."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+# ----------------------------------------------------------------- what a spawn can take
+
+_MAX_ARG_STRLEN = 32 * 4096  # the kernel's limit on one argument or variable (MAX_ARG_STRLEN)
+
+
+def check_no_nul(field: str, *values: str) -> None:
+    """400 naming `field` when a value holds a NUL byte: no argv, variable or path can carry
+    one (the spawn would fail with ValueError, a 500)."""
+    if any("\x00" in value for value in values):
+        fail(400, f"{field} must not contain NUL bytes", fields={field: "contains a NUL byte"})
+
+
+def argv_problem(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
+    """Why the kernel would refuse to exec `argv` with `env` (E2BIG), agent-style, or None.
+    Checked before spawning: a refused exec would otherwise surface as an OSError (a 500)."""
+    total = 0
+    for item in (*argv, *(f"{k}={v}" for k, v in env.items())):
+        size = len(item.encode()) + 1
+        if size > _MAX_ARG_STRLEN:
+            return (
+                "fork/exec: argument list too long "
+                f"(one argument or variable is over {_MAX_ARG_STRLEN} bytes)"
+            )
+        total += size + 8  # the string and its pointer
+    if total > _arg_max():
+        return f"fork/exec: argument list too long (over {_arg_max()} bytes of arguments)"
+    return None
+
+
+def _arg_max() -> int:
+    """The kernel's budget for argv + envp: a quarter of the stack limit, at most 6 MiB (what
+    execve enforces, whatever sysconf says for an unlimited stack), less room for the loader."""
+    try:
+        limit = os.sysconf("SC_ARG_MAX")
+    except (ValueError, OSError):
+        limit = 131072
+    return min(limit, 6 << 20) - 4096
 
 
 def opt_str(body: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:

@@ -9,12 +9,15 @@ import collections
 import contextlib
 import errno
 import fnmatch
+import json
+import logging
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -24,6 +27,8 @@ from ._http import (
     JSON_TYPE,
     NDJSON_TYPE,
     ApiFail,
+    argv_problem,
+    check_no_nul,
     dumps,
     error_response,
     fail,
@@ -64,6 +69,16 @@ from .state import (
 )
 
 MAX_FILE_BYTES = 524_288_000
+# A buffered exec keeps at most this much of each of stdout and stderr (the rest is read and
+# dropped): one command printing 200 MB must not grow the emulator by gigabytes or freeze it.
+MAX_BUFFERED_OUTPUT = 4 << 20
+_TRUNCATED_MARK = (
+    "\n[createos-local: {kind} truncated: {n} more bytes dropped after the first {cap} "
+    "(buffered exec keeps at most that much per channel); stream the exec or redirect to a "
+    "file for the rest]\n"
+)
+_ENCODE_INLINE = 256 << 10  # larger outputs are decoded and JSON-encoded in a worker thread
+_ENCODE_SLOTS = threading.BoundedSemaphore(2)  # a thread lock: shared by every server's loop
 _QUEUED_CHUNKS = 16  # per exec stream: at most ~1 MiB of output read ahead of the client
 HEARTBEAT = b'{"hb":true}\n'
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -85,6 +100,7 @@ _TOKEN_ROUTES = (
     ("*", "/v1/sandboxes/{id}/computer*"),
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("createos_sandbox_async.local")
 EMULATOR: web.AppKey[Emulator] = web.AppKey("emulator")
 
 
@@ -228,6 +244,14 @@ class Emulator:
             return resp
         except ConnectionDropped:
             return web.Response(status=500)
+        except ConnectionError as exc:
+            transport = request.transport
+            if transport is not None and not transport.is_closing():
+                raise
+            # The client went away mid-response (a stream or download closed early): routine,
+            # not a server error. The handler's own cleanup (killing its command) already ran.
+            log.debug("client left %s %s mid-response: %r", request.method, request.path, exc)
+            return web.Response(status=500)  # never sent: aiohttp drops it on the dead transport
 
     def _authenticate(self, request: web.Request) -> None:
         match = request.match_info
@@ -408,6 +432,7 @@ class Emulator:
         for name, value in envs.items():
             if not _ENV_KEY.match(name):
                 fail(400, f"{key}: invalid variable name {name!r}", fields={key: "invalid name"})
+            check_no_nul(key, value)
             size = len(value.encode())
             if size > 4096:
                 fail(400, f"{key}: value of {name} exceeds 4 KiB", fields={key: "value too long"})
@@ -837,6 +862,7 @@ class Emulator:
                     f"env key {key!r} was not declared in the sandbox's create-time envs",
                     fields={"env": f"undeclared key {key}"},
                 )
+            check_no_nul("env", value)
             env[key] = value
         return env
 
@@ -846,12 +872,16 @@ class Emulator:
         cmd = opt_str(body, "cmd", required=True)
         assert cmd is not None
         args = opt_str_list(body, "args") or []
+        check_no_nul("cmd", cmd)
+        check_no_nul("args", *args)
         stdin = opt_str(body, "stdin")
         env = self._exec_env(sb, opt_str_map(body, "env"))
         stream = query_bool(request, "stream") or bool(opt_bool(body, "stream"))
         runtime = sb.runtime
         assert runtime is not None
-        problem = runtime.resolve_command(cmd, env)
+        problem = runtime.resolve_command(cmd, env) or argv_problem(
+            runtime.command_argv([cmd, *args]), env
+        )
         sb.busy += 1
         self.touch(sb)
         try:
@@ -901,16 +931,12 @@ class Emulator:
         )
         finished = False
         try:
-            out, err = await proc.communicate(stdin.encode() if stdin else None)
+            out, err = await collect_output(proc, stdin.encode() if stdin else None)
             finished = True
         finally:
             self._end_command(runtime, proc, finished=finished)
-        result = {
-            "stdout": out.decode("utf-8", "replace"),
-            "stderr": err.decode("utf-8", "replace"),
-            "exit_code": exit_status(proc.returncode),
-        }
-        return ok({"result": result, "exec_ms": round((time.perf_counter() - t0) * 1000, 3)})
+        exec_ms = round((time.perf_counter() - t0) * 1000, 3)
+        return await buffered_response(out, err, exit_status(proc.returncode), exec_ms)
 
     async def open_stream(
         self, request: web.Request, content_type: str = NDJSON_TYPE
@@ -1218,6 +1244,93 @@ def _utf8_boundary(data: bytes) -> int:
         need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4
         return n - back if back < need else n
     return n
+
+
+class Captured(NamedTuple):
+    """What a buffered exec kept of one output channel, and how many bytes it threw away."""
+
+    data: bytearray
+    dropped: int
+
+
+async def _read_capped(reader: asyncio.StreamReader | None, cap: int) -> Captured:
+    """Keep the first `cap` bytes of a pipe; read and discard the rest until EOF, so the command
+    never blocks on a full pipe and the emulator's memory does not grow with its output."""
+    kept = bytearray()
+    dropped = 0
+    while reader is not None and (chunk := await reader.read(1 << 16)):
+        room = cap - len(kept)
+        if room > 0:
+            kept += chunk[:room]
+        dropped += max(0, len(chunk) - max(room, 0))
+    return Captured(kept, dropped)
+
+
+async def collect_output(
+    proc: asyncio.subprocess.Process, stdin: bytes | None, cap: int = MAX_BUFFERED_OUTPUT
+) -> tuple[Captured, Captured]:
+    """`proc.communicate()` with a cap per channel (see MAX_BUFFERED_OUTPUT). Cancelled, its
+    readers are stopped before it returns, so `reap_later` can drain the pipes alone."""
+    tasks: list[asyncio.Task[Any]] = [
+        asyncio.ensure_future(_read_capped(proc.stdout, cap)),
+        asyncio.ensure_future(_read_capped(proc.stderr, cap)),
+    ]
+    if stdin:
+        tasks.append(asyncio.ensure_future(_feed(proc, stdin)))
+    try:
+        await asyncio.gather(*tasks)
+        await proc.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+    return tasks[0].result(), tasks[1].result()
+
+
+def _channel_text(kind: str, captured: Captured) -> str:
+    data = captured.data
+    if captured.dropped:  # appended in place: no second copy of a large output
+        mark = _TRUNCATED_MARK.format(kind=kind, n=captured.dropped, cap=MAX_BUFFERED_OUTPUT)
+        data += mark.encode()
+    return data.decode("utf-8", "replace")
+
+
+def _buffered_body(out: Captured, err: Captured, code: int, exec_ms: float) -> bytes:
+    """The JSend body of a buffered exec; a truncated channel carries a marker line and a
+    `<channel>_truncated_bytes` count (omitted when nothing was dropped). Each channel is decoded
+    and JSON-encoded on its own (ASCII escapes), so only one large string exists at a time."""
+    extra: dict[str, Any] = {"exit_code": code}
+    if out.dropped:
+        extra["stdout_truncated_bytes"] = out.dropped
+    if err.dropped:
+        extra["stderr_truncated_bytes"] = err.dropped
+    parts = [b'{"status":"success","data":{"result":{"stdout":']
+    parts.append(json.dumps(_channel_text("stdout", out)).encode("ascii"))
+    parts.append(b',"stderr":')
+    parts.append(json.dumps(_channel_text("stderr", err)).encode("ascii"))
+    parts.append(b"," + dumps(extra)[1:-1].encode() + b'},"exec_ms":')
+    parts.append(dumps(exec_ms).encode() + b"}}")
+    return b"".join(parts)
+
+
+def _buffered_body_in_turn(out: Captured, err: Captured, code: int, exec_ms: float) -> bytes:
+    """_buffered_body in a worker thread, at most two at a time: encoding briefly takes several
+    times the output's size (binary output decodes to replacement characters and escapes), so
+    many floods at once must not multiply that peak."""
+    with _ENCODE_SLOTS:
+        return _buffered_body(out, err, code, exec_ms)
+
+
+async def buffered_response(
+    out: Captured, err: Captured, code: int, exec_ms: float
+) -> web.Response:
+    """Decode and JSON-encode a buffered exec's output; a large one in a worker thread, so the
+    event loop keeps serving other clients meanwhile (the cap bounds the work either way)."""
+    if len(out.data) + len(err.data) > _ENCODE_INLINE:
+        body = await asyncio.to_thread(_buffered_body_in_turn, out, err, code, exec_ms)
+    else:
+        body = _buffered_body(out, err, code, exec_ms)
+    return web.Response(body=body, content_type=JSON_TYPE, charset="utf-8")
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:

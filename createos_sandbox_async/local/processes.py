@@ -20,6 +20,8 @@ from aiohttp import web
 
 from . import _ids
 from ._http import (
+    argv_problem,
+    check_no_nul,
     dumps,
     fail,
     json_body,
@@ -389,6 +391,9 @@ class _Handlers:
         cwd = opt_str(body, "cwd")
         if cwd is not None and not cwd.startswith("/"):
             fail(400, "cwd must be an absolute path", fields={"cwd": "must be absolute"})
+        check_no_nul("cmd", cmd or "")
+        check_no_nul("args", *args)
+        check_no_nul("cwd", cwd or "")
         overrides = opt_str_map(body, "env") or {}
         self.emu._validate_envs(overrides, "env")
         pty = body.get("pty")
@@ -408,6 +413,10 @@ class _Handlers:
         problem = runtime.resolve_command(cmd, env)
         if problem is not None:
             fail(400, problem, fields={"cmd": "not found"})
+        wrapped = ["/bin/bash", "-c", _WRAPPER, "0", cwd or "", cmd, *args]
+        problem = argv_problem(runtime.command_argv(wrapped, pty=pty is not None), env)
+        if problem is not None:
+            fail(400, problem, fields={"args": "too long"})
         proc = ManagedProcess(runtime, "pty" if pty is not None else "process", cmd, args, cwd)
         if pty is not None:
             rows, cols = opt_int(pty, "rows"), opt_int(pty, "cols")

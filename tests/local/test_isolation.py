@@ -71,6 +71,7 @@ async def test_no_network_and_no_capabilities(client: Client) -> None:
         assert res["exit_code"] != 0
 
 
+@pytest.mark.usefixtures("fs_resolution")
 async def test_symlinks_cannot_lead_the_files_api_out(server: LocalServer, client: Client) -> None:
     a = (await client.create())["id"]
     b = (await client.create())["id"]
@@ -113,6 +114,7 @@ async def test_symlinks_cannot_lead_the_files_api_out(server: LocalServer, clien
     assert status == 400 and not host_exists("/usr/bin/evil")
 
 
+@pytest.mark.usefixtures("fs_resolution")
 async def test_a_fifo_cannot_hang_the_emulator(client: Client) -> None:
     # Opening a FIFO for reading blocks until a writer comes: done on the server's loop, one
     # sandbox would freeze every other client (this test then hangs until its timeout).
@@ -125,6 +127,7 @@ async def test_a_fifo_cannot_hang_the_emulator(client: Client) -> None:
     assert (await client.exec(sid, "echo", "still-serving"))["stdout"] == "still-serving\n"
 
 
+@pytest.mark.usefixtures("fs_resolution")
 @pytest.mark.parametrize("path", ["relative/x", "/a/../etc/passwd", "", "/root/.."])
 async def test_bad_paths_are_400(client: Client, path: str) -> None:
     sid = (await client.create())["id"]
@@ -135,6 +138,7 @@ async def test_bad_paths_are_400(client: Client, path: str) -> None:
         assert status == 400, (method, path, body)
 
 
+@pytest.mark.usefixtures("fs_resolution")
 async def test_files_round_trip_and_limits(client: Client) -> None:
     sid = (await client.create())["id"]
     payload = bytes(range(256)) * 4096  # 1 MiB of every byte value
@@ -169,6 +173,7 @@ async def test_files_round_trip_and_limits(client: Client) -> None:
     assert status == 400
 
 
+@pytest.mark.usefixtures("fs_resolution")
 async def test_upload_over_the_limit_is_refused_before_reading(
     server: LocalServer, client: Client
 ) -> None:
