@@ -6,7 +6,7 @@ Helpers shared between test files live in ``tests/_*.py`` and are imported by mo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from _emulator import start_emulator
