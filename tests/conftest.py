@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+pytest_plugins = ["_leakcheck"]  # fails the run if it leaves a process behind
+
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
