@@ -12,7 +12,7 @@ import contextlib
 import signal
 import sys
 
-from .runtime import ISOLATIONS, IsolationUnavailableError
+from .runtime import DEFAULT_MAX_PROCESSES, ISOLATIONS, IsolationUnavailableError
 from .server import LocalServer, is_loopback
 
 
@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         help="how long pausing/resuming/... states stay visible (default 0)",
     )
     p.add_argument(
+        "--max-processes",
+        type=int,
+        default=DEFAULT_MAX_PROCESSES,
+        help="processes one sandbox may run at once, where cgroups allow enforcing it "
+        f"(default {DEFAULT_MAX_PROCESSES})",
+    )
+    p.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow binding a non-loopback address (anyone reaching it can run code)",
@@ -65,6 +72,7 @@ async def _serve(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         transition_delay=args.transition_delay,
         allow_remote=args.allow_remote,
+        max_processes=args.max_processes,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -135,6 +135,12 @@ class LocalServer:
     def isolation(self) -> str:
         return self._isolation
 
+    @property
+    def enforced_limits(self) -> frozenset[str]:
+        """Which per-sandbox limits hold on this machine: "file_size" always, "processes" and
+        "memory" where the emulator could make cgroups (see docs/emulator.md)."""
+        return self._require().runtime.enforced
+
     def _require(self) -> Emulator:
         if self._emu is None:
             raise RuntimeError("LocalServer is not running: use `async with LocalServer() as s:`")

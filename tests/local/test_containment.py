@@ -64,10 +64,6 @@ def _box(server: LocalServer, sid: str) -> SandboxRuntime:
     return runtime
 
 
-def _enforced(server: LocalServer) -> frozenset[str]:
-    return server._require().runtime.enforced
-
-
 def _read_text(path: str) -> str:
     try:
         with open(path) as fh:
@@ -104,7 +100,7 @@ async def test_a_fork_bomb_hits_the_limit_and_harms_no_one_else(
     limited: tuple[LocalServer, Client],
 ) -> None:
     server, client = limited
-    if "processes" not in _enforced(server):
+    if "processes" not in server.enforced_limits:
         pytest.skip("no pids cgroup can be made here: processes are not limited")
     if shutil.which("python3") is None:
         pytest.skip("python3 is needed inside the sandbox")
@@ -148,7 +144,7 @@ async def test_a_memory_hog_is_killed_and_the_sandbox_lives_on(
     limited: tuple[LocalServer, Client],
 ) -> None:
     server, client = limited
-    if "memory" not in _enforced(server):
+    if "memory" not in server.enforced_limits:
         pytest.skip("no memory cgroup can be made here: memory is not limited")
     if shutil.which("python3") is None:
         pytest.skip("python3 is needed inside the sandbox")
@@ -269,3 +265,12 @@ def _dead_emulator_groups(parent: str) -> list[str]:
         if name.startswith("createos-local-")
         and not os.path.exists(f"/proc/{name.rsplit('-', 1)[-1]}")
     ]
+
+
+def test_max_processes_is_checked() -> None:
+    with pytest.raises(ValueError, match="max_processes"):
+        LocalServer(max_processes=0)
+    with pytest.raises(TypeError, match="max_processes"):
+        LocalServer(max_processes=True)
+    with pytest.raises(TypeError, match="max_processes"):
+        LocalServer(max_processes=1.5)  # type: ignore[arg-type]
