@@ -170,6 +170,29 @@ async def test_no_file_can_grow_past_disk_mib(client: Client) -> None:
     assert result["stdout"].split() == ["status=0", "3145728"]  # the new size holds at once
 
 
+async def test_stop_during_creates_leaves_nothing() -> None:
+    # LocalServer.stop() cancels creates still booting: nothing they started may stay.
+    require_bwrap()
+    server = LocalServer(heartbeat_interval=0.05)
+    await server.start()
+    state = server.state_dir
+    try:
+        async with server.session() as session:
+            creates = [
+                asyncio.ensure_future(session.sandboxes.create(shape="s-1vcpu-256mb"))
+                for _ in range(4)
+            ]
+            for _ in range(5000):  # until a VM of this server is launching (bounded)
+                if _launched_under(state):
+                    break
+                await asyncio.sleep(0.001)
+            await server.stop()
+            await asyncio.gather(*creates, return_exceptions=True)
+    finally:
+        await server.stop()
+    assert await _gone(state) == []
+
+
 # --------------------------------------------------------------- the emulator killed outright
 
 _CHILD = r"""
@@ -274,3 +297,15 @@ def test_max_processes_is_checked() -> None:
         LocalServer(max_processes=True)
     with pytest.raises(TypeError, match="max_processes"):
         LocalServer(max_processes=1.5)  # type: ignore[arg-type]
+
+
+def _launched_under(where: str) -> bool:
+    """Whether any process's command line names `where` (a VM being launched)."""
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                if where.encode() in fh.read():
+                    return True
+        except OSError:
+            continue
+    return False
