@@ -17,7 +17,7 @@ import pytest
 from _leakcheck import describe, sandbox_processes
 from conftest import require_bwrap
 
-from createos_sandbox_async.local import LocalServer
+from createos_sandbox_async.local import LocalServer, _cgroups
 from createos_sandbox_async.local.runtime import SandboxRuntime
 
 from .conftest import Client, host_exists
@@ -233,8 +233,15 @@ asyncio.run(main())
 """
 
 
-async def _run_and_kill(mode: str, delay: float = 0.0) -> str:
-    """Run an emulator in a child process that SIGKILLs itself; its state directory."""
+def _sweep_dead_emulators() -> None:
+    """What the next emulator's start does: remove the cgroups killed emulators left."""
+    for _, own, _ in _cgroups._own_dirs():
+        _cgroups.sweep_stale(own)
+
+
+async def _run_and_kill(mode: str, delay: float = 0.0, *, sweep: bool = True) -> str:
+    """Run an emulator in a child process that SIGKILLs itself; its state directory. Its
+    cgroups are swept afterwards unless `sweep` is False (they would wait for the next start)."""
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _CHILD, mode, str(delay),
@@ -251,6 +258,8 @@ async def _run_and_kill(mode: str, delay: float = 0.0) -> str:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+        if sweep:
+            await asyncio.to_thread(_sweep_dead_emulators)
 
 
 async def test_an_emulator_killed_outright_takes_its_sandboxes_along() -> None:
@@ -270,11 +279,14 @@ async def test_an_emulator_killed_mid_boot_leaves_nothing(delay: float) -> None:
 
 async def test_the_next_emulator_removes_cgroups_a_killed_one_left() -> None:
     require_bwrap()
-    await _run_and_kill("booted")
+    await _run_and_kill("booted", sweep=False)
+    owns = [own for _, own, _ in _cgroups._own_dirs()]
+    left = [p for own in owns for p in _dead_emulator_groups(own)]
     async with LocalServer() as srv:
         runtime = srv._require().runtime
         if runtime.cgroups is None:
             pytest.skip("no cgroup can be made here")
+        assert left  # the killed emulator did leave its groups behind
         parents = [os.path.dirname(base) for _, base, _ in runtime.cgroups.bases]
         stale = [p for parent in parents for p in _dead_emulator_groups(parent)]
         assert stale == []
