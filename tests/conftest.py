@@ -13,6 +13,8 @@ from _emulator import start_emulator
 
 from createos_sandbox_async.local import LocalServer
 
+pytest_plugins = ["_leakcheck"]  # fails the run if it leaves a process behind
+
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:

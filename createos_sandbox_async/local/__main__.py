@@ -12,7 +12,7 @@ import contextlib
 import signal
 import sys
 
-from .runtime import ISOLATIONS, IsolationUnavailableError
+from .runtime import DEFAULT_MAX_PROCESSES, ISOLATIONS, IsolationUnavailableError
 from .server import LocalServer, is_loopback
 
 
@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         "by default it is killed, like a stream's command",
     )
     p.add_argument(
+        "--max-processes",
+        type=int,
+        default=DEFAULT_MAX_PROCESSES,
+        help="processes one sandbox may run at once, where cgroups allow enforcing it "
+        f"(default {DEFAULT_MAX_PROCESSES})",
+    )
+    p.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow binding a non-loopback address (anyone reaching it can run code)",
@@ -72,6 +79,7 @@ async def _serve(args: argparse.Namespace) -> int:
         transition_delay=args.transition_delay,
         allow_remote=args.allow_remote,
         detached_buffered_exec=args.detached_buffered_exec,
+        max_processes=args.max_processes,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -564,7 +564,9 @@ class Emulator:
                 self.runtime.prepare_tree(root, sb.name)
             else:
                 await SandboxRuntime.copy_tree(source_root, root)
-            sb.runtime = await self.runtime.start(sb.id, root, sb.name)
+            sb.runtime = await self.runtime.start(
+                sb.id, root, sb.name, mem_mib=sb.shape.mem_mib, disk_mib=sb.disk_mib
+            )
             sb.runtime.on_death = lambda: self._vm_died(sb)
             if self.transition_delay:
                 await asyncio.sleep(self.transition_delay)
@@ -678,6 +680,8 @@ class Emulator:
                 fields={"disk_mib": "grow only"},
             )
         sb.disk_mib = disk_mib
+        if sb.runtime is not None:
+            sb.runtime.disk_mib = disk_mib  # the next commands may write bigger files
         return ok({"id": sb.id, "disk_mib": sb.disk_mib})
 
     # ----------------------------------------------------------------- lifecycle

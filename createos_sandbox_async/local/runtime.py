@@ -7,6 +7,16 @@ reaper. Every exec joins those namespaces through `nsenter`, drops all capabilit
 `killpg`, while daemons started with `setsid` keep running like in a VM. Pause and resume send
 SIGSTOP/SIGCONT to every process of the sandbox's pid namespace; destroy kills pid 1, which makes
 the kernel kill everything else in the namespace.
+
+Nothing a sandbox starts may outlive it or the emulator. Three layers see to that:
+- pid 1 holds the read end of a pipe whose only write end the emulator holds (the "lifeline"),
+  and exits when it reads EOF: when the emulator closes it (destroy, a cancelled or failed boot)
+  or dies in any way, even SIGKILL, even in the middle of a boot. pid 1 exiting makes the kernel
+  kill every process in the sandbox's pid namespace;
+- `--die-with-parent` (a parent-death signal) on bwrap and its child, once booted;
+- where cgroups can be made (see `_cgroups`), every process of the sandbox, inside or outside its
+  namespaces, is in the sandbox's cgroup, killed as a whole on destroy and swept by the next
+  emulator if this one was killed; the cgroup also caps processes and memory.
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 
+from ._cgroups import JOIN_SCRIPT, Cgroups, SandboxCgroup
 from ._fs import View, open_in_root
 
 log = logging.getLogger("createos_sandbox_async.local")
@@ -31,10 +43,14 @@ ISOLATIONS = ("bubblewrap", "none")
 SANDBOX_MARKER = "CREATEOS_LOCAL_SANDBOX"  # set on commands only with isolation "none"
 SANDBOX_UID = 65534  # "nobody": what sandboxes run as on the host when the emulator is root
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# pid 1 of every sandbox: its stdin is the lifeline (see the module docstring). `cat` blocks on
+# it; EOF (status 0, or 1 if unreadable) ends pid 1 and with it the whole namespace. A `cat`
+# killed by a signal (a tenant's `kill`) is restarted. `wait` reaps orphans meanwhile.
 _INIT_SCRIPT = (
-    'echo ready; exec >/dev/null 2>&1 </dev/null; trap "" TERM INT HUP; '
-    "while :; do sleep 86400 & wait $!; done"
+    'echo ready; exec 3<&0 >/dev/null 2>&1 </dev/null; trap "" TERM INT HUP; '
+    "while :; do cat <&3 >/dev/null & wait $!; [ $? -gt 128 ] || exit 0; done"
 )
+DEFAULT_MAX_PROCESSES = 4096  # per sandbox, where a pids cgroup can be made
 _SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _ETC_FILES = (
     "bash.bashrc",
@@ -111,11 +127,15 @@ def _etc_dirs() -> list[str]:
 class Runtime:
     """Starts sandbox VMs. One per LocalServer; knows the isolation mode and host layout."""
 
-    def __init__(self, isolation: str, state_dir: str) -> None:
+    def __init__(
+        self, isolation: str, state_dir: str, *, max_processes: int = DEFAULT_MAX_PROCESSES
+    ) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
         self.isolation = isolation
         self.state_dir = state_dir
+        self.max_processes = max_processes
+        self.cgroups: Cgroups | None = None  # see setup_cgroups()
         self.is_root = os.geteuid() == 0
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.nsenter = shutil.which("nsenter") or "nsenter"
@@ -293,10 +313,56 @@ class Runtime:
         if owner is not None:
             chown_tree(root, owner)
 
-    async def start(self, sandbox_id: str, root: str, hostname: str) -> SandboxRuntime:
-        """Boot a sandbox VM over an existing tree and wait until it is ready for commands."""
+    def setup_cgroups(self) -> None:
+        """Make this emulator's cgroups where the machine allows it (after killing what dead
+        emulators left in theirs); without them sandboxes run unlimited in processes and
+        memory, and are tracked by pid namespace only."""
+        self.cgroups = Cgroups.setup(os.path.basename(self.state_dir).rsplit("-", 1)[-1])
+        if self.cgroups is None:
+            log.info("no cgroup can be made here: sandbox processes and memory are not limited")
+
+    @property
+    def enforced(self) -> frozenset[str]:
+        """Which per-sandbox limits hold here: "processes", "memory" (cgroups), "file_size"."""
+        have = self.cgroups.controllers if self.cgroups is not None else frozenset()
+        names = {"pids": "processes", "memory": "memory"}
+        return frozenset({names[c] for c in have} | {"file_size"})
+
+    def close(self) -> None:
+        """Kill anything left in this emulator's cgroups and remove them (blocking)."""
+        if self.cgroups is not None:
+            self.cgroups.close()
+            self.cgroups = None
+
+    async def start(
+        self,
+        sandbox_id: str,
+        root: str,
+        hostname: str,
+        *,
+        mem_mib: int | None = None,
+        disk_mib: int | None = None,
+    ) -> SandboxRuntime:
+        """Boot a sandbox VM over an existing tree and wait until it is ready for commands.
+        `mem_mib` caps its memory (where a memory cgroup can be made), `disk_mib` the size of
+        any one file its commands write."""
         box = SandboxRuntime(self, sandbox_id, root)
-        await box.boot(hostname)
+        box.disk_mib = disk_mib
+        if self.cgroups is not None:
+            memory = (mem_mib or 1 << 20) * 1024 * 1024
+            try:
+                box.cgroup = self.cgroups.sandbox(
+                    sandbox_id, pids_max=self.max_processes, memory_bytes=memory
+                )
+            except OSError as exc:
+                log.warning("sandbox %s runs without its cgroup (no limits): %s", sandbox_id, exc)
+        try:
+            await box.boot(hostname)
+        except BaseException:
+            if box.cgroup is not None:  # boot() killed its processes; remove the directories
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(asyncio.to_thread(box.cgroup.remove))
+            raise
         return box
 
 
@@ -319,12 +385,14 @@ def chown_tree(root: str, owner: tuple[int, int]) -> None:
             os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
-def _launch(argv: list[str], stdout: int, log_path: str, keep_fd: int) -> subprocess.Popen[bytes]:
+def _launch(
+    argv: list[str], stdin: int, stdout: int, log_path: str, keep_fd: int
+) -> subprocess.Popen[bytes]:
     """Fork/exec the VM (the same synchronous call asyncio makes), stderr to a log file."""
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=stdout,
             stderr=log,
             pass_fds=(keep_fd,),
@@ -496,6 +564,9 @@ class SandboxRuntime:
         self.view = View(root, runtime.ro_mounts(), virtual)
         self.init: subprocess.Popen[bytes] | None = None
         self.on_death: Callable[[], None] | None = None  # the VM died on its own
+        self.cgroup: SandboxCgroup | None = None
+        self.disk_mib: int | None = None  # caps any one file a command writes (RLIMIT_FSIZE)
+        self._lifeline = -1  # write end of pid 1's stdin: closing it ends the sandbox
         self._exited: asyncio.Future[None] | None = None
         self._pidfd = -1
         self.init_pid = 0  # host pid of the namespace's pid 1
@@ -524,19 +595,20 @@ class SandboxRuntime:
         loop = asyncio.get_running_loop()
         info_r, info_w = os.pipe()
         ready_r, ready_w = os.pipe()
+        life_r, self._lifeline = os.pipe()
         log_path = os.path.join(rt.state_dir, "logs", f"{self.sandbox_id}.stderr")
         try:
             argv = rt._bwrap_argv(self.root, hostname, ["/bin/sh", "-c", _INIT_SCRIPT])
             argv.insert(argv.index("--as-pid-1"), "--info-fd")
             argv.insert(argv.index("--as-pid-1"), str(info_w))
-            self.init = _launch(argv, ready_w, log_path, info_w)
+            self.init = _launch(self.join_argv() + argv, life_r, ready_w, log_path, info_w)
             os.close(info_w)
             os.close(ready_w)
-            info_w = ready_w = -1
+            os.close(life_r)
+            info_w = ready_w = life_r = -1
             line = await read_until(ready_r, b"\n", 30.0)
             if line != b"ready\n":
-                self.init.kill()
-                await asyncio.to_thread(self.init.wait)
+                self._abort_boot()
                 err = _read_head(log_path)
                 raise RuntimeError(f"sandbox VM failed to start: {err or 'no output'}")
             raw = await read_until(info_r, b"}", 5.0)
@@ -548,15 +620,49 @@ class SandboxRuntime:
             loop.add_reader(self._pidfd, self._vm_exited)
         except BaseException:
             # A failed or cancelled boot (server shutdown) must not leave an unwatched VM behind.
-            if self.init is not None and self._exited is None:
-                self.init.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.init.wait(timeout=5)  # SIGKILLed: this only reaps
+            if self._exited is None:
+                self._abort_boot()
             raise
         finally:
-            for fd in (info_r, info_w, ready_r, ready_w):
+            for fd in (info_r, info_w, ready_r, ready_w, life_r):
                 if fd >= 0:
                     os.close(fd)
+
+    def _abort_boot(self) -> None:
+        """Kill a VM caught at any point of its boot, and everything it started (blocking, but
+        for milliseconds). bwrap's child (the sandbox's pid 1) may exist before bwrap reports
+        it and may not have its parent-death signal yet: freeze bwrap so it forks no more, kill
+        its child, then bwrap. The lifeline and the cgroup cover the rest."""
+        self._cut_lifeline()
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        init = self.init
+        if init is None or init.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(init.pid, signal.SIGSTOP)
+        for _ in range(1000):  # ~1 s: stopping takes microseconds unless the machine stalls
+            if _proc_state(init.pid) in "TtZX":
+                break
+            time.sleep(0.001)
+        for kid in children(init.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(kid, signal.SIGKILL)
+        init.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            init.wait(timeout=5)  # SIGKILLed: this only reaps
+
+    def _cut_lifeline(self) -> None:
+        """Close our end of pid 1's lifeline: pid 1 then exits on its own."""
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
+
+    def join_argv(self) -> list[str]:
+        """The prefix that puts a process into this sandbox's cgroups and caps file sizes."""
+        blocks = "unlimited" if not self.disk_mib else str(self.disk_mib * 2048)
+        files = self.cgroup.procs_files if self.cgroup is not None else []
+        return ["/bin/sh", "-c", JOIN_SCRIPT, "sh", blocks, *files, "--"]
 
     def _vm_exited(self) -> None:
         """The VM process ended: reap it, and report an unexpected death."""
@@ -577,7 +683,7 @@ class SandboxRuntime:
         """The host argv that runs `argv` inside this sandbox with no capabilities."""
         rt = self.runtime
         if rt.isolation != "bubblewrap":
-            return (["setsid", "-c"] if pty else []) + list(argv)
+            return self.join_argv() + (["setsid", "-c"] if pty else []) + list(argv)
         creds = ["--preserve-credentials"] if not rt.is_root else ["-S", "0", "-G", "0"]
         enter = [
             rt.nsenter,
@@ -589,6 +695,7 @@ class SandboxRuntime:
             "-i",
             "-u",
             "-n",
+            "-C",
             "-r",
             "-w",
             *creds,
@@ -602,7 +709,7 @@ class SandboxRuntime:
             "--no-new-privs",
             "--",
         ]
-        return enter + tty + drop + list(argv)
+        return self.join_argv() + enter + tty + drop + list(argv)
 
     def resolve_command(self, cmd: str, env: Mapping[str, str]) -> str | None:
         """Why `cmd` cannot start (agent-style message), or None when it will."""
@@ -755,6 +862,9 @@ class SandboxRuntime:
     async def stop(self) -> None:
         """Kill everything that runs in the sandbox and wait for the VM to be gone."""
         self.dead = True
+        self._cut_lifeline()
+        if self.cgroup is not None:
+            self.cgroup.kill()
         if self.runtime.isolation != "bubblewrap":
             self._signal_all(signal.SIGKILL)  # no pid 1 to take the rest down with it
         for pgid in list(self.groups):
@@ -775,8 +885,11 @@ class SandboxRuntime:
             self._rootfd = -1
 
     def remove_tree(self) -> None:
-        """Delete the sandbox's files (blocking; run it in a thread)."""
+        """Delete the sandbox's files and its cgroups (blocking; run it in a thread)."""
         remove_tree(self.root)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
 
     @staticmethod
     async def copy_tree(src: str, dst: str) -> None:

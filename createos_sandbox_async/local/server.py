@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .app import Emulator, build_app
 from .faults import Faults
-from .runtime import ISOLATIONS, Runtime, remove_tree
+from .runtime import DEFAULT_MAX_PROCESSES, ISOLATIONS, Runtime, remove_tree
 
 if TYPE_CHECKING:
     from .. import AsyncSession
@@ -66,6 +66,7 @@ class LocalServer:
         allow_remote: bool = False,
         state_dir: str | None = None,
         detached_buffered_exec: bool = False,
+        max_processes: int = DEFAULT_MAX_PROCESSES,
     ) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
@@ -82,6 +83,11 @@ class LocalServer:
             raise ValueError(f"transition_delay must be >= 0, got {transition_delay!r}")
         if auto_pause_scale <= 0:
             raise ValueError(f"auto_pause_scale must be > 0, got {auto_pause_scale!r}")
+        if isinstance(max_processes, bool) or not isinstance(max_processes, int):
+            raise TypeError(f"max_processes must be an int, got {type(max_processes).__name__}")
+        if max_processes < 1:
+            raise ValueError(f"max_processes must be >= 1, got {max_processes!r}")
+        self._max_processes = max_processes
         self._host = host
         self._port = port
         self._isolation = isolation
@@ -135,6 +141,12 @@ class LocalServer:
     def isolation(self) -> str:
         return self._isolation
 
+    @property
+    def enforced_limits(self) -> frozenset[str]:
+        """Which per-sandbox limits hold on this machine: "file_size" always, "processes" and
+        "memory" where the emulator could make cgroups (see docs/emulator.md)."""
+        return self._require().runtime.enforced
+
     def _require(self) -> Emulator:
         if self._emu is None:
             raise RuntimeError("LocalServer is not running: use `async with LocalServer() as s:`")
@@ -164,9 +176,11 @@ class LocalServer:
             raise RuntimeError("LocalServer already started")
         parent = self._state_parent or _fast_tmp() or tempfile.gettempdir()
         state_dir = await asyncio.to_thread(_new_state_dir, parent)
+        runtime: Runtime | None = None
         try:
-            runtime = Runtime(self._isolation, state_dir)
+            runtime = Runtime(self._isolation, state_dir, max_processes=self._max_processes)
             await runtime.probe()
+            await asyncio.to_thread(runtime.setup_cgroups)
             emu = Emulator(
                 runtime,
                 heartbeat_interval=self._heartbeat,
@@ -186,6 +200,8 @@ class LocalServer:
                 await runner.cleanup()
                 raise
         except BaseException:
+            if runtime is not None:
+                runtime.close()
             shutil.rmtree(state_dir, ignore_errors=True)
             raise
         server = site._server
@@ -233,6 +249,8 @@ class LocalServer:
             if waits:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 10)
+            # Last: whatever still sits in a sandbox's cgroup (a daemon with isolation "none")
+            await asyncio.to_thread(emu.runtime.close)
             if state_dir is not None:
                 await asyncio.to_thread(remove_tree, state_dir)
             self._emu = None

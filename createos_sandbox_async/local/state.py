@@ -36,7 +36,8 @@ TERMINAL = ("destroyed", "failed")
 
 @frozen
 class Shape:
-    """A sandbox size from the catalog (the emulator does not enforce cpu/memory limits)."""
+    """A sandbox size from the catalog (the emulator enforces memory where it can make a
+    cgroup, never cpu; see docs/emulator.md)."""
 
     id: str
     vcpu: int
