@@ -313,6 +313,14 @@ def _cmdline(pid: int) -> str:
         return f"{pid} (gone)"
 
 
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def emulator_sandbox(server: Any, sandbox_id: str) -> Any:
     """The emulator's record of a sandbox (to look at the commands it runs)."""
     return server._require().sandboxes[sandbox_id]
@@ -338,13 +346,16 @@ async def test_emulator_cancelled_commands_stop_and_nothing_is_left(
                 record = emulator_sandbox(server, sb.id)
 
                 def commands() -> list[int]:
-                    """Processes of the sandbox other than its init (pid 1 and its idle sleep)."""
+                    """Processes of the sandbox other than its init: pid 1 and the lifeline
+                    reader it keeps (a `cat` child). An orphan of a killed command is also a
+                    child of pid 1, so the reader is matched by parent and command line both."""
                     runtime = record.runtime
-                    return [
-                        p
-                        for p in runtime.namespace_pids()
-                        if p != runtime.init_pid and _cmdline(p) != "sleep 86400"
-                    ]
+                    init = runtime.init_pid
+
+                    def machinery(p: int) -> bool:
+                        return p == init or (_ppid(p) == init and _cmdline(p) == "cat")
+
+                    return [p for p in runtime.namespace_pids() if not machinery(p)]
 
                 await in_workers(
                     EMU_WORKERS, EMU_EXECS, lambda: one_exec(rng, execs, sb, ["sleep", "0.003"])
