@@ -17,7 +17,7 @@ import stat
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 from aiohttp import web
 
@@ -101,6 +101,7 @@ _TOKEN_ROUTES = (
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("createos_sandbox_async.local")
+_T = TypeVar("_T")
 EMULATOR: web.AppKey[Emulator] = web.AppKey("emulator")
 
 
@@ -114,9 +115,19 @@ class TokenPrincipal:
         self.sandbox_id = sandbox_id
 
 
-TENANT: web.RequestKey[Tenant] = web.RequestKey("tenant", Tenant)
-TOKEN: web.RequestKey[TokenPrincipal] = web.RequestKey("token", TokenPrincipal)
-FAULT: web.RequestKey[FaultHandle] = web.RequestKey("fault", FaultHandle)
+def _request_key(name: str, kind: type[_T]) -> web.RequestKey[_T]:
+    """A typed request-storage key: `web.RequestKey` from aiohttp 3.14 on (which warns about plain
+    str keys); older aiohttp has no RequestKey and takes the plain str silently."""
+    key_class = getattr(web, "RequestKey", None)
+    if key_class is None:
+        return cast("web.RequestKey[_T]", name)
+    key: web.RequestKey[_T] = key_class(name, kind)
+    return key
+
+
+TENANT = _request_key("tenant", Tenant)
+TOKEN = _request_key("token", TokenPrincipal)
+FAULT = _request_key("fault", FaultHandle)
 
 
 def exit_status(returncode: int | None) -> int:

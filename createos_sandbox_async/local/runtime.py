@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -51,6 +52,11 @@ _INIT_SCRIPT = (
     "while :; do cat <&3 >/dev/null & wait $!; [ $? -gt 128 ] || exit 0; done"
 )
 DEFAULT_MAX_PROCESSES = 4096  # per sandbox, where a pids cgroup can be made
+# Closes every descriptor above 2 except those listed in $0, then runs "$@" (same pid).
+_CLOSE_FDS_SCRIPT = (
+    'for f in /proc/self/fd/*; do n=${f##*/}; case " $0 " in *" $n "*) continue;; esac; '
+    '[ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$@"'
+)
 _SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _ETC_FILES = (
     "bash.bashrc",
@@ -489,6 +495,32 @@ async def _reaped_status(proc: asyncio.subprocess.Process) -> int:
     return await proc.wait()
 
 
+def closing_inherited_fds(
+    argv: list[str], keep: Sequence[int], new_session: bool
+) -> tuple[list[str], bool]:
+    """`argv` and `start_new_session` that start it without descriptors it should not inherit.
+
+    asyncio's own loops spawn with `close_fds=True`. uvloop does not implement `close_fds`: the
+    child inherits every inheritable descriptor, among them uvloop's copies of the child's own
+    pipe ends, so a daemon a command leaves behind (`nohup srv >/dev/null &`) would hold the
+    command's output open and a buffered exec would never end. Under such a loop bash (POSIX sh
+    cannot name descriptors above 9) closes them, all but `keep`, then execs `argv` in place.
+    The new session, if any, is made after that by `setsid` (same pid): bash as a session
+    leader would make a terminal on its stdin the session's controlling terminal, which a pty
+    command's own `setsid -c` then could not take.
+    """
+    if isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+        return argv, new_session
+    kept = " ".join(str(fd) for fd in keep) or "-"
+    session = [_tool("setsid")] if new_session else []
+    return [_tool("bash"), "-c", _CLOSE_FDS_SCRIPT, kept, *session, *argv], False
+
+
+@functools.cache
+def _tool(name: str) -> str:
+    return shutil.which(name) or f"/usr/bin/{name}"
+
+
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     """killpg that tolerates a group that is already gone."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -765,7 +797,10 @@ class SandboxRuntime:
         pass_fds: tuple[int, ...] = (),
     ) -> asyncio.subprocess.Process:
         """Start a command inside the sandbox in its own process group (killable as one tree)."""
-        full = self.command_argv(argv, pty=pty)
+        new_session = not (pty and self.runtime.isolation != "bubblewrap")
+        full, new_session = closing_inherited_fds(
+            self.command_argv(argv, pty=pty), pass_fds, new_session
+        )
         cwd = None
         if self.runtime.isolation != "bubblewrap":
             # no namespace holds the command: a marker variable finds its daemons again
@@ -779,7 +814,7 @@ class SandboxRuntime:
                 stderr=stderr,
                 env=dict(env),
                 cwd=cwd,
-                start_new_session=not (pty and self.runtime.isolation != "bubblewrap"),
+                start_new_session=new_session,
                 pass_fds=pass_fds,
             )
         )

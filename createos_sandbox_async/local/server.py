@@ -196,6 +196,9 @@ class LocalServer:
             try:
                 site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
                 await site.start()
+                # runner.addresses, not the site's server object: under uvloop that is uvloop's
+                # own Server class, not asyncio.base_events.Server.
+                port = int(runner.addresses[0][1])
             except BaseException:
                 await runner.cleanup()
                 raise
@@ -204,9 +207,7 @@ class LocalServer:
                 runtime.close()
             shutil.rmtree(state_dir, ignore_errors=True)
             raise
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        self.port = int(server.sockets[0].getsockname()[1])
+        self.port = port
         self._state_dir = state_dir
         self._runner = runner
         self._emu = emu
