@@ -69,12 +69,19 @@ class BodyStream:
         timeout: float | None,
         idle: float | None,
         what: str,
+        deadline: float | None = None,
+        deadline_error: BaseException | None = None,
     ) -> aiohttp.ClientResponse:
-        """Send the GET (once, never retried) and watch the body for silence (``what`` stalled)."""
+        """Send the GET (once, never retried) and watch the body for silence (``what`` stalled).
+
+        ``deadline`` (loop time), if given, ends the body with ``deadline_error`` once passed.
+        """
         cm = transport.stream("GET", path, params=params, timeout=timeout)
         response: aiohttp.ClientResponse = await cm.__aenter__()
         self._cm, self._response = cm, response
-        self._timer = IdleTimer(response.content, idle, what)
+        self._timer = IdleTimer(
+            response.content, idle, what, deadline=deadline, deadline_error=deadline_error
+        )
         return response
 
     async def _read_body(self, n: int | None = None) -> bytes:

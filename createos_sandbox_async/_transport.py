@@ -108,6 +108,38 @@ def _encode_json(value: object) -> bytes:
         ) from None
 
 
+#: The most a buffered 2xx answer may hold once decoded (a gzip body counts expanded), and so
+#: also the whole output of a collected exec (``exec(timeout=...)``), which reads its stream
+#: body the same way. Far above any JSON answer of the API (a buffered exec's output is capped
+#: at a few MiB per channel by the service), far below what would hurt the client: a hostile
+#: server's gzip bomb or endless body ends in ProtocolError, not in gigabytes held. Bigger
+#: output belongs on a stream (``exec_stream``, ``download_iter``), which is never buffered.
+MAX_BODY: Final = 64 * 1024 * 1024
+
+
+async def _read_capped(
+    resp: aiohttp.ClientResponse, method: str, path: str, limit: int = MAX_BODY
+) -> bytes:
+    """A 2xx body, read whole but never past ``limit`` bytes (ProtocolError beyond)."""
+    content = resp.content
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            resp.close()  # the rest is never read: do not return the connection to the pool
+            raise ProtocolError(
+                f"{method} {path}: HTTP {resp.status} answer is over {limit >> 20} MiB "
+                f"({limit} bytes), the most a buffered answer may hold; read big output as a "
+                "stream (exec_stream, files.download_iter)"
+            )
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 #: Stands in for the per-attempt scope of a request whose deadline never moves.
 _NO_SCOPE: Final = contextlib.nullcontext()
 
@@ -640,7 +672,7 @@ class Transport:
                     if observe:
                         await self._after(method, path, resp, attempt, started, secrets)
                     if 200 <= status < 300:
-                        raw = await resp.read()
+                        raw = await _read_capped(resp, method, path)
                         if decode is not None:
                             return decode(status, raw, resp)
                         return self._decode(status, raw, method, path, resp, secrets)

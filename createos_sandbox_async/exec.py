@@ -326,9 +326,16 @@ async def _exec_collected(
 
 def _collect(status: int, raw: bytes, resp: aiohttp.ClientResponse) -> ExecResult:
     """A whole exec stream body -> ExecResult; a server that ignored ``?stream=true`` and
-    answered with a buffered JSend result is taken as it is."""
+    answered with a buffered JSend result is taken as it is.
+
+    The transport read ``raw`` with its buffered-answer bound (``MAX_BODY``, 64 MiB), so a
+    flood of output ends in ProtocolError rather than in the client's memory.
+    """
     if "ndjson" not in resp.headers.get("Content-Type", ""):
-        doc = _json_loads(raw) if raw else None
+        try:
+            doc = _json_loads(raw) if raw else None
+        except ValueError:
+            doc = None  # not JSON at all: the ProtocolError below, without the decoder's error
         if type(doc) is dict and doc.get("status") == "success":
             return _result_from_wire(doc.get("data"))
         raise ProtocolError(f"exec stream: HTTP {status} body is neither NDJSON nor a JSend result")

@@ -12,6 +12,7 @@ same URL for the bytes back. Paths must be absolute without ``..``; bodies are a
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import secrets
@@ -27,7 +28,7 @@ import anyio.to_thread
 
 from ._body import BodyStream
 from ._validate import check_int, check_timeout
-from .errors import StreamInterruptedError
+from .errors import APITimeoutError, StreamInterruptedError
 from .sandbox import check_remote_path
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ _READ_BLOCK = 1 << 20
 _WRITE_BATCH = 256 * 1024
 #: Default per-attempt deadline of an upload whose length is unknown (an async iterable).
 _UNKNOWN_SIZE_TIMEOUT = 3600.0
+_INF = float("inf")
 #: Default ``download_iter`` chunk size.
 DEFAULT_CHUNK_SIZE = 256 * 1024
 
@@ -131,13 +133,31 @@ class DownloadStream(BodyStream):
     """
 
     def __init__(
-        self, sandbox: Sandbox, path: str, chunk_size: int | None, timeout: float | None
+        self,
+        sandbox: Sandbox,
+        path: str,
+        chunk_size: int | None,
+        timeout: float | None,
+        *,
+        whole: bool = False,
     ) -> None:
         self._sandbox = sandbox
         self._path = path
         self._chunk_size = chunk_size
         self._timeout = timeout
+        #: ``timeout`` bounds the whole transfer (download, download_to), not only the opening.
+        self._whole = whole
         self.bytes_read = 0
+
+    def _deadline(self) -> tuple[float | None, APITimeoutError | None]:
+        """For a whole-call ``timeout``: the loop time the body must be over by, and its error."""
+        timeout = self._timeout
+        if not self._whole or timeout is None or timeout == _INF:
+            return None, None
+        error = APITimeoutError(
+            f"download of {self._path} did not finish within timeout={timeout:g} s"
+        )
+        return asyncio.get_running_loop().time() + timeout, error
 
     async def __anext__(self) -> bytes:
         if self._done:
@@ -145,6 +165,7 @@ class DownloadStream(BodyStream):
         try:
             if self._response is None:
                 transport = self._sandbox._transport
+                deadline, deadline_error = self._deadline()
                 await self._open_body(
                     transport,
                     self._sandbox._path("/files"),
@@ -152,6 +173,8 @@ class DownloadStream(BodyStream):
                     timeout=self._timeout,
                     idle=transport.timeouts.stream_idle or None,  # 0: no idle bound here
                     what=f"download of {self._path}",
+                    deadline=deadline,
+                    deadline_error=deadline_error,
                 )
             chunk = await self._read_body(self._chunk_size)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
@@ -292,7 +315,8 @@ class Files:
         Use it as ``async with sb.files.download_iter(p) as chunks: async for c in chunks: ...``
         so an early exit closes the connection at once. ``timeout`` bounds connecting and the
         response headers; after that the session's stream idle timeout applies per chunk
-        (``StreamStalledError``), never a total deadline, so big files are fine.
+        (``StreamStalledError``), never a total deadline: the caller consumes the stream at its
+        own pace, so the caller bounds it (``anyio.fail_after`` around the loop).
         """
         remote = check_remote_path(path, "path")
         return DownloadStream(
@@ -300,10 +324,16 @@ class Files:
         )
 
     async def download(self, path: str, *, timeout: float | None = None) -> bytes:
-        """Read a whole guest file into memory; for big files prefer ``download_to``."""
+        """Read a whole guest file into memory; for big files prefer ``download_to``.
+
+        ``timeout`` bounds the whole download, body included (:class:`APITimeoutError`; inf: no
+        bound). Without it, connecting and the headers get the session's request timeout and
+        the body the stream idle timeout, with no total bound (big files are fine).
+        """
         parts: list[bytes] = []
         remote = check_remote_path(path, "path")
-        async with DownloadStream(self._sandbox, remote, None, timeout) as chunks:
+        timeout = check_timeout("timeout", timeout)
+        async with DownloadStream(self._sandbox, remote, None, timeout, whole=True) as chunks:
             async for chunk in chunks:
                 parts.append(chunk)
         return b"".join(parts)
@@ -315,9 +345,11 @@ class Files:
 
         Bytes go to a hidden temporary file next to ``local_path`` that is renamed over it only
         after the last byte arrived. On any error or cancellation the temporary file is removed
-        and ``local_path`` is left as it was.
+        and ``local_path`` is left as it was. ``timeout`` bounds the whole download as for
+        :meth:`download`.
         """
         remote = check_remote_path(path, "path")
+        timeout = check_timeout("timeout", timeout)
         target, tmp, fd = _create_temp_beside(local_path)
         try:
             with os.fdopen(fd, "wb") as out:  # buffered: write() never stops short
@@ -336,7 +368,7 @@ class Files:
         pending: list[bytes] = []
         pending_size = 0
         written = 0
-        async with DownloadStream(self._sandbox, remote, None, timeout) as chunks:
+        async with DownloadStream(self._sandbox, remote, None, timeout, whole=True) as chunks:
             async for chunk in chunks:
                 pending.append(chunk)
                 pending_size += len(chunk)

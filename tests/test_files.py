@@ -24,6 +24,7 @@ from _servers import run_app
 from aiohttp import web
 
 from createos_sandbox_async import (
+    APITimeoutError,
     AsyncSession,
     CommandError,
     NotFoundError,
@@ -343,6 +344,27 @@ async def test_stalled_download_raises_and_cleans_up(tmp_path: Path) -> None:
         with anyio.fail_after(20):
             await fake.disconnected.wait()
     assert _names(tmp_path) == []
+
+
+async def test_download_timeout_bounds_the_whole_transfer(tmp_path: Path) -> None:
+    """timeout= of download/download_to covers the body too (issue 10 item 1), not only the
+    headers: a body that goes silent (well within the 30 s idle bound) ends at the deadline."""
+    target = tmp_path / "d.bin"
+    target.write_bytes(b"previous")
+    async with files_server() as (fake, sb):
+        fake.store["/slow"] = _random(4 << 20, 7)
+        fake.store["/fast"] = b"f" * 1000
+        assert await sb.files.download("/fast", timeout=10) == b"f" * 1000
+        fake.stall_after = 1 << 20  # the headers and a first part, then nothing
+        with anyio.fail_after(20):  # before the fix: stalled until the idle bound (30 s)
+            with pytest.raises(APITimeoutError, match=r"timeout=1 s"):
+                await sb.files.download_to("/slow", target, timeout=1)
+            with pytest.raises(APITimeoutError, match=r"timeout=1\.5 s"):
+                await sb.files.download("/slow", timeout=1.5)
+            await fake.disconnected.wait()  # the connection was dropped
+        assert await sb.files.download("/fast", timeout=float("inf")) == b"f" * 1000
+    assert target.read_bytes() == b"previous"  # no partial file, the old one untouched
+    assert _names(tmp_path) == ["d.bin"]
 
 
 async def test_download_iter_early_exit_closes_the_connection() -> None:

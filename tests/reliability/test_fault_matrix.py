@@ -10,6 +10,10 @@ line must also not grow the client's memory by more than ``MEMORY_BOUND``.
 The cells run once per module, concurrently (they mostly wait on timers), except the two that
 measure memory, which run alone afterwards; each ``test_cell`` then checks one cell's record, so a
 known failure is marked ``xfail(strict=True)`` on exactly its cell.
+
+``exec`` comes in both its forms: ``exec`` (no ``timeout=``: one buffered POST, bounded by the
+session's ``Timeouts.total``) and ``exec_deadline`` (``timeout=``: the stream route, its output
+collected). Each cell also checks that the call kept to its own route.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from createos_sandbox_async import AsyncSession, RetryPolicy, SandboxPool, Timeouts
 from createos_sandbox_async._convert import structure
-from createos_sandbox_async.errors import CreateosError
+from createos_sandbox_async.errors import APITimeoutError, CreateosError
 from createos_sandbox_async.models import SandboxView
 from createos_sandbox_async.sandbox import Sandbox
 
@@ -41,6 +46,11 @@ pytestmark = pytest.mark.timeout(900)
 #: output).
 D = 2.0
 TIMEOUTS = Timeouts(connect=1.0, request=2.0, stream_idle=1.0)
+#: The buffered exec (no timeout=) is bounded session-wide: D for the whole call, per attempt
+#: far more, so that it is the whole-call bound that the cells test.
+SESSION_TIMEOUTS = {"exec": attrs.evolve(TIMEOUTS, request=30.0, total=D)}
+#: For each op, the route it must not touch: the two forms of exec each keep to their own.
+OTHER_ROUTE = {"exec": "exec_stream", "exec_deadline": "exec"}
 RETRY = RetryPolicy(base=0.05, cap=0.2)  # 2 retries (3 attempts), fast backoff
 POOL_ATTEMPTS = 3
 POOL_CREATE_TIMEOUT = 1.0
@@ -56,10 +66,21 @@ MEMORY_BOUND = 256 * 1024 * 1024
 CONCURRENCY = 12
 HEAVY = ("gzip_bomb", "line_50mb")
 
-OPS = ("get", "exec", "exec_stream", "upload_bytes", "upload_iter", "download", "process", "pool")
+OPS = (
+    "get",
+    "exec",
+    "exec_deadline",
+    "exec_stream",
+    "upload_bytes",
+    "upload_iter",
+    "download",
+    "process",
+    "pool",
+)
 TARGET = {
     "get": "get",
     "exec": "exec",
+    "exec_deadline": "exec_stream",  # exec(timeout=) runs over the stream route, collected
     "exec_stream": "exec_stream",
     "upload_bytes": "upload",
     "upload_iter": "upload",
@@ -70,31 +91,10 @@ TARGET = {
 #: Streams without a total deadline by design: the caller bounds them (anyio.move_on_after).
 CALLER_DEADLINE = ("download", "process")
 
-_ITEM2 = "issue 10 item 2: a huge or far-dated Retry-After is slept in full (no cap)"
-_ITEM2_POOL = "issue 10 item 2: the pool's create gate sleeps a huge Retry-After in full"
-_ITEM1 = (
-    "issue 10 item 1: each retry of a timed-out GET/PUT gets a fresh per-attempt deadline, "
-    "so timeout=2 takes 6 s"
-)
-_ITEM3 = "issue 10 item 3: an upload of unknown length waits up to an hour for the response"
-_BOMB = (
-    "found by this suite (not in issue 10's list): a buffered 2xx body is read whole; "
-    "a ~500 KiB gzip bomb makes the client hold 512 MiB+"
-)
-#: Cells that fail on today's code for a reason another change of issue 10 fixes.
+#: Cells that fail on today's code for a known reason (cell -> reason), marked strict xfail.
+#: Empty: the whole-call deadlines, the Retry-After cap, the bounded answer of an upload of
+#: unknown length and the 64 MiB bound of buffered bodies (the gzip bomb) fixed every cell.
 KNOWN: dict[tuple[str, str], str] = {}
-for _op in ("get", "exec", "upload_bytes"):
-    for _f in ("429_ra_huge", "429_ra_date", "503_ra_huge", "503_ra_date"):
-        KNOWN[(_op, _f)] = _ITEM2
-for _f in ("429_ra_huge", "429_ra_date", "503_ra_huge", "503_ra_date"):
-    KNOWN[("pool", _f)] = _ITEM2_POOL
-for _op in ("get", "upload_bytes"):
-    for _f in ("stalled_before_first_frame", "stalled_after_first_frame", "drip"):
-        KNOWN[(_op, _f)] = _ITEM1
-for _f in ("stalled_before_first_frame", "stalled_after_first_frame", "drip"):
-    KNOWN[("upload_iter", _f)] = _ITEM3
-for _op in ("get", "exec", "upload_bytes", "upload_iter", "pool"):
-    KNOWN[(_op, "gzip_bomb")] = _BOMB
 
 
 # -- what the retry matrix allows --------------------------------------------------------------
@@ -103,16 +103,23 @@ _STATUS_ERROR = {"429": "RateLimitError", "503": "ServerError"}
 
 
 def expectation(op: str, fault: str) -> tuple[frozenset[str], int, int]:
-    """(acceptable outcomes, fewest and most requests to the faulted route) for one cell."""
-    buffered = op in ("get", "exec", "upload_bytes", "upload_iter", "pool")
-    # attempts a retryable failure gets: WIRE §7 for the transport, create_attempts for the pool
+    """(acceptable outcomes, fewest and most requests to the faulted route) for one cell.
+
+    WIRE §7 as this SDK applies it: a GET or a bytes PUT is resent after a connection error, a
+    timeout, 408/500/502/504, 429 and 503; a POST (``exec``, ``exec_deadline``, the pool's
+    create) only after 429/503; a stream and an upload that cannot be replayed never. Every call
+    here has a 2 s whole-call deadline (``timeout=D``, or ``Timeouts.total`` for the buffered
+    exec), and a resend whose wait would cross it is not made.
+    """
+    # Read whole by the transport: a cut body is a connection error, a stall the call's timeout.
+    buffered = op in ("get", "exec", "exec_deadline", "upload_bytes", "upload_iter", "pool")
     if op in ("get", "upload_bytes"):
         conn = timeouts = status5 = 3
     elif op == "pool":
         conn = timeouts = status5 = POOL_ATTEMPTS
     else:
         conn = timeouts = status5 = 1
-    throttle = 3 if op in ("get", "exec", "upload_bytes") else 1
+    throttle = 3 if op in ("get", "exec", "exec_deadline", "upload_bytes") else 1
     if op == "pool":
         throttle = POOL_ATTEMPTS
     reconnect = 1 + MAX_RECONNECTS if op == "process" else 1
@@ -125,14 +132,19 @@ def expectation(op: str, fault: str) -> tuple[frozenset[str], int, int]:
     if fault == "reset_before_headers":
         return out("APIConnectionError"), conn, conn
     if fault in ("reset_after_headers", "truncated_body", "truncated_mid_frame"):
+        if op == "exec_deadline" and fault == "truncated_body":
+            # the chunked body ends cleanly, without its exit frame (exec._collect)
+            return out("StreamInterruptedError"), 1, 1
         if buffered:
             return out("APIConnectionError"), conn, conn
         if op == "process":  # reconnects after a break, then gives up
             return out("StreamInterruptedError", "APIConnectionError"), 1, reconnect
         return out("StreamInterruptedError", "APIConnectionError"), 1, 1
     if fault in ("stalled_before_first_frame", "stalled_after_first_frame", "drip"):
-        if buffered:
-            return out("APITimeoutError"), 1, timeouts
+        if op == "pool":  # a lost create is tried again, each attempt with its create_timeout
+            return out("APITimeoutError"), timeouts, timeouts
+        if buffered:  # the first attempt uses up the whole-call deadline: nothing is resent
+            return out("APITimeoutError"), 1, 1
         if op == "exec_stream":
             return out("StreamStalledError", "APITimeoutError"), 1, 1
         if op == "download":
@@ -143,9 +155,13 @@ def expectation(op: str, fault: str) -> tuple[frozenset[str], int, int]:
     if fault[:3] in _STATUS_ERROR:
         error = out(_STATUS_ERROR[fault[:3]])
         if fault.endswith(("_huge", "_date")):
-            return error, 1, 1  # above any sane cap: give up at once
-        if fault.endswith("_ra"):  # Retry-After: 1 against a 2 s deadline
-            return error, min(2, throttle), throttle
+            return error, 1, 1  # above RetryPolicy.max_retry_after (20 s): give up at once
+        if fault.endswith("_ra"):
+            if op == "pool":  # the pool's own create loop honours it; it is not bound by D
+                return error, throttle, throttle
+            # Retry-After: 1 against a 2 s deadline: resent once at ~1 s; the next wait would
+            # end at ~2 s, past the deadline, so it is not made
+            return error, min(2, throttle), min(2, throttle)
         return error, throttle, throttle
     if fault == "html_502":
         return out("ServerError"), status5, status5
@@ -158,11 +174,15 @@ def expectation(op: str, fault: str) -> tuple[frozenset[str], int, int]:
     if fault == "slow_body":
         return out("ok"), 1, 1
     if fault in HEAVY:
-        if op in ("exec_stream", "process"):
-            return out("ProtocolError"), 1, 1  # one line over max_line
         if op == "download":
             return out("ok", "caller_deadline"), 1, 1
-        return out("ok", "ProtocolError"), 1, POOL_ATTEMPTS if op == "pool" else 1
+        if op in ("exec_stream", "process", "exec_deadline"):
+            return out("ProtocolError"), 1, 1  # one line over max_line (16 MiB)
+        if fault == "gzip_bomb":  # 512 MiB expanded: over the 64 MiB bound of a buffered answer
+            if op == "pool":  # read as an unreadable create answer, like malformed_json
+                return out("ProtocolError"), POOL_ATTEMPTS, POOL_ATTEMPTS
+            return out("ProtocolError"), 1, 1
+        return out("ok"), 1, 1  # a 50 MB JSON answer is within the 64 MiB bound
     raise AssertionError(fault)
 
 
@@ -183,6 +203,12 @@ async def op_get(session: AsyncSession, sb: Sandbox) -> None:
 
 
 async def op_exec(session: AsyncSession, sb: Sandbox) -> None:
+    # No timeout=: the buffered route, bounded by the session's Timeouts.total (SESSION_TIMEOUTS).
+    await sb.exec("echo", ["hi"])
+
+
+async def op_exec_deadline(session: AsyncSession, sb: Sandbox) -> None:
+    # timeout=: the stream route, its output collected (the command dies with the connection).
     await sb.exec("echo", ["hi"], timeout=D)
 
 
@@ -235,6 +261,7 @@ async def op_pool(session: AsyncSession, sb: Sandbox) -> None:
 OP_FUNCS: dict[str, Callable[[AsyncSession, Sandbox], Awaitable[None]]] = {
     "get": op_get,
     "exec": op_exec,
+    "exec_deadline": op_exec_deadline,
     "exec_stream": op_exec_stream,
     "upload_bytes": op_upload_bytes,
     "upload_iter": op_upload_iter,
@@ -286,6 +313,21 @@ class PeakRSS:
         return self.peak - self.start
 
 
+async def _attempt(op: str, session: AsyncSession, sb: Sandbox) -> tuple[str, BaseException | None]:
+    """Run the operation once: ("ok" or "caller_deadline", None) or (the error's name, error)."""
+    try:
+        if op in CALLER_DEADLINE:
+            with anyio.move_on_after(D) as caller:
+                await OP_FUNCS[op](session, sb)
+            return ("caller_deadline" if caller.cancelled_caught else "ok"), None
+        await OP_FUNCS[op](session, sb)
+        return "ok", None
+    except CreateosError as exc:
+        return type(exc).__name__, exc
+    except Exception as exc:  # the promise is broken: record it, do not raise
+        return f"untyped {type(exc).__name__}: {str(exc)[:120]}", exc
+
+
 async def run_cell(op: str, fault: str, *, measure: bool = False) -> dict[str, Any]:
     """Run one operation against one fault; return what happened and what is wrong with it."""
     server = FaultServer(TARGET[op], fault)
@@ -293,29 +335,26 @@ async def run_cell(op: str, fault: str, *, measure: bool = False) -> dict[str, A
     bound = BOUND.get(op, DEFAULT_BOUND)
     async with server.running():
         base = _closed_port_url() if fault == "refused" else server.base_url
-        session = AsyncSession("sk_fault_matrix", base_url=base, timeout=TIMEOUTS, retry=RETRY)
+        timeouts = SESSION_TIMEOUTS.get(op, TIMEOUTS)
+        session = AsyncSession("sk_fault_matrix", base_url=base, timeout=timeouts, retry=RETRY)
         sb = Sandbox(session, structure(SANDBOX_VIEW, SandboxView))
         error: BaseException | None = None
+        outcome = "hung"
         loop = asyncio.get_running_loop()
         memory = PeakRSS() if measure else None
         started = loop.time()
         try:
             if memory is not None:
                 memory.__enter__()
-            with anyio.move_on_after(bound + GUARD_SLACK) as guard:
-                try:
-                    if op in CALLER_DEADLINE:
-                        with anyio.move_on_after(D) as caller:
-                            await OP_FUNCS[op](session, sb)
-                        outcome = "caller_deadline" if caller.cancelled_caught else "ok"
-                    else:
-                        await OP_FUNCS[op](session, sb)
-                        outcome = "ok"
-                except CreateosError as exc:
-                    error, outcome = exc, type(exc).__name__
-                except Exception as exc:  # the promise is broken: record it, do not raise
-                    error, outcome = exc, f"untyped {type(exc).__name__}: {str(exc)[:120]}"
-            if guard.cancelled_caught:
+            # An asyncio timeout, not an anyio scope: exec() without timeout= keeps to the
+            # buffered route only when no anyio deadline encloses it.
+            guard = asyncio.timeout(bound + GUARD_SLACK)
+            try:
+                async with guard:
+                    outcome, error = await _attempt(op, session, sb)
+            except TimeoutError:
+                pass
+            if guard.expired():
                 outcome = "hung"
         finally:
             if memory is not None:
@@ -326,6 +365,8 @@ async def run_cell(op: str, fault: str, *, measure: bool = False) -> dict[str, A
         await session.aclose()
     requests = server.counts[TARGET[op]]
     problems = []
+    if op in OTHER_ROUTE and server.counts[OTHER_ROUTE[op]]:
+        problems.append(f"{op} sent {server.counts[OTHER_ROUTE[op]]} request(s) on the wrong route")
     if outcome not in allowed:
         problems.append(f"outcome {outcome}, expected one of {sorted(allowed)}")
     if elapsed > bound:
@@ -415,15 +456,9 @@ def test_the_matrix_covers_every_operation_and_fault() -> None:
     assert set(KNOWN) <= set(CELLS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 10 item 1 ('timeout= on any call'): files.download(timeout=) bounds only "
-        "connecting and the headers, so a body dripping a byte every 0.5 s outlives it"
-    ),
-)
 @pytest.mark.anyio
 async def test_download_timeout_bounds_the_whole_call() -> None:
+    """files.download(timeout=) covers the body too: a byte every 0.5 s does not outlive it."""
     server = FaultServer("download", "drip")
     async with (
         server.running(),
@@ -434,7 +469,7 @@ async def test_download_timeout_bounds_the_whole_call() -> None:
         sb = Sandbox(session, structure(SANDBOX_VIEW, SandboxView))
         started = time.perf_counter()
         with anyio.move_on_after(DEFAULT_BOUND + GUARD_SLACK) as guard:
-            with pytest.raises(CreateosError):
+            with pytest.raises(APITimeoutError):
                 await sb.files.download("/tmp/f", timeout=D)
         elapsed = time.perf_counter() - started
     assert not guard.cancelled_caught, "download(timeout=2) was still running"
