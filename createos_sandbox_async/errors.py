@@ -30,6 +30,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -98,10 +100,25 @@ def _scrub_value(value: Any, secrets: tuple[str, ...], depth: int = 0) -> Any:
         return [_scrub_value(v, secrets, depth + 1) for v in value]
     if isinstance(value, tuple):
         items = [_scrub_value(v, secrets, depth + 1) for v in value]
-        if hasattr(value, "_make"):  # a named tuple (aiohttp's RequestInfo is one)
+        if hasattr(value, "_make"):  # a named tuple (aiohttp's RequestInfo since 3.10)
             return value._make(items)
         return tuple(items)
+    if attrs.has(type(value)):  # an attrs instance (aiohttp's RequestInfo before 3.10)
+        return _scrub_attrs(value, secrets, depth)
     return value
+
+
+def _scrub_attrs(value: Any, secrets: tuple[str, ...], depth: int) -> Any:
+    """A copy of an attrs instance with its init fields scrubbed (the same object if clean)."""
+    changes = {}
+    for field in attrs.fields(type(value)):
+        if not field.init:
+            continue
+        old = getattr(value, field.name)
+        new = _scrub_value(old, secrets, depth + 1)
+        if new is not old:
+            changes[field.alias or field.name.lstrip("_")] = new
+    return attrs.evolve(value, **changes) if changes else value
 
 
 def _rebuild_mapping(original: Mapping[Any, Any], pairs: list[tuple[Any, Any]]) -> Any:

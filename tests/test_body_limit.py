@@ -24,9 +24,9 @@ SANDBOX_ID = "sb_01BODYLIMITBODYLIMITBODYL"
 OVER = MAX_BODY + (8 << 20)  # decoded size of the bombs: just past the limit
 
 
-def _gzip_member(*parts: bytes, repeat: int = 1) -> bytes:
+def _gzip_member(*parts: bytes) -> bytes:
     c = zlib.compressobj(1, zlib.DEFLATED, 31)
-    out = [c.compress(p) for _ in range(repeat) for p in parts]
+    out = [c.compress(p) for p in parts]
     out.append(c.flush())
     return b"".join(out)
 
@@ -36,13 +36,14 @@ def _json_bomb() -> bytes:
     block = b" " * (1 << 20)
     head = b'{"status":"success","data":'
     tail = b'{"id":"%s","status":"running"}}' % SANDBOX_ID.encode()
-    return _gzip_member(head) + _gzip_member(block, repeat=OVER >> 20) + _gzip_member(tail)
+    # one gzip member: aiohttp before 3.10 decodes only the first member of a multi-member body
+    return _gzip_member(head, *[block] * (OVER >> 20), tail)
 
 
 def _output_flood() -> bytes:
     """A well-formed exec stream whose stdout frames add up to OVER bytes, gzipped."""
     line = b'{"stdout":"' + b"a" * ((1 << 20) - 16) + b'"}\n'
-    return _gzip_member(line, repeat=OVER >> 20) + _gzip_member(b'{"exit_code":0}\n')
+    return _gzip_member(*[line] * (OVER >> 20), b'{"exit_code":0}\n')
 
 
 def _gzipped(body: bytes, ctype: str) -> web.Response:
