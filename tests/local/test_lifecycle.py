@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import uuid
 
 import aiohttp
 import pytest
@@ -51,9 +52,10 @@ async def _poll_status(client: Client, sid: str, want: str, limit: int = 500) ->
 
 async def test_pause_freezes_and_resume_thaws_processes(client: Client) -> None:
     sid = (await client.create())["id"]
-    await client.sh(sid, "nohup setsid sleep 4242 >/dev/null 2>&1 &")
+    secs = f"4{uuid.uuid4().int % 10**9}"  # unique: another run on this machine has its own
+    await client.sh(sid, f"nohup setsid sleep {secs} >/dev/null 2>&1 &")
     for _ in range(500):
-        pids = pids_with_argv("sleep", "4242")
+        pids = pids_with_argv("sleep", secs)
         if pids:
             break
         await asyncio.sleep(0.01)
@@ -124,18 +126,19 @@ async def test_fork_copies_the_tree_and_is_independent(client: Client) -> None:
 
 async def test_destroy_kills_everything_inside(client: Client) -> None:
     sid = (await client.create())["id"]
-    await client.sh(sid, "nohup setsid sleep 4343 >/dev/null 2>&1 &")
+    secs = f"5{uuid.uuid4().int % 10**9}"  # unique: another run on this machine has its own
+    await client.sh(sid, f"nohup setsid sleep {secs} >/dev/null 2>&1 &")
     for _ in range(500):
-        if pids_with_argv("sleep", "4343"):
+        if pids_with_argv("sleep", secs):
             break
         await asyncio.sleep(0.01)
-    assert pids_with_argv("sleep", "4343")
+    assert pids_with_argv("sleep", secs)
     await client.ok("DELETE", f"/v1/sandboxes/{sid}")
     for _ in range(500):
-        if not pids_with_argv("sleep", "4343"):
+        if not pids_with_argv("sleep", secs):
             break
         await asyncio.sleep(0.01)
-    assert not pids_with_argv("sleep", "4343")
+    assert not pids_with_argv("sleep", secs)
 
 
 async def test_auto_pause_after_idle() -> None:
@@ -249,7 +252,10 @@ async def test_a_boot_cancelled_midway_leaves_no_vm(server: LocalServer, cgroups
                     if _started_under(root) or boot.done():
                         break
                     await asyncio.sleep(0.001)
-                assert _started_under(root) and not boot.done()
+                if boot.done():  # booted (or failed) between two looks: nothing to cancel
+                    await (await boot).stop()  # a failed boot raises here, and says why
+                    continue
+                assert _started_under(root), "the boot launched no process within 5 s"
                 await asyncio.sleep(step * 0.0005)  # then a little further into the boot
                 boot.cancel()
                 try:
