@@ -11,7 +11,7 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,19 @@ SECRET = "HOST-SECRET-7f3a"
 P99_BOUND = 2.0  # seconds: generous, a 2-core CI machine under load stalls for 100s of ms
 
 
+#: Rows of the attacks run by the current test, for RELIABILITY.md (see _record_attacks).
+_ROWS: list[dict[str, Any]] = []
+
+
+@pytest.fixture(autouse=True)
+def _record_attacks(reliability_figures: Any) -> Iterator[None]:
+    """Hand every attack() the test ran to the report, passed or not."""
+    _ROWS.clear()
+    yield
+    for row in _ROWS:
+        reliability_figures.row(row)
+
+
 @contextlib.asynccontextmanager
 async def attack(base_url: str, name: str, *, min_answers: int = 1) -> AsyncIterator[HealthPoller]:
     """Poll /healthz while the body runs; afterwards print p50/p99 and check it kept answering."""
@@ -41,6 +54,15 @@ async def attack(base_url: str, name: str, *, min_answers: int = 1) -> AsyncIter
         yield health
         t1 = time.monotonic()
     p50, p99 = health.percentile(0.5), health.percentile(0.99)
+    _ROWS.append(
+        {
+            "attack": name,
+            "seconds": round(t1 - t0, 2),
+            "healthz answers during": health.answered_between(t0, t1),
+            "healthz p50 ms": round(p50 * 1000, 1),
+            "healthz p99 ms": round(p99 * 1000, 1),
+        }
+    )
     print(
         f"\nATTACK {name}: {t1 - t0:.2f} s, healthz answered {len(health.samples)} "
         f"(during: {health.answered_between(t0, t1)}), p50 {p50 * 1000:.1f} ms, "

@@ -138,7 +138,7 @@ async def _left(where: str) -> list[str]:
 
 
 async def test_fork_bomb_is_capped_and_the_emulator_keeps_answering(
-    attacked: tuple[LocalServer, Api, Api],
+    attacked: tuple[LocalServer, Api, Api], reliability_figures: Any
 ) -> None:
     server, attacker, bystander = attacked
     if "processes" not in server.enforced_limits:
@@ -157,6 +157,10 @@ async def test_fork_bomb_is_capped_and_the_emulator_keeps_answering(
     await attacker.call("DELETE", f"/v1/sandboxes/{sid}")
     left = await _left(root)
     print(f"figures fork bomb: max_processes={MAX_PROCESSES} {outcome} {figures}")
+    reliability_figures.row(
+        {"attack": "fork bomb", "cap": MAX_PROCESSES, **outcome, "left after destroy": len(left)}
+        | figures
+    )
     assert 0 < outcome["forked"] < MAX_PROCESSES  # capped: the rest failed with EAGAIN
     assert outcome["refused"] == 50
     assert outcome["forked"] <= outcome["running_after"] <= MAX_PROCESSES
@@ -165,7 +169,7 @@ async def test_fork_bomb_is_capped_and_the_emulator_keeps_answering(
 
 
 async def test_memory_hog_is_killed_and_the_emulator_keeps_answering(
-    attacked: tuple[LocalServer, Api, Api],
+    attacked: tuple[LocalServer, Api, Api], reliability_figures: Any
 ) -> None:
     server, attacker, bystander = attacked
     if "memory" not in server.enforced_limits:
@@ -184,6 +188,8 @@ async def test_memory_hog_is_killed_and_the_emulator_keeps_answering(
     await attacker.call("DELETE", f"/v1/sandboxes/{sid}")
     left = await _left(root)
     print(f"figures memory hog: {outcome} {figures}")
+    row = {"attack": "memory hog (1 GiB into 256 MiB)", "exit code": outcome["exit_code"]}
+    reliability_figures.row(row | {"left after destroy": len(left)} | figures)
     assert outcome["survived"] is False and outcome["exit_code"] == 137  # OOM-killed
     assert outcome["after"] == "alive\n"  # the sandbox itself lives on
     assert left == []

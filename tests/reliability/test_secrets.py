@@ -117,6 +117,19 @@ class Capture:
         return "\n".join(texts)
 
 
+def record(figures: Any, cap: Capture, caplog: pytest.LogCaptureFixture, **extra: Any) -> None:
+    """What one run looked through, for RELIABILITY.md (recorded before the assertions)."""
+    figures.row(
+        {
+            **extra,
+            "log records": len(caplog.records),
+            "hook events": len(cap.events),
+            "objects (repr, str)": len(cap.objects),
+            "errors walked (every field, pickled)": len(cap.errors),
+        }
+    )
+
+
 def assert_clean(blob: str, *secret_values: str) -> None:
     for value in secret_values:
         assert value not in blob, f"a secret ({value[:8]}...) leaked"
@@ -136,7 +149,9 @@ async def cli(base_url: str, key: str, *args: str) -> str:
 # -- the emulator -------------------------------------------------------------------------------
 
 
-async def test_emulator_session_leaks_no_secret(caplog: pytest.LogCaptureFixture) -> None:
+async def test_emulator_session_leaks_no_secret(
+    caplog: pytest.LogCaptureFixture, reliability_figures: Any
+) -> None:
     require_bwrap()
     from createos_sandbox_async.local import LocalServer
 
@@ -211,6 +226,7 @@ async def test_emulator_session_leaks_no_secret(caplog: pytest.LogCaptureFixture
             await cli(server.base_url, tokens[1], "rm", "sb_nope"),
             await cli(server.base_url, KEY, "rm", sid),
         ]
+    record(reliability_figures, cap, caplog, server="emulator", **{"CLI runs": len(printed)})
     assert any("request GET /v1/whoami" in r.getMessage() for r in caplog.records)
     assert len(cap.events) >= 40 and len(cap.errors) >= 6
     assert_clean(cap.blob(caplog, *printed), KEY, ENV_VALUE, *tokens)
@@ -312,7 +328,7 @@ def operations(session: AsyncSession, delegated: AsyncSession, sb: Any) -> list[
 
 
 async def test_hostile_server_echoing_everything_leaks_no_secret(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, reliability_figures: Any
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="createos_sandbox_async")
     cap = Capture()
@@ -349,6 +365,16 @@ async def test_hostile_server_echoing_everything_leaks_no_secret(
                 await cli(base_url, KEY, "create", "--env", f"APP_SECRET={ENV_VALUE}"),
             ]
             with_token.append(await cli(base_url, TOKEN, "rm", "sb_hostile"))
+    record(
+        reliability_figures,
+        cap,
+        caplog,
+        server="hostile echo server",
+        **{
+            "answers x operations": f"{len(ERROR_STATUSES + MALFORMED_OK)} x {len(ops)}",
+            "CLI runs": len(with_key + with_token),
+        },
+    )
     assert all("error:" in text for text in with_key + with_token), with_key + with_token
     assert_clean("\n".join(with_key), KEY, ENV_VALUE)
     assert_clean("\n".join(with_token), TOKEN)
