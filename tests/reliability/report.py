@@ -121,13 +121,15 @@ def faults_section(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def load_section(records: list[dict[str, Any]]) -> list[str]:
-    rows = [row for r in records if r["section"] == "load" for row in r["rows"]]
+def columns_section(records: list[dict[str, Any]], section: str, head: str) -> list[str]:
+    """One column per row (headed by its ``head`` value), one line per figure: for a few runs
+    with many figures each (load, secrets)."""
+    rows = [row for r in records if r["section"] == section for row in r["rows"]]
     if not rows:
-        return ["No load figures in this run."]
-    keys = list(dict.fromkeys(k for row in rows for k in row if k != "server"))
+        return [f"No {section} figures in this run."]
+    keys = list(dict.fromkeys(k for row in rows for k in row if k != head))
     lines = [
-        "| | " + " | ".join(str(r["server"]) for r in rows) + " |",
+        "| | " + " | ".join(str(r.get(head, "")) for r in rows) + " |",
         "|---|" + "---|" * len(rows),
     ]
     for key in keys:
@@ -161,7 +163,8 @@ def values_section(records: list[dict[str, Any]], section: str) -> list[str]:
     rows = [row for r in mine for row in r["rows"]]
     if rows:
         keys = list(dict.fromkeys(k for row in rows for k in row))
-        lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += [""] if lines else []  # (no blank line doubled under the heading)
+        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         for row in rows:
             lines.append("| " + " | ".join(_fmt(row.get(k, "")) for k in keys) + " |")
     return lines
@@ -199,9 +202,9 @@ def render(
     )
     sections = [
         ("Faults × operations", faults_section(records)),
-        ("Load held", load_section(records)),
+        ("Load held", columns_section(records, "load", "server")),
         ("Inputs fuzzed", values_section(records, "fuzz")),
-        ("Secrets", values_section(records, "secrets")),
+        ("Secrets", columns_section(records, "secrets", "server")),
         ("Attacks tried", values_section(records, "attacks")),
         ("Emulator limits", values_section(records, "limits")),
     ]

@@ -11,6 +11,7 @@ secrets may appear in any of it.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -51,26 +52,36 @@ MALFORMED_OK = ["200-html", "200-wrong-shape"]
 
 
 def every_text(
-    obj: Any, depth: int = 0, seen: set[int] | None = None, in_error: bool = False
+    obj: Any,
+    depth: int = 0,
+    seen: set[int] | None = None,
+    in_error: bool = False,
+    tally: collections.Counter[str] | None = None,
 ) -> list[str]:
     """repr and str of ``obj``; for errors also every arg, attribute, note, cause and context
     (recursively) and the pickle. Containers are walked; so are the fields of models held by
-    an error (a returned model's fields are the caller's data: only its repr is a channel)."""
+    an error (a returned model's fields are the caller's data: only its repr is a channel).
+    ``tally`` counts what was walked, for RELIABILITY.md."""
     seen = set() if seen is None else seen
+    tally = collections.Counter() if tally is None else tally
     if id(obj) in seen or depth > 10:
         return []
     seen.add(id(obj))
+    tally["objects"] += 1
     texts = [repr(obj), str(obj)]
     children: list[Any] = []
     if isinstance(obj, BaseException):
         in_error = True
+        tally["errors"] += 1
         if isinstance(obj, CreateosError):  # ours must pickle; aiohttp's own errors need not
+            tally["pickles"] += 1
             texts.append(repr(pickle.dumps(obj)))
-            texts += every_text(pickle.loads(pickle.dumps(obj)), depth + 1, seen, True)
+            texts += every_text(pickle.loads(pickle.dumps(obj)), depth + 1, seen, True, tally)
         children += [*obj.args, obj.__cause__, obj.__context__]
         children += list(getattr(obj, "__notes__", []))
         children += list(getattr(obj, "exceptions", []))
         children += list(vars(obj).values())
+        tally["error attributes"] += len(children)
     elif isinstance(obj, Mapping):
         children += [*obj.keys(), *obj.values()]
     elif isinstance(obj, list | tuple | set | frozenset):
@@ -79,7 +90,7 @@ def every_text(
         children += [getattr(obj, a.name) for a in attrs.fields(type(obj))]  # session: repr)
     for child in children:
         if child is not None:
-            texts += every_text(child, depth + 1, seen, in_error)
+            texts += every_text(child, depth + 1, seen, in_error, tally)
     return texts
 
 
@@ -90,6 +101,7 @@ class Capture:
         self.events: list[Any] = []
         self.objects: list[Any] = []
         self.errors: list[BaseException] = []
+        self.walked: collections.Counter[str] = collections.Counter()
 
     def hooks(self) -> Hooks:
         return Hooks(
@@ -113,21 +125,39 @@ class Capture:
     def blob(self, caplog: pytest.LogCaptureFixture, *extra: str) -> str:
         texts = [caplog.text, *(r.getMessage() for r in caplog.records), *extra]
         for item in [*self.events, *self.objects, *self.errors]:
-            texts += every_text(item)
+            texts += every_text(item, tally=self.walked)
         return "\n".join(texts)
 
 
-def record(figures: Any, cap: Capture, caplog: pytest.LogCaptureFixture, **extra: Any) -> None:
-    """What one run looked through, for RELIABILITY.md (recorded before the assertions)."""
+def record(
+    figures: Any,
+    cap: Capture,
+    caplog: pytest.LogCaptureFixture,
+    searched: str,
+    found: int,
+    **extra: Any,
+) -> None:
+    """What one run looked through, and how often a secret was found in it (wanted: 0), for
+    RELIABILITY.md; recorded before the assertions. Call after ``cap.blob`` (it counts)."""
     figures.row(
         {
             **extra,
             "log records": len(caplog.records),
             "hook events": len(cap.events),
-            "objects (repr, str)": len(cap.objects),
-            "errors walked (every field, pickled)": len(cap.errors),
+            "public objects touched": len(cap.objects),
+            "errors raised": len(cap.errors),
+            "objects walked (repr, str)": cap.walked["objects"],
+            "errors walked": cap.walked["errors"],
+            "error args, attributes, notes, causes": cap.walked["error attributes"],
+            "errors pickled and unpickled": cap.walked["pickles"],
+            "text searched (KiB)": round(len(searched) / 1024),
+            "secrets found": found,
         }
     )
+
+
+def occurrences(text: str, *secret_values: str) -> int:
+    return sum(text.count(value) for value in secret_values)
 
 
 def assert_clean(blob: str, *secret_values: str) -> None:
@@ -226,10 +256,20 @@ async def test_emulator_session_leaks_no_secret(
             await cli(server.base_url, tokens[1], "rm", "sb_nope"),
             await cli(server.base_url, KEY, "rm", sid),
         ]
-    record(reliability_figures, cap, caplog, server="emulator", **{"CLI runs": len(printed)})
+    blob = cap.blob(caplog, *printed)
+    found = occurrences(blob, KEY, ENV_VALUE, *tokens)
+    record(
+        reliability_figures,
+        cap,
+        caplog,
+        blob,
+        found,
+        server="emulator",
+        **{"CLI runs": len(printed)},
+    )
     assert any("request GET /v1/whoami" in r.getMessage() for r in caplog.records)
     assert len(cap.events) >= 40 and len(cap.errors) >= 6
-    assert_clean(cap.blob(caplog, *printed), KEY, ENV_VALUE, *tokens)
+    assert_clean(blob, KEY, ENV_VALUE, *tokens)
 
 
 # -- a hostile server ---------------------------------------------------------------------------
@@ -365,10 +405,19 @@ async def test_hostile_server_echoing_everything_leaks_no_secret(
                 await cli(base_url, KEY, "create", "--env", f"APP_SECRET={ENV_VALUE}"),
             ]
             with_token.append(await cli(base_url, TOKEN, "rm", "sb_hostile"))
+    blob = cap.blob(caplog)
+    printed = "\n".join(with_key), "\n".join(with_token)
+    found = (
+        occurrences(blob, KEY, ENV_VALUE, TOKEN)
+        + occurrences(printed[0], KEY, ENV_VALUE)  # (the server echoes TOKEN to every CLI)
+        + occurrences(printed[1], TOKEN)
+    )
     record(
         reliability_figures,
         cap,
         caplog,
+        blob + "".join(printed),
+        found,
         server="hostile echo server",
         **{
             "answers x operations": f"{len(ERROR_STATUSES + MALFORMED_OK)} x {len(ops)}",
@@ -379,6 +428,5 @@ async def test_hostile_server_echoing_everything_leaks_no_secret(
     assert_clean("\n".join(with_key), KEY, ENV_VALUE)
     assert_clean("\n".join(with_token), TOKEN)
     assert len(cap.errors) >= len(ops) * len(ERROR_STATUSES) - 1
-    blob = cap.blob(caplog)
     assert "[redacted]" in blob
     assert_clean(blob, KEY, ENV_VALUE, TOKEN)
