@@ -13,35 +13,22 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._validate import check_timeout
+
 DEFAULT_BASE_URL = "https://api.sb.createos.sh"
 API_KEY_ENVS = ("CREATEOS_SANDBOX_API_KEY", "CREATEOS_API_KEY")
 BASE_URL_ENV = "CREATEOS_SANDBOX_BASE_URL"
 
 
-def _seconds(name: str, value: object) -> float | None:
-    """A bound in seconds: None or ``inf`` mean "no bound" (stored as None), else a number > 0."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
-    if value == float("inf"):
-        return None
-    return float(value)
-
-
-def _positive(_inst: Any, attr: Any, value: float | None) -> None:
-    """An attrs validator that names the offending field (NaN, 0 and negatives refused)."""
-    if value is not None and not value > 0:
-        raise ValueError(
-            f"{attr.name} must be > 0 seconds, or None/inf for no bound, got {value!r}"
-        )
-
-
 def _field(name: str, default: float | None) -> Any:
-    def convert(value: object) -> float | None:
-        return _seconds(name, value)
+    """A Timeouts field checked like a call's ``timeout=`` (NaN, 0, negatives and bools fail,
+    naming the field); ``inf`` means no bound and is stored as None."""
 
-    return attrs.field(default=default, converter=convert, validator=_positive)
+    def convert(value: object) -> float | None:
+        seconds = check_timeout(name, value)
+        return None if seconds == float("inf") else seconds
+
+    return attrs.field(default=default, converter=convert)
 
 
 @attrs.frozen

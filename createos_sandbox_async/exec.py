@@ -280,7 +280,7 @@ async def run_exec(
     else:
         result = await _exec_collected(transport, path, body, seconds)
     if check and (result.exit_code != 0 or result.error):
-        raise CommandError(_scrubbed(result, sandbox._transport.secrets_for(body)))
+        raise CommandError(_scrubbed(result, transport.secrets_for(body)))
     return result
 
 
