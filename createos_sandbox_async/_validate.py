@@ -8,20 +8,40 @@ echo a value that may be secret (env values, command arguments).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import quote
 
 __all__ = [
+    "AUTO_PAUSE_MAX",
+    "AUTO_PAUSE_MIN",
+    "MAX_ENVS",
+    "MAX_ENV_TOTAL_BYTES",
+    "MAX_ENV_VALUE_BYTES",
     "check_args",
+    "check_auto_pause",
     "check_bool",
     "check_cmd",
     "check_env",
+    "check_envs",
     "check_int",
     "check_optional_seconds",
+    "check_remote_path",
     "check_seconds",
     "check_str",
+    "check_str_list",
+    "check_sub_path",
     "check_text",
     "check_timeout",
+    "id_segment",
 ]
+
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_ENVS = 64
+MAX_ENV_VALUE_BYTES = 4096
+MAX_ENV_TOTAL_BYTES = 65536
+AUTO_PAUSE_MIN = 60
+AUTO_PAUSE_MAX = 86400
 
 
 def check_int(name: str, value: object, minimum: int | None = None) -> int:
@@ -146,3 +166,77 @@ def check_env(env: object) -> dict[str, str]:
         check_text(f"env[{key!r}]", value)
         out[key] = value
     return out
+
+
+# -- guest paths, ids, env maps and lists of the sandbox routes (WIRE §3, §10, §12) ---------------
+
+
+def check_str_list(name: str, value: object) -> list[str]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a list of str")
+    out = list(value)
+    for i, item in enumerate(out):
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(item).__name__}")
+    return out
+
+
+def check_envs(name: str, envs: object) -> dict[str, str]:
+    """Env map rules of WIRE §10. Messages name keys, never values (values may be secrets)."""
+    if not isinstance(envs, Mapping):
+        raise TypeError(f"{name} must be a mapping of str to str")
+    if len(envs) > MAX_ENVS:
+        raise ValueError(f"{name}: at most {MAX_ENVS} entries allowed, got {len(envs)}")
+    total = 0
+    out: dict[str, str] = {}
+    for key, value in envs.items():
+        if not isinstance(key, str) or not _ENV_KEY.match(key):
+            raise ValueError(f"{name}: invalid key {key!r} (must match ^[A-Za-z_][A-Za-z0-9_]*$)")
+        if not isinstance(value, str):
+            raise TypeError(f"{name}[{key!r}] must be a str, got {type(value).__name__}")
+        if "\x00" in value:
+            raise ValueError(f"{name}[{key!r}] must not contain NUL characters")
+        size = len(check_text(f"{name}[{key!r}]", value).encode())
+        if size > MAX_ENV_VALUE_BYTES:
+            raise ValueError(
+                f"{name}[{key!r}]: value is {size} bytes, the limit is {MAX_ENV_VALUE_BYTES}"
+            )
+        total += size
+        out[key] = value
+    if total > MAX_ENV_TOTAL_BYTES:
+        raise ValueError(f"{name}: values total {total} bytes, the limit is {MAX_ENV_TOTAL_BYTES}")
+    return out
+
+
+def check_auto_pause(name: str, value: object) -> int:
+    seconds = check_int(name, value)
+    if not AUTO_PAUSE_MIN <= seconds <= AUTO_PAUSE_MAX:
+        raise ValueError(
+            f"{name} must be between {AUTO_PAUSE_MIN} and {AUTO_PAUSE_MAX} seconds, got {seconds}"
+        )
+    return seconds
+
+
+def check_remote_path(path: object, argument: str = "path") -> str:
+    """The one guest path check (files, mounts, cwd): absolute, no ``..``, no NUL (WIRE §12)."""
+    if not isinstance(path, str):
+        raise TypeError(f"{argument} must be a str guest path, got {type(path).__name__}")
+    if not path.startswith("/"):
+        raise ValueError(f"{argument} must be an absolute guest path starting with '/': {path!r}")
+    if ".." in path.split("/"):
+        raise ValueError(f"{argument} must not contain a '..' segment: {path!r}")
+    if "\x00" in path:
+        raise ValueError(f"{argument} must not contain a NUL character")
+    return check_text(argument, path)
+
+
+def check_sub_path(name: str, value: object) -> str:
+    sub = check_str(name, value, allow_empty=True)
+    if sub.startswith("/") or ".." in sub.split("/"):
+        raise ValueError(f"{name} must be relative and must not contain '..', got {sub!r}")
+    return sub
+
+
+def id_segment(name: str, value: object) -> str:
+    """An id or name as one URL path segment (WIRE §3): a non-blank str, quoted."""
+    return quote(check_str(name, value), safe="")

@@ -18,9 +18,8 @@ import anyio
 from ._convert import structure
 from ._idle import IdleTimer
 from ._resource_models import Point, Screen, ScreenConnection, ScreenSize, Window, WindowGeometry
-from ._validate import check_int, check_str
+from ._validate import check_int, check_str, id_segment
 from .errors import APIError, ProtocolError
-from .sandbox import id_segment
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox

@@ -27,9 +27,8 @@ import anyio
 import anyio.to_thread
 
 from ._body import BodyStream
-from ._validate import check_int, check_timeout
+from ._validate import check_int, check_remote_path, check_timeout
 from .errors import APITimeoutError, StreamInterruptedError
-from .sandbox import check_remote_path
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox

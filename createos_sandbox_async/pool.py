@@ -73,6 +73,7 @@ import attrs
 from anyio.abc import TaskGroup
 
 from ._progress import ProgressBar
+from ._requests import build_create_body
 from ._retry import RetryPolicy
 from ._validate import check_bool, check_int, check_optional_seconds, check_seconds, check_str
 from .errors import (
@@ -83,7 +84,6 @@ from .errors import (
     ProtocolError,
     RateLimitError,
 )
-from .sandbox import build_create_body
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream

@@ -24,7 +24,14 @@ from ._body import BodyStream
 from ._convert import structure
 from ._ndjson import NDJSONDecoder
 from ._resource_models import PROCESS_SIGNALS, ProcessEvent, ProcessView
-from ._validate import check_args, check_cmd, check_env, check_int, check_optional_seconds
+from ._validate import (
+    check_args,
+    check_cmd,
+    check_env,
+    check_int,
+    check_optional_seconds,
+    check_remote_path,
+)
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -33,7 +40,6 @@ from .errors import (
     StreamInterruptedError,
     StreamStalledError,
 )
-from .sandbox import check_remote_path
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox

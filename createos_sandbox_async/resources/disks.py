@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .._convert import structure
 from .._pagination import Pager
 from .._resource_models import Disk
-from ..sandbox import id_segment
+from .._validate import id_segment
 
 if TYPE_CHECKING:
     from .._transport import Transport

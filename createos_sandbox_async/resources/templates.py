@@ -18,9 +18,8 @@ from .._convert import structure
 from .._ndjson import NDJSONDecoder
 from .._pagination import Pager
 from .._resource_models import Template, TemplateLogEvent
-from .._validate import check_int, check_optional_seconds, check_seconds
+from .._validate import check_int, check_optional_seconds, check_seconds, id_segment
 from ..errors import ProtocolError, StreamInterruptedError
-from ..sandbox import id_segment
 
 if TYPE_CHECKING:
     from .._transport import Transport
