@@ -13,16 +13,28 @@ the disconnect and kills the command.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import aiohttp
 import attrs
 from anyio import current_effective_deadline
 
+from ._exec_wire import (
+    BATCH,
+    ERROR,
+    EXIT,
+    STDERR,
+    STDOUT,
+    ExecEvent,
+    ExecEventKind,
+    FrameParser,
+    new_event,
+    size_only,
+)
 from ._idle import IdleTimer
-from ._ndjson import DEFAULT_MAX_LINE, EXEC_HEARTBEAT, NDJSONDecoder
+from ._ndjson import DEFAULT_MAX_LINE
 from ._transport import _loads as _json_loads
 from ._validate import (
     check_args,
@@ -60,13 +72,6 @@ __all__ = [
     "run_sh",
 ]
 
-ExecEventKind = Literal["stdout", "stderr", "exit", "error"]
-
-STDOUT: Final = "stdout"
-STDERR: Final = "stderr"
-EXIT: Final = "exit"
-ERROR: Final = "error"
-
 #: ``exit_code`` when the command never started and the server sent no exit status with the error.
 NO_EXIT_CODE: Final = -1
 
@@ -77,12 +82,6 @@ _STREAM_QUERY: Final = {"stream": True}
 _DRAIN_SECONDS: Final = 1.0
 _DRAIN_BYTES: Final = 64 * 1024
 
-#: Lines decoded per batch. Small enough that a batch's events (GC-tracked; the decoded dicts of
-#: strings are not) stay well under the cyclic GC's young-generation threshold (700 objects), so
-#: no collection runs while a stream is parsed (400-line batches measured ~15% more CPU per event
-#: in GC passes); large enough that one ``loads`` call per batch costs nothing per line.
-_BATCH: Final = 256
-
 
 class _SandboxLike(Protocol):
     """What exec needs from a ``Sandbox`` handle."""
@@ -91,59 +90,6 @@ class _SandboxLike(Protocol):
     def _transport(self) -> Transport: ...
 
     def _path(self, suffix: str) -> str: ...
-
-
-def _size_only(value: str | bytes) -> str:
-    """Repr of command output: its size, never its text (``env`` output holds secrets)."""
-    unit = "bytes" if isinstance(value, bytes | bytearray) else "chars"
-    return f"<{len(value)} {unit}>"
-
-
-@attrs.define(frozen=True, slots=True)
-class ExecEvent:
-    """One item of an exec stream.
-
-    ``kind`` is ``"stdout"`` or ``"stderr"`` (``data`` holds a chunk of output, not necessarily a
-    whole line), ``"error"`` (``data`` holds the agent's message: the command never started) or
-    ``"exit"`` (``exit_code`` holds the status; it is the last event). Heartbeats never show up.
-    The repr shows the size of ``data``, not its text (output may hold secrets).
-    """
-
-    kind: ExecEventKind
-    data: str = attrs.field(default="", repr=_size_only)
-    exit_code: int | None = None
-
-
-class _EventBuilder(ExecEvent):
-    """Scaffolding for building events fast; its instances never leave this module as such.
-
-    The frozen ``__init__`` sets each field through a C call with an argument tuple (so do the
-    slot descriptors' ``__set__``): ~150-230 ns per event, more than a third of the CPU of a
-    streamed event. This subclass has ExecEvent's exact memory layout (no slots of its own), a C
-    ``__init__`` and plain attribute stores; the hot loop fills the three slots, then relabels the
-    object ``ExecEvent`` by ``__class__`` assignment, which CPython allows between classes of
-    identical layout. What comes out is an ordinary frozen ExecEvent (``type(ev) is ExecEvent``),
-    built in ~60 ns.
-    """
-
-    __slots__ = ()
-    __init__ = object.__init__
-    __setattr__ = object.__setattr__
-    __delattr__ = object.__delattr__
-
-
-# Typed Any: mypy would refuse stores to a frozen class's fields and the ``__class__`` relabel.
-_BUILDER: Final[Any] = _EventBuilder
-_EVENT: Final[Any] = ExecEvent
-
-
-def _new_event(kind: ExecEventKind, data: str, exit_code: int | None) -> ExecEvent:
-    ev = _BUILDER()
-    ev.kind = kind
-    ev.data = data
-    ev.exit_code = exit_code
-    ev.__class__ = _EVENT
-    return ev  # type: ignore[no-any-return]
 
 
 @attrs.define(frozen=True, slots=True)
@@ -156,8 +102,8 @@ class ExecResult:
     ``stdout`` and ``stderr``, not their text (output may hold secrets, e.g. from ``env``).
     """
 
-    stdout: str = attrs.field(repr=_size_only)
-    stderr: str = attrs.field(repr=_size_only)
+    stdout: str = attrs.field(repr=size_only)
+    stderr: str = attrs.field(repr=size_only)
     exit_code: int
     exec_ms: float | None = None
     error: str | None = None
@@ -339,7 +285,7 @@ def _collect(status: int, raw: bytes, resp: aiohttp.ClientResponse) -> ExecResul
         if type(doc) is dict and doc.get("status") == "success":
             return _result_from_wire(doc.get("data"))
         raise ProtocolError(f"exec stream: HTTP {status} body is neither NDJSON nor a JSend result")
-    parser = _FrameParser()
+    parser = FrameParser()
     events = parser.feed(raw)
     try:
         events += parser.finish()
@@ -407,7 +353,6 @@ class ExecStream:
         "_it",
         "_parser",
         "_path",
-        "_reads",
         "_resp",
         "_state",
         "_timeout",
@@ -434,7 +379,7 @@ class ExecStream:
         self._transport = sandbox._transport
         self._path = sandbox._path("/exec")
         self._idle = self._transport.timeouts.stream_idle if idle is None else idle
-        self._parser = _FrameParser(max_line=max_line)
+        self._parser = FrameParser(max_line=max_line)
         self._cm: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
         self._resp: aiohttp.ClientResponse | None = None
         self._it: Iterator[ExecEvent] = iter(())  # the events decoded and not yet taken
@@ -445,7 +390,6 @@ class ExecStream:
         self._exec_ms: float | None = None
         self._deadline: float | None = None
         self._timer: IdleTimer | None = None  # idle bound and total deadline of the reads
-        self._reads = 0  # network reads, for tests and debugging
 
     def __repr__(self) -> str:
         # The command line and its output may hold secrets: show the program name only.
@@ -623,7 +567,7 @@ class ExecStream:
         content = resp.content
         while True:
             if parser.queued:
-                events = parser.pop(_BATCH)
+                events = parser.pop(BATCH)
             else:
                 chunk = await self._read(content)
                 if chunk:
@@ -645,7 +589,7 @@ class ExecStream:
         if timer is not None:
             timer.cancel()
 
-    def _cut_at_exit(self, events: list[ExecEvent], parser: _FrameParser) -> list[ExecEvent]:
+    def _cut_at_exit(self, events: list[ExecEvent], parser: FrameParser) -> list[ExecEvent]:
         """The exit event ends the stream: drop whatever a server sent after it."""
         self._finished = True
         self._stop_timer()
@@ -656,7 +600,7 @@ class ExecStream:
                 return events[: j + 1]
         return events
 
-    def _at_eof(self, parser: _FrameParser) -> list[ExecEvent]:
+    def _at_eof(self, parser: FrameParser) -> list[ExecEvent]:
         """EOF: a last unterminated line is tolerated; no exit status is an interrupted stream."""
         try:
             events = parser.finish()
@@ -685,7 +629,6 @@ class ExecStream:
         a timeout scheduled and cancelled around each read); it raises StreamStalledError, or
         the APITimeoutError of ``timeout``, from the pending read.
         """
-        self._reads += 1
         timer = self._timer
         try:
             if timer is None:
@@ -752,132 +695,9 @@ class ExecStream:
                 if tail:
                     buf.append(tail)
                 for line in pieces:
-                    yield _new_event(kind, line, None)
+                    yield new_event(kind, line, None)
             elif kind == ERROR:
                 yield ev
         for kind in (STDOUT, STDERR):
             if partial[kind]:
-                yield _new_event(kind, "".join(partial[kind]), None)
-
-
-class _FrameParser:
-    """Exec stream bytes -> ``ExecEvent`` lists (WIRE §11).
-
-    A frame normally carries one key; a frame with several is split in the order hb, stdout,
-    stderr, error, exit, like the official SDKs. Zero values (``hb:false``, ``""``, ``null``) mean
-    "not this kind". Unknown keys are ignored.
-    """
-
-    __slots__ = ("_spill", "decoder", "error", "exit_code", "frame_heartbeats")
-
-    def __init__(self, *, max_line: int = DEFAULT_MAX_LINE) -> None:
-        self.decoder = NDJSONDecoder(max_line=max_line, heartbeat=EXEC_HEARTBEAT)
-        self.exit_code: int | None = None
-        self.error: str | None = None
-        self.frame_heartbeats = 0  # heartbeats spelled differently from EXEC_HEARTBEAT
-        self._spill: list[Any] = []  # decoded frames beyond a batch, not turned into events yet
-
-    @property
-    def queued(self) -> bool:
-        """Lines or frames are waiting for :meth:`pop` (no network read needed)."""
-        return bool(self._spill) or self.decoder.queued > 0
-
-    @property
-    def heartbeats(self) -> int:
-        return self.decoder.heartbeats + self.frame_heartbeats
-
-    def feed(self, chunk: bytes) -> list[ExecEvent]:
-        """Events of every line this chunk completes (and of any frames still queued)."""
-        frames, self._spill = self._spill, []
-        return self._events(frames + self.decoder.feed(chunk))
-
-    def push(self, chunk: bytes) -> int:
-        """Queue a chunk's complete lines; returns the bytes waiting for :meth:`pop`."""
-        return self.decoder.push(chunk)
-
-    def pop(self, limit: int = _BATCH) -> list[ExecEvent]:
-        """Events of about ``limit`` queued lines, never more than ``2 * limit``.
-
-        The decoder sizes a batch in bytes from the line length seen so far, so shorter lines can
-        make it larger; the frames beyond the bound wait here (decoded dicts of strings are not
-        tracked by the garbage collector, events are: it is the events per batch that count).
-        """
-        frames = self._spill
-        if frames:
-            self._spill = frames[limit:]
-            return self._events(frames[:limit])
-        frames = self.decoder.pop(limit)
-        if len(frames) > 2 * limit:
-            self._spill = frames[limit:]
-            frames = frames[:limit]
-        return self._events(frames)
-
-    def finish(self) -> list[ExecEvent]:
-        frames, self._spill = self._spill, []
-        return self._events(frames + self.decoder.finish())
-
-    def _events(self, frames: list[Any]) -> list[ExecEvent]:
-        out: list[ExecEvent] = []
-        append = out.append
-        # The hot loop: ``_new_event`` inlined (a call less per event), locals for globals.
-        builder, event = _BUILDER, _EVENT
-        try:
-            for f in frames:
-                # Fast path: the one-key output frames that make up nearly all of a stream.
-                v = f.get("stdout")
-                if v is not None:
-                    if v.__class__ is str and len(f) == 1:
-                        if v:
-                            ev = builder()
-                            ev.kind = STDOUT
-                            ev.data = v
-                            ev.exit_code = None
-                            ev.__class__ = event
-                            append(ev)
-                        continue
-                else:
-                    v = f.get("stderr")
-                    if v is not None and v.__class__ is str and len(f) == 1:
-                        if v:
-                            ev = builder()
-                            ev.kind = STDERR
-                            ev.data = v
-                            ev.exit_code = None
-                            ev.__class__ = event
-                            append(ev)
-                        continue
-                self._frame(f, append)
-        except AttributeError:
-            raise ProtocolError(
-                f"exec stream frame is not a JSON object (a {type(f).__name__})"
-            ) from None
-        return out
-
-    def _frame(self, f: dict[str, Any], append: Callable[[ExecEvent], None]) -> None:
-        """Any frame: split its keys in WIRE order, checking each value's type."""
-        if f.get("hb"):
-            self.frame_heartbeats += 1
-        kind: ExecEventKind
-        for kind in (STDOUT, STDERR):
-            v = f.get(kind)
-            if v is None or v == "":
-                continue
-            if not isinstance(v, str):
-                raise ProtocolError(
-                    f"exec stream frame {kind!r} is a {type(v).__name__}, not a string"
-                )
-            append(_new_event(kind, v, None))
-        err = f.get("error")
-        if err is not None and err != "":
-            if not isinstance(err, str):
-                err = str(err)
-            if self.error is None:
-                self.error = err
-            append(_new_event(ERROR, err, None))
-        code = f.get("exit_code")
-        if code is not None:
-            if not isinstance(code, int) or isinstance(code, bool):
-                raise ProtocolError(f"exec stream exit_code is a {type(code).__name__}, not an int")
-            if self.exit_code is None:
-                self.exit_code = code
-            append(_new_event(EXIT, "", code))
+                yield new_event(kind, "".join(partial[kind]), None)

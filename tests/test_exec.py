@@ -294,17 +294,28 @@ async def test_stream_yields_events_and_returns_the_connection(
     assert api.completed_streams == 1 and api.disconnects == 0
 
 
-async def test_frames_split_at_every_byte_boundary(api: FakeExecAPI, sb: Any) -> None:
+async def test_frames_split_at_every_byte_boundary(
+    api: FakeExecAPI, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def script(request: web.Request, resp: web.StreamResponse) -> None:
         for i in range(len(STREAM)):
             await resp.write(STREAM[i : i + 1])
             await asyncio.sleep(0)
 
+    reads = 0
+    real_read = ExecStream._read
+
+    async def counting_read(self: ExecStream, content: Any) -> bytes:
+        nonlocal reads
+        reads += 1
+        return await real_read(self, content)
+
+    monkeypatch.setattr(ExecStream, "_read", counting_read)
     api.stream = script
     async with sb.exec_stream("seq", ["2"]) as stream:
         events = [ev async for ev in stream]
     assert events == STREAM_EVENTS
-    assert stream._reads > 10  # the client really saw the body in pieces
+    assert reads > 10  # the client really saw the body in pieces
 
 
 async def test_break_after_exit_event_still_reuses_the_connection(

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from createos_sandbox_async._exec_wire import ExecEvent, FrameParser
 from createos_sandbox_async._ndjson import EXEC_HEARTBEAT, NDJSONDecoder
 from createos_sandbox_async.errors import ProtocolError
-from createos_sandbox_async.exec import ExecEvent, _FrameParser
 
 LOADERS = [pytest.param(json.loads, id="stdlib"), pytest.param(None, id="default")]
 
@@ -26,8 +26,8 @@ def feed_all(dec: NDJSONDecoder, chunks: list[bytes]) -> list[Any]:
     return out
 
 
-def parse(chunks: list[bytes], **kw: Any) -> tuple[list[ExecEvent], _FrameParser]:
-    p = _FrameParser(**kw)
+def parse(chunks: list[bytes], **kw: Any) -> tuple[list[ExecEvent], FrameParser]:
+    p = FrameParser(**kw)
     events: list[ExecEvent] = []
     for c in chunks:
         events.extend(p.feed(c))
@@ -272,7 +272,7 @@ def test_any_frames_cut_anywhere_parse_to_the_same_events(
     assert events == expected
     assert p.heartbeats == sum(1 for (k, _), _ in frames if k == "hb")
     assert p.exit_code == exit_code
-    batched = _FrameParser()
+    batched = FrameParser()
     events = []
     for c in chunks:
         batched.push(c)
@@ -340,7 +340,7 @@ def test_a_batch_of_events_stays_bounded_when_lines_get_shorter() -> None:
     # make one oversized batch of frames, which the parser hands out as events in bounded parts.
     long = [json.dumps({"stdout": "L" * 2000}).encode() for _ in range(3)]
     short = [json.dumps({"stderr": str(i)}).encode() for i in range(3000)]
-    p = _FrameParser()
+    p = FrameParser()
     p.push(b"\n".join([*long, *short, b'{"exit_code":0}']) + b"\n")
     events: list[ExecEvent] = []
     sizes = []

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from createos_sandbox_async import AsyncSession, RetryPolicy, Timeouts
+from createos_sandbox_async._exec_wire import ExecEvent, FrameParser
 from createos_sandbox_async._ndjson import EXEC_HEARTBEAT, NDJSONDecoder
 from createos_sandbox_async._pagination import Pager, parse_page
 from createos_sandbox_async.errors import APIError, CreateosError, ProtocolError, make_api_error
-from createos_sandbox_async.exec import ExecEvent, _FrameParser
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -176,7 +176,7 @@ frames = st.dictionaries(
 
 
 def _parse(chunks: list[bytes], limit: int) -> tuple[list[ExecEvent], int | None]:
-    parser = _FrameParser()
+    parser = FrameParser()
     events: list[ExecEvent] = []
     for chunk in chunks:
         parser.push(chunk)
