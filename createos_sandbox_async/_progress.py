@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from .pool import PoolStats
+    from ._pool_stats import PoolStats
 
 __all__ = ["ProgressBar", "format_stats"]
 

@@ -48,8 +48,6 @@ from __future__ import annotations
 import collections
 import inspect
 import logging
-import math
-import random
 import re
 import secrets
 import time
@@ -59,34 +57,28 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Coroutine,
     Iterable,
-    Iterator,
     Sequence,
 )
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import anyio
-import anyio.lowlevel
-import attrs
 from anyio.abc import TaskGroup
 
+from ._pool_gate import CreateGate, CreationStopped
+from ._pool_ledger import Ledger
+from ._pool_run import Run, new_run
+from ._pool_stats import TIMES_KEPT, PoolStats, percentile
+from ._pool_supply import Supply
 from ._progress import ProgressBar
 from ._requests import build_create_body
 from ._retry import RetryPolicy
 from ._validate import check_bool, check_int, check_optional_seconds, check_seconds, check_str
-from .errors import (
-    APIConnectionError,
-    APIError,
-    APITimeoutError,
-    CreateosError,
-    ProtocolError,
-    RateLimitError,
-)
+from .errors import CreateosError
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from anyio.streams.memory import MemoryObjectSendStream
 
     from .sandbox import Sandbox
     from .session import AsyncSession
@@ -98,12 +90,6 @@ logger = logging.getLogger("createos_sandbox_async.pool")
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Statuses of sandboxes that still hold resources (what the orphan sweep lists).
-LIVE_STATUSES = ("creating", "running", "pausing", "paused", "resuming", "forking", "error")
-#: Create failures that every further create would repeat: stop creating at once.
-_FATAL_STATUSES = frozenset({400, 401, 402, 403, 404, 422})
-#: Item durations kept for p50/p95 (a ring: recent items, bounded memory).
-_TIMES_KEPT = 4096
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 
 
@@ -121,163 +107,6 @@ class PoolCleanupError(CreateosError):
         super().__init__(f"SandboxPool could not destroy {len(self.ids)} sandbox(es): {shown}")
 
 
-@attrs.frozen
-class PoolStats:
-    """A snapshot of a pool. Counts are over the pool's lifetime; times are in seconds.
-
-    ``running``: items in progress; ``queued``: items read or known but not started (None-free:
-    0 when unknown); ``alive``: sandboxes created and not yet destroyed; ``retries``: create/fork
-    attempts beyond the first for a sandbox (429/503 and answers that never arrived);
-    ``rate_limited``: 429/503 answers to creates; ``create_limit``: the adaptive window of
-    concurrent creates; ``rate``: finished items per second since the first item started;
-    ``p50``/``p95``: item time (sandbox checkout + job) over the last 4096 items.
-    """
-
-    total: int | None
-    completed: int
-    failed: int
-    running: int
-    queued: int
-    created: int
-    destroyed: int
-    alive: int
-    retries: int
-    rate_limited: int
-    create_limit: int
-    rate: float
-    p50: float | None
-    p95: float | None
-    elapsed: float
-    cleanup_failed: tuple[str, ...] = ()
-
-
-class _CreationStopped(Exception):
-    """Internal: creation is stopped for good; carries the server's error (402, 403, ...)."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _Gate:
-    """AIMD window on concurrent create calls plus a shared backoff instant.
-
-    Why a window and not a token bucket: the service's create is synchronous (it answers once the
-    VM runs), so in-flight creates self-clock like TCP segments; halving the window on a 429 and
-    adding one per success converges on what the service accepts without knowing its rate.
-    """
-
-    __slots__ = (
-        "_base",
-        "_cap",
-        "_changed",
-        "ceiling",
-        "epoch",
-        "in_flight",
-        "not_before",
-        "streak",
-        "window",
-    )
-
-    def __init__(self, ceiling: int, base: float, cap: float) -> None:
-        self.ceiling = float(ceiling)
-        self.window = float(ceiling)
-        self.in_flight = 0
-        self.not_before = 0.0
-        self.epoch = 0
-        self.streak = 0
-        self._base = base
-        self._cap = cap
-        self._changed: anyio.Event | None = None
-
-    async def enter(self) -> int:
-        """Wait for the backoff instant and a free slot; return the epoch seen (for throttled())."""
-        while True:
-            wait = self.not_before - anyio.current_time() if self.not_before else 0.0
-            if wait > 0:
-                await anyio.sleep(wait)
-                continue
-            if self.in_flight < self.window:
-                self.in_flight += 1
-                return self.epoch
-            if self._changed is None:
-                self._changed = anyio.Event()
-            await self._changed.wait()
-
-    def leave(self) -> None:
-        self.in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
-
-    def success(self) -> None:
-        """Additive increase; a success also ends a throttling streak."""
-        self.streak = 0
-        if self.window < self.ceiling:
-            self.window = min(self.ceiling, self.window + 1.0)
-            self._wake()
-
-    def throttled(self, epoch: int, retry_after: float | None) -> float:
-        """Multiplicative decrease (once per episode) and push the shared backoff instant."""
-        if epoch == self.epoch:
-            self.epoch += 1
-            self.window = max(1.0, self.window / 2)
-            self.streak += 1
-        if retry_after is not None and retry_after >= 0:
-            delay = retry_after
-        else:
-            delay = min(self._base * 2 ** max(0, self.streak - 1), self._cap)
-            delay += random.random() * self._base
-        until = anyio.current_time() + delay
-        if until > self.not_before:
-            self.not_before = until
-        return delay
-
-
-@attrs.define(eq=False)
-class _Run:
-    """State of one ``map``/``as_completed`` call."""
-
-    job: Callable[[Any, Any], Awaitable[Any]]
-    scope: anyio.CancelScope
-    workers: int
-    total: int | None
-    stop_on_error: bool
-    it: Iterator[tuple[int, Any]] | None = None
-    feed: AsyncIterable[Any] | None = None
-    recv: MemoryObjectReceiveStream[tuple[int, Any]] | None = None
-    started: int = 0
-    results: Any = None
-    sink: MemoryObjectSendStream[tuple[Any, Any]] | None = None
-    errors: list[BaseException] = attrs.Factory(list)
-    fatal: BaseException | None = None
-    broken: BaseException | None = None  # input iterator / on_progress raised
-
-    def fail(self, exc: BaseException) -> None:
-        self.errors.append(exc)
-        self.scope.cancel()
-
-    def stop(self, fatal: BaseException) -> None:
-        if self.fatal is None:
-            self.fatal = fatal
-        self.scope.cancel()
-
-    def break_(self, exc: BaseException) -> None:
-        if self.broken is None:
-            self.broken = exc
-        self.scope.cancel()
-
-    def queued(self) -> int:
-        if self.recv is not None:
-            return self.recv.statistics().current_buffer_used
-        if self.total is not None:
-            return max(0, self.total - self.started)
-        return 0
-
-
 def _check_callable(name: str, value: object, *, optional: bool = True) -> None:
     if value is None and optional:
         return
@@ -285,36 +114,7 @@ def _check_callable(name: str, value: object, *, optional: bool = True) -> None:
         raise TypeError(f"{name} must be an async callable, got {type(value).__name__}")
 
 
-def _percentile(ordered: list[float], q: float) -> float | None:
-    if not ordered:
-        return None
-    k = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[k]
-
-
 _DEFAULT_MAX_RETRY_AFTER: Final = RetryPolicy().max_retry_after
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    value = getattr(exc, "retry_after", None)
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _classify(exc: BaseException) -> str:
-    """What a failed create means: throttle, uncertain (may exist), fatal, or item (this one)."""
-    if isinstance(exc, RateLimitError):
-        return "throttle"
-    if isinstance(exc, APIError):
-        if exc.status == 503:
-            return "throttle"
-        if exc.status >= 500 or exc.status == 408:
-            return "uncertain"
-        if exc.status in _FATAL_STATUSES:
-            return "fatal"
-        return "item"
-    if isinstance(exc, APITimeoutError | APIConnectionError | ProtocolError | TimeoutError):
-        return "uncertain"  # the request may have been processed: the sweep will look
-    return "item"
 
 
 class SandboxPool:
@@ -407,20 +207,16 @@ class SandboxPool:
                 )
         self._session = session
         self._max = check_int("max_concurrency", max_concurrency, 1)
-        self._warm = check_int("warm", warm, 0)
+        warm = check_int("warm", warm, 0)
         self._read_ahead = (
             self._max if read_ahead is None else check_int("read_ahead", read_ahead, 0)
         )
-        self._create_attempts = check_int("create_attempts", create_attempts, 1)
-        self._create_timeout = check_optional_seconds("create_timeout", create_timeout, finite=True)
+        attempts = check_int("create_attempts", create_attempts, 1)
+        create_timeout = check_optional_seconds("create_timeout", create_timeout, finite=True)
         self._cleanup_timeout = check_seconds("cleanup_timeout", cleanup_timeout, finite=True)
         self._interval = check_seconds("progress_interval", progress_interval, finite=True)
         base = check_seconds("backoff", backoff, finite=True)
         cap = check_seconds("backoff_cap", backoff_cap, finite=True)
-        self._strategy = strategy
-        self._prepare = prepare
-        self._reuse = reuse
-        self._reset = reset
         self._on_progress = on_progress
         self._bar: ProgressBar | None = (
             progress if isinstance(progress, ProgressBar) else (ProgressBar() if progress else None)
@@ -432,40 +228,42 @@ class SandboxPool:
         self._check_create_kwargs()
         # A random tag makes the prefix unique to this pool: the orphan sweep destroys by prefix.
         self._prefix = f"{name_prefix}-{secrets.token_hex(4)}-"
-        self._seq = 0
-        self._gate = _Gate(self._max + self._warm, base, cap)
         # The same cap on honoured Retry-After waits as the session's own retries.
         policy = getattr(getattr(session, "_transport", None), "retry_policy", None)
-        self._max_retry_after: float = getattr(policy, "max_retry_after", _DEFAULT_MAX_RETRY_AFTER)
+        self._gate = CreateGate(
+            self._max + warm,
+            base,
+            cap,
+            attempts=attempts,
+            max_retry_after=getattr(policy, "max_retry_after", _DEFAULT_MAX_RETRY_AFTER),
+        )
         self._limiter: anyio.CapacityLimiter | None = None
-        self._ledger: dict[str, Sandbox] = {}
-        self._ready: collections.deque[Sandbox] = collections.deque()
-        self._template: Sandbox | None = None
-        self._template_lock: anyio.Lock | None = None
-        self._parents: set[str] = set()
-        self._fatal: BaseException | None = None
-        self._uncertain = 0
-        self._destroy_errors: dict[str, BaseException] = {}
+        self._ledger = Ledger(session, self._prefix, self._cleanup_timeout)
+        self._supply = Supply(
+            session,
+            self._gate,
+            self._ledger,
+            strategy=strategy,
+            prepare=prepare,
+            reuse=reuse,
+            reset=reset,
+            warm=warm,
+            create_timeout=create_timeout,
+            create_kwargs=self._create_kwargs,
+        )
         self._cleanup_failed: tuple[str, ...] = ()
-        self._runs: set[_Run] = set()
+        self._runs: set[Run] = set()
         self._tg: TaskGroup | None = None
         self._bg_scopes: set[anyio.CancelScope] = set()
         self._children = 0
         self._children_done: anyio.Event | None = None
-        self._fill_event: anyio.Event | None = None
-        self._filling = 0
-        self._warm_broken = False
         self._state = "new"
         # counters
-        self._created = 0
-        self._destroyed = 0
         self._completed = 0
         self._failed = 0
         self._running = 0
-        self._retries = 0
-        self._rate_limited = 0
         self._total: int | None = 0
-        self._times: collections.deque[float] = collections.deque(maxlen=_TIMES_KEPT)
+        self._times: collections.deque[float] = collections.deque(maxlen=TIMES_KEPT)
         self._t_first: float | None = None
         self._last_tick = 0.0
 
@@ -480,7 +278,7 @@ class SandboxPool:
     def __repr__(self) -> str:
         return (
             f"<SandboxPool {self._state} shape={self._create_kwargs['shape']!r} "
-            f"max_concurrency={self._max} alive={len(self._ledger)}>"
+            f"max_concurrency={self._max} alive={len(self._ledger.live)}>"
         )
 
     # -- public surface ---------------------------------------------------------------------------
@@ -503,15 +301,15 @@ class SandboxPool:
             failed=self._failed,
             running=self._running,
             queued=sum(run.queued() for run in self._runs),
-            created=self._created,
-            destroyed=self._destroyed,
-            alive=len(self._ledger),
-            retries=self._retries,
-            rate_limited=self._rate_limited,
+            created=self._ledger.created,
+            destroyed=self._ledger.destroyed,
+            alive=len(self._ledger.live),
+            retries=self._gate.retries,
+            rate_limited=self._gate.rate_limited,
             create_limit=int(self._gate.window),
             rate=done / elapsed if elapsed > 0 else 0.0,
-            p50=_percentile(ordered, 0.50),
-            p95=_percentile(ordered, 0.95),
+            p50=percentile(ordered, 0.50),
+            p95=percentile(ordered, 0.95),
             elapsed=elapsed,
             cleanup_failed=self._cleanup_failed,
         )
@@ -520,28 +318,30 @@ class SandboxPool:
         if self._state != "new":
             raise RuntimeError("a SandboxPool can be entered once; create a new one")
         self._limiter = anyio.CapacityLimiter(self._max)
-        self._template_lock = anyio.Lock()
+        self._supply.start()
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
         self._state = "open"
-        if self._warm:
-            self._spawn_background(self._filler)
+        if self._supply.warm:
+            self._spawn_background(self._supply.filler)
         return self
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self._state = "closing"
+        self._supply.closing = True
         error: PoolCleanupError | None = None
         try:
             with anyio.move_on_after(self._cleanup_timeout, shield=True):
                 await self._stop_children()
-                await self._cleanup()
+                self._supply.ready.clear()
+                await self._ledger.cleanup(max(16, self._max))
         finally:
             self._state = "closed"
-            failed = tuple(self._ledger)
+            failed = tuple(self._ledger.live)
             self._cleanup_failed = failed
             if failed:
-                errors = {k: self._destroy_errors[k] for k in failed if k in self._destroy_errors}
+                errors = {k: self._ledger.errors[k] for k in failed if k in self._ledger.errors}
                 error = PoolCleanupError(failed, errors)
                 logger.warning("%s", error)
                 if exc is not None:
@@ -633,15 +433,15 @@ class SandboxPool:
         await self._limiter.acquire_on_behalf_of(token)
         try:
             try:
-                sb = await self._checkout()
-            except _CreationStopped as stop:
+                sb = await self._supply.checkout()
+            except CreationStopped as stop:
                 raise stop.error from None
             try:
                 yield sb
             except BaseException:
-                await self._discard(sb)
+                await self._ledger.discard(sb)
                 raise
-            await self._release(sb)
+            await self._supply.release(sb)
         finally:
             self._limiter.release_on_behalf_of(token)
 
@@ -655,33 +455,20 @@ class SandboxPool:
                 )
             raise RuntimeError("this SandboxPool is closed")
 
-    def _new_run(self, job: Any, items: object, *, stop_on_error: bool) -> _Run:
+    def _new_run(self, job: Any, items: object, *, stop_on_error: bool) -> Run:
         self._check_open()
-        if not callable(job):
-            raise TypeError(f"job must be an async callable job(sandbox, item), got {job!r}")
-        total: int | None = None
-        if isinstance(items, AsyncIterable):
-            run = _Run(job, anyio.CancelScope(), self._max, None, stop_on_error, feed=items)
-        elif isinstance(items, Iterable) and not isinstance(items, str | bytes):
-            try:
-                total = len(items)  # type: ignore[arg-type]
-            except TypeError:
-                total = None
-            workers = self._max if total is None else max(1, min(self._max, total))
-            run = _Run(job, anyio.CancelScope(), workers, total, stop_on_error, it=enumerate(items))
-        else:
-            raise TypeError(f"items must be an iterable or an async iterable, got {items!r}")
+        run = new_run(job, items, self._max, stop_on_error)
         if self._total is not None:
-            self._total = None if total is None else self._total + total
+            self._total = None if run.total is None else self._total + run.total
         return run
 
-    def _raise_run_problem(self, run: _Run) -> None:
+    def _raise_run_problem(self, run: Run) -> None:
         if run.fatal is not None:
             raise run.fatal
         if run.broken is not None:
             raise run.broken
 
-    async def _drive(self, run: _Run) -> None:
+    async def _drive(self, run: Run) -> None:
         """Run the workers (and a feeder for async input) until the input is done or stopped."""
         self._runs.add(run)
         if self._t_first is None:
@@ -694,7 +481,7 @@ class SandboxPool:
                             self._read_ahead
                         )
                         run.recv = recv
-                        tg.start_soon(self._feeder, run, send)
+                        tg.start_soon(run.read_input, send)
                     for _ in range(run.workers):
                         tg.start_soon(self._worker, run)
         finally:
@@ -704,7 +491,7 @@ class SandboxPool:
                 self._tick(final=True)
             self._runs.discard(run)
 
-    async def _drive_into(self, run: _Run, send: MemoryObjectSendStream[tuple[Any, Any]]) -> None:
+    async def _drive_into(self, run: Run, send: MemoryObjectSendStream[tuple[Any, Any]]) -> None:
         """``as_completed``'s driver, a child of the pool's task group."""
         try:
             with send:
@@ -712,36 +499,7 @@ class SandboxPool:
         except Exception as exc:
             run.break_(exc)
 
-    async def _feeder(self, run: _Run, send: MemoryObjectSendStream[tuple[int, Any]]) -> None:
-        """Read the async input into ``read_ahead`` slots; the send blocks when they are full."""
-        assert run.feed is not None
-        index = 0
-        with send:
-            try:
-                async for item in run.feed:
-                    await send.send((index, item))
-                    index += 1
-            except anyio.BrokenResourceError:
-                return
-            except Exception as exc:
-                run.break_(exc)
-
-    async def _next(self, run: _Run) -> tuple[int, Any] | None:
-        if run.it is not None:
-            try:
-                return next(run.it)
-            except StopIteration:
-                return None
-            except Exception as exc:
-                run.break_(exc)
-                return None
-        assert run.recv is not None
-        try:
-            return await run.recv.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return None
-
-    async def _worker(self, run: _Run) -> None:
+    async def _worker(self, run: Run) -> None:
         """Take an item, run it, hand its outcome over; holds a limiter token per item only."""
         limiter = self._limiter
         assert limiter is not None
@@ -752,13 +510,13 @@ class SandboxPool:
             except anyio.WouldBlock:
                 await limiter.acquire_on_behalf_of(token)
             try:
-                got = await self._next(run)
+                got = await run.take()
                 if got is None:
                     return
                 run.started += 1
                 index, item = got
                 ok, value = await self._one(run.job, item)
-            except _CreationStopped as stop:
+            except CreationStopped as stop:
                 run.stop(stop.error)
                 return
             finally:
@@ -781,15 +539,15 @@ class SandboxPool:
         self._running += 1
         t0 = time.perf_counter()
         try:
-            sb = await self._checkout()
+            sb = await self._supply.checkout()
             try:
                 value = await job(sb, item)
             except BaseException:
-                await self._discard(sb)
+                await self._ledger.discard(sb)
                 raise
             self._times.append(time.perf_counter() - t0)
-            await self._release(sb)
-        except _CreationStopped:
+            await self._supply.release(sb)
+        except CreationStopped:
             raise
         except Exception as exc:
             self._failed += 1
@@ -824,164 +582,7 @@ class SandboxPool:
                 if not self._runs:
                     raise
 
-    # -- sandboxes in and out ---------------------------------------------------------------------
-
-    async def _checkout(self) -> Sandbox:
-        """A ready sandbox (warm or reused) if any, else a new prepared one."""
-        if self._ready:
-            sb = self._ready.popleft()
-            if self._warm:
-                self._wake_filler()
-            return sb
-        if self._fatal is not None:
-            raise _CreationStopped(self._fatal)
-        return await self._fresh()
-
-    async def _fresh(self) -> Sandbox:
-        """A new sandbox ready for a job: created and prepared, or forked from the template."""
-        if self._strategy == "fork":
-            parent = await self._get_template()
-            child = await self._spawn(
-                lambda _name: parent.fork(retry=False, timeout=self._create_timeout)
-            )
-            try:
-                await child.wait_until("running")
-            except BaseException:
-                await self._discard(child)
-                raise
-            return child
-        sb = await self._spawn(self._create_call)
-        if self._prepare is not None:
-            try:
-                await self._prepare(sb)
-            except BaseException:
-                await self._discard(sb)
-                raise
-        return sb
-
-    async def _get_template(self) -> Sandbox:
-        """Create, prepare and pause the one sandbox children are forked from (once)."""
-        if self._template is not None:
-            return self._template
-        assert self._template_lock is not None
-        async with self._template_lock:
-            if self._template is not None:
-                return self._template
-            if self._fatal is not None:
-                raise _CreationStopped(self._fatal)
-            sb = await self._spawn(self._create_call)
-            try:
-                if self._prepare is not None:
-                    await self._prepare(sb)
-                await sb.pause()
-                await sb.wait_until("paused")
-            except Exception as exc:
-                await self._discard(sb)
-                # Every child would inherit the failure: stop instead of failing N items.
-                exc.add_note("SandboxPool(strategy='fork'): preparing the template sandbox failed")
-                self._set_fatal(exc)
-                raise _CreationStopped(exc) from None
-            except BaseException:
-                await self._discard(sb)
-                raise
-            self._parents.add(sb.id)
-            self._template = sb
-            return sb
-
-    def _create_call(self, name: str) -> Awaitable[Sandbox]:
-        """One create attempt: the transport's retries are off, the pool decides (module doc)."""
-        return self._session.sandboxes.create(
-            name=name, retry=False, timeout=self._create_timeout, **self._create_kwargs
-        )
-
-    def _set_fatal(self, exc: BaseException) -> None:
-        if self._fatal is None:
-            self._fatal = exc
-            logger.info("SandboxPool stopped creating sandboxes: %s", exc)
-
-    async def _spawn(self, call: Callable[[str], Awaitable[Sandbox]]) -> Sandbox:
-        """Create (or fork) one sandbox through the AIMD gate; every success goes in the ledger."""
-        gate = self._gate
-        attempt = 0
-        while True:
-            if self._fatal is not None:
-                raise _CreationStopped(self._fatal)
-            epoch = await gate.enter()
-            if self._fatal is not None:
-                gate.leave()
-                raise _CreationStopped(self._fatal)
-            try:
-                # Not one create after a cancel (the fast paths above did not yield).
-                await anyio.lowlevel.checkpoint_if_cancelled()
-            except BaseException:
-                gate.leave()
-                raise
-            self._seq += 1
-            name = f"{self._prefix}{self._seq}"
-            try:
-                # Shielded: a create that was sent must be answered, or the sandbox is lost.
-                with anyio.CancelScope(shield=True):
-                    sb = await call(name)
-                    self._ledger[sb.id] = sb
-                    self._created += 1
-            except Exception as exc:
-                kind = _classify(exc)
-                if kind == "fatal":
-                    self._set_fatal(exc)
-                    raise _CreationStopped(exc) from None
-                if kind == "item":
-                    raise
-                attempt += 1
-                if kind == "throttle":
-                    self._rate_limited += 1
-                else:
-                    self._uncertain += 1
-                retry_after = _retry_after(exc)
-                if attempt >= self._create_attempts or (
-                    retry_after is not None and retry_after > self._max_retry_after
-                ):
-                    raise  # out of attempts, or told to wait longer than the policy ever sleeps
-                self._retries += 1
-                gate.throttled(epoch, retry_after)
-                continue
-            finally:
-                gate.leave()
-            gate.success()
-            return sb
-
-    async def _release(self, sb: Sandbox) -> None:
-        """After a successful item: keep it (reuse, after reset) or destroy it."""
-        if self._reuse and self._state == "open":
-            if self._reset is not None:
-                try:
-                    await self._reset(sb)
-                except Exception:
-                    logger.debug("reset(%s) failed; destroying it", sb.id, exc_info=True)
-                    await self._destroy(sb)
-                    return
-            self._ready.append(sb)
-            return
-        await self._destroy(sb)
-
-    async def _discard(self, sb: Sandbox) -> None:
-        """Destroy a sandbox in an unknown state, even while being cancelled (bounded)."""
-        with anyio.move_on_after(self._cleanup_timeout, shield=True):
-            await self._destroy(sb)
-
-    async def _destroy(self, sb: Sandbox) -> bool:
-        """DELETE; the ledger forgets the sandbox once the server accepted (destroy maps 404)."""
-        try:
-            await sb.destroy()
-        except Exception as exc:
-            self._destroy_errors[sb.id] = exc
-            logger.debug("destroying %s failed: %r", sb.id, exc)
-            return False
-        if self._ledger.pop(sb.id, None) is not None:
-            self._destroyed += 1
-        self._destroy_errors.pop(sb.id, None)
-        return True
-
-    # -- warm sandboxes ---------------------------------------------------------------------------
+    # -- background tasks -------------------------------------------------------------------------
 
     def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Start a child of the pool's task group, cancellable on its own, counted for exit."""
@@ -1003,86 +604,3 @@ class SandboxPool:
                     self._children_done.set()
 
         self._tg.start_soon(runner)
-
-    def _wake_filler(self) -> None:
-        event, self._fill_event = self._fill_event, None
-        if event is not None:
-            event.set()
-
-    async def _filler(self) -> None:
-        """Keep ``warm`` sandboxes ready ahead of demand."""
-        async with anyio.create_task_group() as tg:
-            while True:
-                while (
-                    self._fatal is None
-                    and not self._warm_broken
-                    and len(self._ready) + self._filling < self._warm
-                ):
-                    self._filling += 1
-                    tg.start_soon(self._fill_one)
-                self._fill_event = event = anyio.Event()
-                await event.wait()
-
-    async def _fill_one(self) -> None:
-        try:
-            sb = await self._fresh()
-        except _CreationStopped:
-            pass
-        except Exception:
-            logger.warning(
-                "SandboxPool: creating a warm sandbox failed; warming stops", exc_info=True
-            )
-            self._warm_broken = True
-        else:
-            self._ready.append(sb)
-        finally:
-            self._filling -= 1
-            self._wake_filler()
-
-    # -- cleanup ----------------------------------------------------------------------------------
-
-    async def _cleanup(self) -> None:
-        """Destroy the ledger concurrently; then sweep for sandboxes whose create reply was lost."""
-        self._ready.clear()
-        limiter = anyio.CapacityLimiter(max(16, self._max))
-
-        async def destroy(sb: Sandbox) -> None:
-            async with limiter:
-                await self._destroy(sb)
-
-        async with anyio.create_task_group() as tg:
-            for sb in list(self._ledger.values()):
-                tg.start_soon(destroy, sb)
-        if self._uncertain:
-            await self._sweep(destroy)
-
-    async def _sweep(self, destroy: Callable[[Sandbox], Coroutine[Any, Any, None]]) -> None:
-        """Find live sandboxes named with this pool's prefix (or forked from its template)."""
-        found: dict[str, Sandbox] = {}
-
-        async def scan(status: str) -> None:
-            try:
-                async for sb in self._session.sandboxes.list(status=status):
-                    name = sb.data.name or ""
-                    if name.startswith(self._prefix) or sb.data.forked_from in self._parents:
-                        found[sb.id] = sb
-            except Exception as exc:
-                logger.warning(
-                    "SandboxPool: listing %s sandboxes for the sweep failed: %r", status, exc
-                )
-
-        async with anyio.create_task_group() as tg:
-            for status in LIVE_STATUSES:
-                tg.start_soon(scan, status)
-        orphans = [sb for sid, sb in found.items() if sid not in self._ledger]
-        if not orphans:
-            return
-        logger.info(
-            "SandboxPool: destroying %d sandbox(es) whose create answer was lost", len(orphans)
-        )
-        for sb in orphans:
-            self._ledger[sb.id] = sb
-            self._created += 1
-        async with anyio.create_task_group() as tg:
-            for sb in orphans:
-                tg.start_soon(destroy, sb)
