@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 from ._config import Limits, Timeouts
 from ._retry import RetryPolicy
 from ._transport import Hooks, RequestEvent, ResponseEvent, RetryEvent
+from ._version import __version__
 from .errors import (
     APIConnectionError,
     APIError,
@@ -29,8 +28,10 @@ from .errors import (
     NotFoundError,
     PaymentRequiredError,
     PermissionDeniedError,
+    PoolCleanupError,
     ProtocolError,
     RateLimitError,
+    SandboxStateError,
     ServerError,
     StreamError,
     StreamInterruptedError,
@@ -77,12 +78,12 @@ from .models import (
     Window,
     WindowGeometry,
 )
-from .sandbox import Sandbox, Sandboxes, SandboxStateError
+from .sandbox import Sandbox, Sandboxes
 from .session import AsyncSession
 
 if TYPE_CHECKING:
     from .exec import ExecEvent, ExecResult, ExecStream
-    from .pool import PoolCleanupError, PoolStats, SandboxPool
+    from .pool import PoolStats, SandboxPool
 
 # Names whose modules load on first use (they pull in more code than most programs need).
 _LAZY = {
@@ -91,7 +92,6 @@ _LAZY = {
     "ExecStream": "exec",
     "SandboxPool": "pool",
     "PoolStats": "pool",
-    "PoolCleanupError": "pool",
 }
 
 

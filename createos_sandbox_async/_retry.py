@@ -6,11 +6,12 @@ The rule that matters: a POST or PATCH is resent only when the server provably d
 
 from __future__ import annotations
 
+import datetime as _dt
+import email.utils
 import random
+import time
 
 import attrs
-
-from .errors import parse_retry_after
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
@@ -20,6 +21,33 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _IDEMPOTENT_STATUSES = frozenset({408, 500, 502, 504})
 #: Statuses retried for every method: the server did not process the request.
 _ALWAYS_STATUSES = frozenset({429, 503})
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds (fractions allowed) or an HTTP-date, >= 0."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+            return None
+        return max(0.0, seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
 
 
 def _check_non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:

@@ -27,6 +27,7 @@ from yarl import URL
 from ._config import API_KEY_ENVS, Limits, Timeouts
 from ._retry import RetryPolicy
 from ._validate import check_timeout
+from ._version import __version__
 from .errors import (
     MAX_ERROR_BODY,
     APIConnectionError,
@@ -312,8 +313,6 @@ def _query(params: Mapping[str, object]) -> dict[str, str | list[str]]:
 
 
 def _user_agent() -> str:
-    from . import __version__
-
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     return f"createos-sandbox-async/{__version__} python/{py} aiohttp/{aiohttp.__version__}"
 

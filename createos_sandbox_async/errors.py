@@ -17,7 +17,9 @@
     │   ├── StreamStalledError         no byte, not even a heartbeat, for the idle timeout
     │   └── StreamInterruptedError     the stream ended without its exit frame
     ├── ProtocolError                  the server sent something off the wire format
-    └── CommandError                   ``check=True`` and the command failed (holds ``result``)
+    ├── CommandError                   ``check=True`` and the command failed (holds ``result``)
+    ├── SandboxStateError              the sandbox's state makes the operation impossible
+    └── PoolCleanupError               a SandboxPool could not destroy all it created (``ids``)
 
 Messages carry the method and the endpoint path, never the host, the query string or a credential.
 Errors built from a server's answer are scrubbed of the request's secrets in every field (see
@@ -27,10 +29,12 @@ Errors built from a server's answer are scrubbed of the request's secrets in eve
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
+
+from ._retry import parse_retry_after
 
 __all__ = [
     "APIConnectionError",
@@ -42,8 +46,10 @@ __all__ = [
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
+    "PoolCleanupError",
     "ProtocolError",
     "RateLimitError",
+    "SandboxStateError",
     "ServerError",
     "StreamError",
     "StreamInterruptedError",
@@ -308,6 +314,33 @@ class CommandError(CreateosError):
         super().__init__(message)
 
 
+class SandboxStateError(CreateosError):
+    """The sandbox is in a state that makes the operation impossible.
+
+    For example waiting for ``running`` on a sandbox that ``failed``, or a preview URL without
+    ingress. ``status`` is the state seen.
+    """
+
+    def __init__(self, message: str, *, sandbox_id: str, status: str | None) -> None:
+        super().__init__(message)
+        self.sandbox_id = sandbox_id
+        self.status = status
+
+
+class PoolCleanupError(CreateosError):
+    """Some sandboxes this pool created could not be destroyed before its cleanup deadline.
+
+    ``ids`` lists them (destroy them by hand or let them auto-pause); ``errors`` maps an id to the
+    last error its DELETE got (absent when the deadline ran out first).
+    """
+
+    def __init__(self, ids: Sequence[str], errors: dict[str, BaseException] | None = None) -> None:
+        self.ids = tuple(ids)
+        self.errors = dict(errors or {})
+        shown = ", ".join(self.ids[:20]) + (" ..." if len(self.ids) > 20 else "")
+        super().__init__(f"SandboxPool could not destroy {len(self.ids)} sandbox(es): {shown}")
+
+
 # The one status -> class table (WIRE §5).
 _STATUS_CLASSES: dict[int, type[APIError]] = {
     400: ValidationError,
@@ -381,38 +414,6 @@ def _message_and_code(envelope: Any, status: int) -> tuple[str, str | int | None
         if pairs:
             return pairs, code
     return default, code
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds (fractions allowed) or an HTTP-date, >= 0."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        if seconds != seconds or seconds in (float("inf"), float("-inf")):
-            return None
-        return max(0.0, seconds)
-    import email.utils
-    import time
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        import datetime as _dt
-
-        when = when.replace(tzinfo=_dt.UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def make_api_error(

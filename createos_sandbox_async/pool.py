@@ -58,7 +58,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Sequence,
 )
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
@@ -75,7 +74,7 @@ from ._progress import ProgressBar
 from ._requests import build_create_body
 from ._retry import RetryPolicy
 from ._validate import check_bool, check_int, check_optional_seconds, check_seconds, check_str
-from .errors import CreateosError
+from .errors import PoolCleanupError
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
@@ -91,20 +90,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
-
-
-class PoolCleanupError(CreateosError):
-    """Some sandboxes this pool created could not be destroyed before its cleanup deadline.
-
-    ``ids`` lists them (destroy them by hand or let them auto-pause); ``errors`` maps an id to the
-    last error its DELETE got (absent when the deadline ran out first).
-    """
-
-    def __init__(self, ids: Sequence[str], errors: dict[str, BaseException] | None = None) -> None:
-        self.ids = tuple(ids)
-        self.errors = dict(errors or {})
-        shown = ", ".join(self.ids[:20]) + (" ..." if len(self.ids) > 20 else "")
-        super().__init__(f"SandboxPool could not destroy {len(self.ids)} sandbox(es): {shown}")
 
 
 def _check_callable(name: str, value: object, *, optional: bool = True) -> None:

@@ -31,7 +31,7 @@ from ._validate import (
     check_sub_path,
     id_segment,
 )
-from .errors import APITimeoutError, CreateosError, NotFoundError, ProtocolError
+from .errors import APITimeoutError, NotFoundError, ProtocolError, SandboxStateError
 from .models import (
     Bandwidth,
     DestroyResult,
@@ -68,19 +68,6 @@ _TERMINAL = frozenset({"destroyed", "failed"})
 
 #: How long ``async with sandbox`` may spend destroying it on exit, even when cancelled.
 DESTROY_ON_EXIT_TIMEOUT = 30.0
-
-
-class SandboxStateError(CreateosError):
-    """The sandbox is in a state that makes the operation impossible.
-
-    For example waiting for ``running`` on a sandbox that ``failed``, or a preview URL without
-    ingress. ``status`` is the state seen.
-    """
-
-    def __init__(self, message: str, *, sandbox_id: str, status: str | None) -> None:
-        super().__init__(message)
-        self.sandbox_id = sandbox_id
-        self.status = status
 
 
 # The hot path (``sb.exec``) skips the import machinery after the first call.
@@ -404,9 +391,9 @@ class Sandbox:
         idle_timeout: float | None = None,
     ) -> ExecStream:
         """Run a command and iterate its output as it happens (``async with`` the result)."""
-        from . import exec as _exec
+        from .exec import ExecStream
 
-        return _exec.ExecStream(
+        return ExecStream(
             self, cmd, args, stdin=stdin, env=env, timeout=timeout, idle_timeout=idle_timeout
         )
 

@@ -24,8 +24,10 @@ from createos_sandbox_async import (
     StreamInterruptedError,
     StreamStalledError,
     ValidationError,
+    errors,
 )
-from createos_sandbox_async.errors import error_class, make_api_error, parse_retry_after
+from createos_sandbox_async._retry import parse_retry_after
+from createos_sandbox_async.errors import error_class, make_api_error
 
 
 @pytest.mark.parametrize(
@@ -63,6 +65,25 @@ def test_hierarchy() -> None:
     assert issubclass(APITimeoutError, TimeoutError)
     assert not issubclass(APIConnectionError, APIError)
     assert issubclass(CommandError, CreateosError)
+
+
+def test_every_public_exception_lives_in_errors_and_its_tree() -> None:
+    """One error table: every exception the package exports is defined in errors.py, listed in
+    errors.__all__ and drawn in the tree of its docstring; old import paths still work."""
+    import createos_sandbox_async as pkg
+    from createos_sandbox_async import pool, sandbox
+
+    exported = [getattr(pkg, name) for name in pkg.__all__]
+    classes = [c for c in exported if isinstance(c, type) and issubclass(c, BaseException)]
+    assert len(classes) >= 18
+    doc = errors.__doc__ or ""
+    for cls in classes:
+        assert cls.__module__ == "createos_sandbox_async.errors", cls
+        assert cls.__name__ in errors.__all__, cls
+        assert f" {cls.__name__} " in doc, cls
+    assert sandbox.SandboxStateError is errors.SandboxStateError
+    assert pool.PoolCleanupError is errors.PoolCleanupError
+    assert errors.parse_retry_after is parse_retry_after
 
 
 def _err(status: int, body: object, **kw: object) -> APIError:
