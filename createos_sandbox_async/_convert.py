@@ -17,6 +17,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
+from ._secret import SecretStr
 from .errors import ProtocolError
 
 __all__ = ["converter", "structure", "unstructure"]
@@ -62,6 +63,10 @@ def _parse_long_fraction(text: str) -> _dt.datetime | None:
 
 converter.register_structure_hook(_dt.datetime, _parse_datetime)
 converter.register_unstructure_hook(_dt.datetime, lambda d: d.isoformat())
+
+# SecretStr: wrap on the way in, stay masked on the way out.
+converter.register_structure_hook(SecretStr, lambda value, _type: SecretStr(str(value)))
+converter.register_unstructure_hook(SecretStr, str)
 
 
 def _enum_in_union(tp: Any) -> type[enum.Enum] | None:

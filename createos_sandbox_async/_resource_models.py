@@ -8,13 +8,12 @@ tokens) are wrapped in :class:`SecretStr`, whose repr and str never show the val
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Literal
 
 import attrs
 
-from ._convert import converter
+from ._secret import SecretStr
 
 __all__ = [
     "PROCESS_SIGNALS",
@@ -43,48 +42,6 @@ __all__ = [
 PROCESS_SIGNALS = frozenset(
     {"SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH"}
 )
-
-
-class SecretStr:
-    """A string that never shows itself: repr and str print ``'**********'``.
-
-    Why a class and not ``field(repr=False)``: the value also stays out of f-strings, ``str()``,
-    ``attrs.asdict`` dumps and log lines. Call :meth:`get_secret_value` where you really need it.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        """The plaintext; keep it out of logs."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "SecretStr('**********')"
-
-    def __str__(self) -> str:
-        return "**********"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SecretStr):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __reduce__(self) -> tuple[type[SecretStr], tuple[str]]:
-        return (SecretStr, (self._value,))
-
-
-# The one converter learns SecretStr: wrap on the way in, stay masked on the way out.
-converter.register_structure_hook(SecretStr, lambda value, _type: SecretStr(str(value)))
-converter.register_unstructure_hook(SecretStr, str)
 
 
 # --- processes ---------------------------------------------------------------------------------

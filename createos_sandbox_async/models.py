@@ -15,12 +15,36 @@ from typing import Any
 import attrs
 
 # Files/processes/computer/templates/networks/disks/tokens models, re-exported from here.
-from ._resource_models import *  # noqa: F403
-from ._resource_models import DiskConfig
+from ._resource_models import (
+    PROCESS_SIGNALS,
+    AccessTokenCreated,
+    AccessTokenInfo,
+    Disk,
+    DiskConfig,
+    Network,
+    NetworkMember,
+    Point,
+    ProcessEvent,
+    ProcessForeground,
+    ProcessOutputWindow,
+    ProcessView,
+    Screen,
+    ScreenConnection,
+    ScreenSize,
+    SecretStr,
+    Template,
+    TemplateLogEvent,
+    Window,
+    WindowGeometry,
+)
 
 __all__ = [
+    "PROCESS_SIGNALS",
+    "AccessTokenCreated",
+    "AccessTokenInfo",
     "Bandwidth",
     "DestroyResult",
+    "Disk",
     "DiskAttachment",
     "DiskConfig",
     "DiskMountStatus",
@@ -28,7 +52,14 @@ __all__ = [
     "Health",
     "Host",
     "HostStatus",
+    "Network",
     "NetworkEntry",
+    "NetworkMember",
+    "Point",
+    "ProcessEvent",
+    "ProcessForeground",
+    "ProcessOutputWindow",
+    "ProcessView",
     "Readiness",
     "ResizeResult",
     "RootfsCatalog",
@@ -36,9 +67,17 @@ __all__ = [
     "SandboxDisk",
     "SandboxStatus",
     "SandboxView",
+    "Screen",
+    "ScreenConnection",
+    "ScreenSize",
+    "SecretStr",
     "Shape",
+    "Template",
+    "TemplateLogEvent",
     "WhoAmI",
     "WhoAmIStats",
+    "Window",
+    "WindowGeometry",
 ]
 
 

@@ -22,6 +22,7 @@ from createos_sandbox_async import (
     WhoAmI,
 )
 from createos_sandbox_async._convert import structure, unstructure
+from createos_sandbox_async._secret import SecretStr
 from createos_sandbox_async.models import view_from_create
 
 FULL_VIEW = {
@@ -178,3 +179,42 @@ def test_unstructure_round_trip() -> None:
     assert plain["status"] == "running"
     assert plain["created_at"] == "2026-05-01T10:00:00+00:00"
     assert structure(plain, SandboxView) == view
+
+
+def test_models_all_lists_what_models_exports() -> None:
+    """``models.__all__`` holds every name the package face takes from ``models``."""
+    import ast
+    from pathlib import Path
+
+    import createos_sandbox_async
+    from createos_sandbox_async import models
+
+    init = ast.parse(Path(createos_sandbox_async.__file__).read_text())
+    taken = {
+        alias.name
+        for node in ast.walk(init)
+        if isinstance(node, ast.ImportFrom) and node.module == "models" and node.level == 1
+        for alias in node.names
+    }
+    assert len(taken) > 30
+    assert taken <= set(models.__all__), sorted(taken - set(models.__all__))
+    namespace: dict[str, object] = {}
+    exec("from createos_sandbox_async.models import *", namespace)
+    assert taken <= set(namespace)
+
+
+def test_model_modules_do_not_configure_the_converter() -> None:
+    """Importing a model module changes no converter: _convert configures itself alone."""
+    import ast
+    from pathlib import Path
+
+    import createos_sandbox_async
+
+    root = Path(createos_sandbox_async.__file__).parent
+    for name in ("models.py", "_resource_models.py"):
+        tree = ast.parse((root / name).read_text())
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert "converter" not in names, name
+        assert "_convert" not in imported, name
+    assert structure("tok_123456", SecretStr).get_secret_value() == "tok_123456"
