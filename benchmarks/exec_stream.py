@@ -145,11 +145,10 @@ class SDKClient:
     name = "createos_sandbox_async"
 
     def __init__(self, base_url: str, api_key: str, loads: Callable[[bytes], Any]) -> None:
-        from createos_sandbox_async import AsyncSession, _ndjson, _transport
+        from createos_sandbox_async import AsyncSession, _json
 
         # The SDK picks orjson by itself when importable; pin it to the same decoder as raw.
-        _ndjson.default_loads = loads
-        _transport._loads = loads
+        _json.loads = loads
         self.session = AsyncSession(api_key, base_url=base_url)
         self.sb: Any = None
 

@@ -9,19 +9,19 @@ ONE ``loads`` of a JSON array, built by ``bytes.replace`` rather than by splitti
 line objects. Only a batch that fails that fast path (a blank or SSE control line, invalid JSON)
 is split and decoded line by line, to clean it up or to name the bad line.
 
-With ``orjson`` importable (the optional ``speed`` extra) it is used instead of the stdlib decoder.
+With ``orjson`` importable (the optional ``speed`` extra) it is used instead of the stdlib decoder
+(``_json.loads``).
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 from collections.abc import Callable
 from typing import Any
 
+from . import _json
 from .errors import ProtocolError
 
-__all__ = ["DEFAULT_MAX_LINE", "EXEC_HEARTBEAT", "NDJSONDecoder", "default_loads"]
+__all__ = ["DEFAULT_MAX_LINE", "EXEC_HEARTBEAT", "NDJSONDecoder"]
 
 #: Longest line accepted before :class:`ProtocolError`: a bound on memory, not a wire rule.
 DEFAULT_MAX_LINE = 16 * 1024 * 1024
@@ -35,20 +35,6 @@ _DATA = b"data:"
 
 #: Average line length assumed before the first batch (exec output lines are ~100 bytes).
 _FIRST_LINE_BYTES = 128
-
-
-def _pick_loads() -> Callable[[bytes], Any]:
-    """orjson when installed (about 2x faster on small objects), else the stdlib decoder."""
-    try:
-        orjson: Any = importlib.import_module("orjson")
-    except ImportError:
-        return json.loads
-    loads: Callable[[bytes], Any] = orjson.loads
-    return loads
-
-
-#: The decoder used when none is passed: bytes in, objects out, ``ValueError`` on bad JSON.
-default_loads: Callable[[bytes], Any] = _pick_loads()
 
 
 class NDJSONDecoder:
@@ -98,7 +84,7 @@ class NDJSONDecoder:
         self.max_line = max_line
         self.heartbeat = heartbeat
         self.heartbeats = 0
-        self._loads = default_loads if loads is None else loads
+        self._loads = _json.loads if loads is None else loads
         self._parts: list[bytes] = []  # pieces of the unfinished last line
         self._pending = 0  # their total length
         # Complete lines not decoded yet: _block[_pos:_end] (newline-separated, the newline at

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json as _json
 import logging
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
@@ -24,6 +23,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
+from . import _json
 from ._config import API_KEY_ENVS, Limits, Timeouts
 from ._retry import RetryPolicy
 from ._validate import check_timeout
@@ -50,12 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("createos_sandbox_async")
-
-_loads: Callable[[bytes], Any]
-try:  # optional `speed` extra: faster JSON decoding, same results
-    from orjson import loads as _loads  # type: ignore[import-not-found,no-redef,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the environment
-    _loads = _json.loads
 
 
 #: Bodies that can be sent again as they are.
@@ -102,7 +96,7 @@ def _bound(timeout: float) -> float | None:
 def _encode_json(value: object) -> bytes:
     """The JSON body; a str the caller passed that UTF-8 cannot carry is a ValueError here."""
     try:
-        return _dumps(value).encode()
+        return _json.dumps(value).encode()
     except UnicodeEncodeError:
         raise ValueError(
             "a str argument cannot be encoded as UTF-8 (it holds a lone surrogate)"
@@ -159,10 +153,6 @@ async def _then(body: Any, scope: asyncio.Timeout, after: float | None) -> Async
         current = scope.when()
         if current is None or when < current:
             scope.reschedule(when)
-
-
-#: One encoder for every body: ``json.dumps`` with options would build a new one per call.
-_dumps: Final = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class _Unset:
@@ -726,7 +716,7 @@ class Transport:
         if not raw:
             raise ProtocolError(f"{method} {path}: HTTP {status} with an empty body")
         try:
-            doc = _loads(raw)
+            doc = _json.loads(raw)
         except ValueError:
             doc = UNSET  # raised below, outside the handler: the decode error (its ``doc`` is
             # the whole body) must not ride along as ``__context__``

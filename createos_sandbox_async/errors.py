@@ -28,12 +28,12 @@ Errors built from a server's answer are scrubbed of the request's secrets in eve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from . import _json
 from ._retry import parse_retry_after
 
 __all__ = [
@@ -386,7 +386,7 @@ def _parse_body(body: bytes) -> Any:
     if not text or text[:1] not in (b"{", b"["):
         return None
     try:
-        return json.loads(text)
+        return _json.loads(text)
     except ValueError:
         return None
 

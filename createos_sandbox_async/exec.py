@@ -21,6 +21,7 @@ import aiohttp
 import attrs
 from anyio import current_effective_deadline
 
+from . import _json
 from ._exec_wire import (
     BATCH,
     ERROR,
@@ -35,7 +36,6 @@ from ._exec_wire import (
 )
 from ._idle import IdleTimer
 from ._ndjson import DEFAULT_MAX_LINE
-from ._transport import _loads as _json_loads
 from ._validate import (
     check_args,
     check_bool,
@@ -279,7 +279,7 @@ def _collect(status: int, raw: bytes, resp: aiohttp.ClientResponse) -> ExecResul
     """
     if "ndjson" not in resp.headers.get("Content-Type", ""):
         try:
-            doc = _json_loads(raw) if raw else None
+            doc = _json.loads(raw) if raw else None
         except ValueError:
             doc = None  # not JSON at all: the ProtocolError below, without the decoder's error
         if type(doc) is dict and doc.get("status") == "success":
