@@ -192,6 +192,26 @@ def _is_secret_header(name: str) -> bool:
     return name.lower() in SECRET_HEADERS
 
 
+def _merge_headers(
+    base: Mapping[str, str], extra: Mapping[str, str], *, allow_key: bool
+) -> dict[str, str]:
+    """The one credential-header filter: ``extra`` laid over ``base``, names matched in any case.
+
+    Credential headers of ``extra`` are dropped (the server would read them before X-Api-Key,
+    WIRE §2), and so is ``X-Api-Key`` itself unless ``allow_key`` (a per-call key on an
+    authenticated call: a delegated token).
+    """
+    merged = dict(base)
+    for key, value in extra.items():
+        lower = key.lower()
+        if lower in CREDENTIAL_HEADERS or (lower == "x-api-key" and not allow_key):
+            continue
+        for existing in [k for k in merged if k.lower() == lower]:
+            del merged[existing]
+        merged[key] = value
+    return merged
+
+
 def _request_secrets(
     base: tuple[str, ...], json: object, headers: Mapping[str, str] | None
 ) -> tuple[str, ...]:
@@ -391,12 +411,7 @@ class Transport:
         for key, value in (headers or {}).items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise TypeError("headers must map str to str")
-            lower = key.lower()
-            if lower in CREDENTIAL_HEADERS or lower == "x-api-key":
-                continue
-            for existing in [k for k in base if k.lower() == lower]:
-                del base[existing]
-            base[key] = value
+        base = _merge_headers(base, headers or {}, allow_key=False)
         self._noauth_headers = base
         self._auth_headers = {**base, "X-Api-Key": api_key} if api_key else dict(base)
         self._json_noauth_headers = {**base, "Content-Type": "application/json"}
@@ -512,17 +527,7 @@ class Transport:
             base = self._auth_headers if auth else self._noauth_headers
         if not extra:
             return base
-        merged = dict(base)
-        for key, value in extra.items():
-            lower = key.lower()
-            if lower in CREDENTIAL_HEADERS:
-                continue
-            if lower == "x-api-key" and not auth:
-                continue
-            for existing in [k for k in merged if k.lower() == lower]:
-                del merged[existing]
-            merged[key] = value
-        return merged
+        return _merge_headers(base, extra, allow_key=auth)
 
     def _url(self, path: str) -> URL:
         if not path.startswith("/"):
