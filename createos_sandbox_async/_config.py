@@ -13,7 +13,13 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ._validate import check_timeout
+from ._validate import (
+    attrs_check,
+    check_int,
+    check_non_negative_seconds,
+    check_seconds,
+    check_timeout,
+)
 
 DEFAULT_BASE_URL = "https://api.sb.createos.sh"
 API_KEY_ENVS = ("CREATEOS_SANDBOX_API_KEY", "CREATEOS_API_KEY")
@@ -62,26 +68,13 @@ class Limits:
     traffic goes to one host anyway), idle keep-alive connections closed after 15 s.
     """
 
-    max_connections: int = attrs.field(default=100)
-    max_connections_per_host: int = attrs.field(default=0)
-    keepalive_expiry: float = attrs.field(default=15.0)
-
-    @max_connections.validator
-    def _check_total(self, _attr: object, value: int) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"max_connections must be an int >= 0 (0 = unlimited), got {value!r}")
-
-    @max_connections_per_host.validator
-    def _check_per_host(self, _attr: object, value: int) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(
-                f"max_connections_per_host must be an int >= 0 (0 = unlimited), got {value!r}"
-            )
-
-    @keepalive_expiry.validator
-    def _check_keepalive(self, _attr: object, value: float) -> None:
-        if not value >= 0:
-            raise ValueError(f"keepalive_expiry must be >= 0, got {value!r}")
+    max_connections: int = attrs.field(default=100, validator=attrs_check(check_int, minimum=0))
+    max_connections_per_host: int = attrs.field(
+        default=0, validator=attrs_check(check_int, minimum=0)
+    )
+    keepalive_expiry: float = attrs.field(
+        default=15.0, validator=attrs_check(check_non_negative_seconds, finite=False)
+    )
 
 
 def coerce_timeouts(timeout: Timeouts | float | None) -> Timeouts:
@@ -92,9 +85,7 @@ def coerce_timeouts(timeout: Timeouts | float | None) -> Timeouts:
         return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise TypeError(f"timeout must be a Timeouts, a number of seconds or None, got {timeout!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    return Timeouts(request=timeout)
+    return Timeouts(request=check_seconds("timeout", timeout))
 
 
 def resolve_api_key(api_key: str | None) -> str | None:

@@ -13,6 +13,8 @@ import time
 
 import attrs
 
+from ._validate import attrs_check, check_int, check_non_negative_seconds
+
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
 #: Methods that can be sent twice without changing the outcome.
@@ -50,19 +52,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
-def _check_non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
-    """Finite seconds >= 0: an infinite or NaN wait would sleep forever or fail inside asyncio."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{attr.name} must be a number of seconds, got {type(value).__name__}")
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"{attr.name} must be a finite number of seconds >= 0, got {value!r}")
-
-
-def _check_retries(_inst: object, _attr: object, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"max_retries must be an int >= 0, got {value!r}")
-
-
 @attrs.frozen
 class RetryPolicy:
     """Which failures are retried and the backoff between attempts.
@@ -75,12 +64,14 @@ class RetryPolicy:
     ``RetryPolicy(max_retries=0)`` turns retries off. A call's deadline bounds every wait too.
     """
 
-    max_retries: int = attrs.field(default=2, validator=_check_retries)
-    base: float = attrs.field(default=0.5, validator=_check_non_negative)
-    cap: float = attrs.field(default=30.0, validator=_check_non_negative)
+    max_retries: int = attrs.field(default=2, validator=attrs_check(check_int, minimum=0))
+    base: float = attrs.field(default=0.5, validator=attrs_check(check_non_negative_seconds))
+    cap: float = attrs.field(default=30.0, validator=attrs_check(check_non_negative_seconds))
     jitter: bool = True
     retry_timeouts: bool = True
-    max_retry_after: float = attrs.field(default=20.0, validator=_check_non_negative)
+    max_retry_after: float = attrs.field(
+        default=20.0, validator=attrs_check(check_non_negative_seconds)
+    )
 
     def honours(self, retry_after: float | None) -> bool:
         """False when the server asked for a longer wait than this policy ever sleeps."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "MAX_ENVS",
     "MAX_ENV_TOTAL_BYTES",
     "MAX_ENV_VALUE_BYTES",
+    "attrs_check",
     "check_args",
     "check_auto_pause",
     "check_bool",
@@ -25,6 +27,7 @@ __all__ = [
     "check_env",
     "check_envs",
     "check_int",
+    "check_non_negative_seconds",
     "check_optional_seconds",
     "check_remote_path",
     "check_seconds",
@@ -62,6 +65,27 @@ def check_seconds(name: str, value: object, *, finite: bool = False) -> float:
     if finite and math.isinf(value):
         raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
     return float(value)
+
+
+def check_non_negative_seconds(name: str, value: object, *, finite: bool = True) -> float:
+    """A wait of 0 seconds or more (0: no wait at all); NaN refused, and infinity when
+    ``finite`` (a backoff that would sleep forever, or fail inside asyncio)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not value >= 0 or (finite and math.isinf(value)):
+        kind = "a finite number of seconds" if finite else "a number of seconds"
+        raise ValueError(f"{name} must be {kind} >= 0, got {value!r}")
+    return float(value)
+
+
+def attrs_check(check: Callable[..., object], **options: Any) -> Callable[[Any, Any, Any], None]:
+    """An attrs validator made of a check above, naming the field: configuration classes
+    (``Limits``, ``RetryPolicy``) check their fields the way calls check their arguments."""
+
+    def validate(_instance: Any, attribute: Any, value: Any) -> None:
+        check(attribute.name, value, **options)
+
+    return validate
 
 
 def check_timeout(name: str, value: object) -> float | None:

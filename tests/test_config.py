@@ -6,7 +6,7 @@ import pytest
 from _servers import always, ok, serve
 from aiohttp import web
 
-from createos_sandbox_async import AsyncSession, Limits, Timeouts
+from createos_sandbox_async import AsyncSession, Limits, RetryPolicy, Timeouts
 from createos_sandbox_async._config import coerce_timeouts, resolve_api_key, resolve_base_url
 
 ENVS = ("CREATEOS_SANDBOX_API_KEY", "CREATEOS_API_KEY", "CREATEOS_SANDBOX_BASE_URL")
@@ -129,11 +129,33 @@ def test_limits_validation_and_max_connections() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         Limits(max_connections=-1)
     with pytest.raises(ValueError, match="max_connections_per_host"):
-        Limits(max_connections_per_host=True)
+        Limits(max_connections_per_host=-1)
     with pytest.raises(ValueError, match="keepalive_expiry"):
         Limits(keepalive_expiry=-1.0)
     with pytest.raises(ValueError, match="max_connections"):
         AsyncSession("k", base_url="http://127.0.0.1:1", max_connections=-5)
+
+
+def test_configuration_fields_follow_the_argument_rule() -> None:
+    """Limits and RetryPolicy check fields like calls check arguments (_validate): a wrong type
+    is a TypeError, a wrong value a ValueError, and the message names the field."""
+    for build, name in [
+        (lambda v: Limits(max_connections=v), "max_connections"),
+        (lambda v: Limits(max_connections_per_host=v), "max_connections_per_host"),
+        (lambda v: RetryPolicy(max_retries=v), "max_retries"),
+    ]:
+        for wrong_type in (True, "10", 2.0, None):
+            with pytest.raises(TypeError, match=name):
+                build(wrong_type)
+        with pytest.raises(ValueError, match=name):
+            build(-1)
+    for wrong_type in ("15", True, None):
+        with pytest.raises(TypeError, match="keepalive_expiry"):
+            Limits(keepalive_expiry=wrong_type)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="keepalive_expiry"):
+        Limits(keepalive_expiry=float("nan"))
+    assert Limits(keepalive_expiry=float("inf")).keepalive_expiry == float("inf")
+    assert RetryPolicy(max_retries=0, base=0, cap=0).max_retries == 0
 
 
 def test_wrong_types_name_the_argument() -> None:

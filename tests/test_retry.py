@@ -263,10 +263,16 @@ def test_policy_matrix_without_network() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_retries": -1}, {"base": -0.1}, {"cap": -1}, {"max_retries": 1.5}]
+    ("kwargs", "kind"),
+    [
+        ({"max_retries": -1}, ValueError),
+        ({"base": -0.1}, ValueError),
+        ({"cap": -1}, ValueError),
+        ({"max_retries": 1.5}, TypeError),  # a wrong type, as everywhere (see _validate)
+    ],
 )
-def test_policy_rejects_bad_values(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
+def test_policy_rejects_bad_values(kwargs: dict[str, Any], kind: type[Exception]) -> None:
+    with pytest.raises(kind, match=next(iter(kwargs))):
         RetryPolicy(**kwargs)
 
 
