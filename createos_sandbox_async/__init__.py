@@ -78,7 +78,8 @@ from .models import (
     Window,
     WindowGeometry,
 )
-from .sandbox import Sandbox, Sandboxes
+from .resources.sandboxes import Sandboxes
+from .sandbox import Sandbox
 from .session import AsyncSession
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from .models import Health, Host, Readiness, RootfsCatalog, Shape, WhoAmI
 from .resources import catalog as _catalog
 from .resources.disks import Disks
 from .resources.networks import Networks
-from .sandbox import Sandboxes
+from .resources.sandboxes import Sandboxes
 
 if TYPE_CHECKING:
     from .resources.templates import Templates
