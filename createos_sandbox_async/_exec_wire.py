@@ -1,7 +1,8 @@
-"""The exec stream's wire layer: frames (WIRE §11) in, ``ExecEvent`` objects out.
+"""The exec wire format (WIRE §11): the request body out; results, frames and events in.
 
-``_ndjson`` splits the body into JSON frames; this module turns frames into events, on the
-per-event hot path of every exec stream. ``exec`` builds ``ExecStream`` and buffered exec on top.
+``_ndjson`` splits a stream body into JSON frames; this module turns frames into events, on the
+per-event hot path of every exec stream, and buffered answers (or whole collected stream bodies)
+into ``ExecResult``. ``exec`` builds buffered exec and ``ExecStream`` on top.
 """
 
 from __future__ import annotations
@@ -9,21 +10,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
+import aiohttp
 import attrs
 
+from . import _json
 from ._ndjson import DEFAULT_MAX_LINE, EXEC_HEARTBEAT, NDJSONDecoder
-from .errors import ProtocolError
+from ._validate import check_args, check_cmd, check_env, check_str, check_text
+from .errors import CommandError, ProtocolError, StreamInterruptedError
 
 __all__ = [
     "BATCH",
     "ERROR",
     "EXIT",
+    "NO_EXIT_CODE",
     "STDERR",
     "STDOUT",
     "ExecEvent",
     "ExecEventKind",
+    "ExecResult",
     "FrameParser",
+    "check_stdin",
+    "collect",
+    "exec_body",
     "new_event",
+    "result_from_wire",
+    "sh_args",
     "size_only",
 ]
 
@@ -33,6 +44,9 @@ STDOUT: Final = "stdout"
 STDERR: Final = "stderr"
 EXIT: Final = "exit"
 ERROR: Final = "error"
+
+#: ``exit_code`` when the command never started and the server sent no exit status with the error.
+NO_EXIT_CODE: Final = -1
 
 #: Lines decoded per batch. Small enough that a batch's events (GC-tracked; the decoded dicts of
 #: strings are not) stay well under the cyclic GC's young-generation threshold (700 objects), so
@@ -64,6 +78,38 @@ class ExecEvent:
 
 # Its public home: reprs, pickles and the docs name ``createos_sandbox_async.exec.ExecEvent``.
 ExecEvent.__module__ = "createos_sandbox_async.exec"
+
+
+@attrs.define(frozen=True, slots=True)
+class ExecResult:
+    """What a finished command produced.
+
+    ``error`` is the agent's message when the command could not be started; ``exit_code`` is then
+    whatever the server sent (possibly 0), or ``NO_EXIT_CODE`` (-1) when it sent none. ``exec_ms``
+    is the server's timing of a buffered exec, None for a stream. The repr shows the sizes of
+    ``stdout`` and ``stderr``, not their text (output may hold secrets, e.g. from ``env``).
+    """
+
+    stdout: str = attrs.field(repr=size_only)
+    stderr: str = attrs.field(repr=size_only)
+    exit_code: int
+    exec_ms: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the command ran and exited 0 (what ``check=True`` insists on)."""
+        return self.exit_code == 0 and not self.error
+
+    def check(self) -> ExecResult:
+        """Return self, or raise :class:`CommandError` when the command failed."""
+        if self.exit_code != 0 or self.error:
+            raise CommandError(self)
+        return self
+
+
+# Its public home, like ExecEvent's.
+ExecResult.__module__ = "createos_sandbox_async.exec"
 
 
 class _EventBuilder(ExecEvent):
@@ -219,3 +265,116 @@ class FrameParser:
             if self.exit_code is None:
                 self.exit_code = code
             append(new_event(EXIT, "", code))
+
+
+# ---------------------------------------------------------------- the request body
+
+
+def check_stdin(stdin: object) -> str | None:
+    """The API takes stdin as one JSON string field, so it must be text (WIRE §11)."""
+    if stdin is None:
+        return None
+    if isinstance(stdin, str):
+        return check_text("stdin", stdin)
+    if isinstance(stdin, bytes | bytearray | memoryview):
+        try:
+            return bytes(stdin).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"stdin must be UTF-8 text: the exec API carries it as a JSON string "
+                f"(invalid byte at offset {exc.start}); upload binary input with files.upload()"
+            ) from None
+    if hasattr(stdin, "__aiter__") or hasattr(stdin, "__iter__"):
+        raise TypeError(
+            "stdin must be str or bytes: the exec API takes stdin as one string and cannot stream "
+            "it (use sb.processes for interactive input)"
+        )
+    raise TypeError(f"stdin must be str or bytes, got {type(stdin).__name__}")
+
+
+def exec_body(cmd: object, args: object, stdin: object, env: object) -> dict[str, Any]:
+    """The POST body, optional fields omitted rather than sent empty (WIRE §3)."""
+    body: dict[str, Any] = {"cmd": check_cmd(cmd)}
+    arg_list = check_args(args)
+    if arg_list:
+        body["args"] = arg_list
+    text = check_stdin(stdin)
+    if text:
+        body["stdin"] = text
+    env_map = check_env(env)
+    if env_map:
+        body["env"] = env_map
+    return body
+
+
+def sh_args(script: object) -> list[str]:
+    return ["-lc", check_str("script", script)]
+
+
+# ---------------------------------------------------------------- answers -> ExecResult
+
+
+def result_from_wire(data: Any) -> ExecResult:
+    """``{"result": {stdout, stderr, exit_code, error?}, "exec_ms"}`` -> ExecResult.
+
+    Hand-written rather than through the converter: this runs once per exec on the hot path.
+    """
+    if type(data) is not dict or type(data.get("result")) is not dict:
+        raise ProtocolError("exec response has no 'result' object")
+    r = data["result"]
+    stdout = r.get("stdout") or ""
+    stderr = r.get("stderr") or ""
+    code = r.get("exit_code")
+    if code is None:
+        code = 0  # omitempty servers drop a zero exit code
+    error = r.get("error") or None
+    exec_ms = data.get("exec_ms")
+    if (
+        type(stdout) is not str
+        or type(stderr) is not str
+        or type(code) is not int
+        or (error is not None and type(error) is not str)
+        or (exec_ms is not None and type(exec_ms) not in (int, float))
+    ):
+        raise ProtocolError("exec response 'result' has fields of the wrong type")
+    return ExecResult(stdout, stderr, code, None if exec_ms is None else float(exec_ms), error)
+
+
+def collect(status: int, raw: bytes, resp: aiohttp.ClientResponse) -> ExecResult:
+    """A whole exec stream body -> ExecResult; a server that ignored ``?stream=true`` and
+    answered with a buffered JSend result is taken as it is.
+
+    The transport read ``raw`` with its buffered-answer bound (``MAX_BODY``, 64 MiB), so a
+    flood of output ends in ProtocolError rather than in the client's memory.
+    """
+    if "ndjson" not in resp.headers.get("Content-Type", ""):
+        try:
+            doc = _json.loads(raw) if raw else None
+        except ValueError:
+            doc = None  # not JSON at all: the ProtocolError below, without the decoder's error
+        if type(doc) is dict and doc.get("status") == "success":
+            return result_from_wire(doc.get("data"))
+        raise ProtocolError(f"exec stream: HTTP {status} body is neither NDJSON nor a JSend result")
+    parser = FrameParser()
+    events = parser.feed(raw)
+    try:
+        events += parser.finish()
+    except ProtocolError:
+        if parser.exit_code is None and parser.error is None:
+            raise StreamInterruptedError("exec stream ended in the middle of a frame") from None
+        raise
+    code = parser.exit_code
+    if code is None:
+        if parser.error is None:
+            raise StreamInterruptedError("exec stream ended without an exit status")
+        code = NO_EXIT_CODE
+    out: list[str] = []
+    err: list[str] = []
+    for ev in events:
+        if ev.kind == STDOUT:
+            out.append(ev.data)
+        elif ev.kind == STDERR:
+            err.append(ev.data)
+        elif ev.kind == EXIT:
+            break
+    return ExecResult("".join(out), "".join(err), code, None, parser.error)

@@ -21,32 +21,26 @@ import aiohttp
 import attrs
 from anyio import current_effective_deadline
 
-from . import _json
 from ._exec_wire import (
     BATCH,
     ERROR,
     EXIT,
+    NO_EXIT_CODE,
     STDERR,
     STDOUT,
     ExecEvent,
     ExecEventKind,
+    ExecResult,
     FrameParser,
+    collect,
+    exec_body,
     new_event,
-    size_only,
+    result_from_wire,
+    sh_args,
 )
 from ._idle import IdleTimer
 from ._ndjson import DEFAULT_MAX_LINE
-from ._validate import (
-    check_args,
-    check_bool,
-    check_cmd,
-    check_env,
-    check_int,
-    check_optional_seconds,
-    check_str,
-    check_text,
-    check_timeout,
-)
+from ._validate import check_bool, check_int, check_optional_seconds, check_timeout
 from .errors import (
     APITimeoutError,
     CommandError,
@@ -72,9 +66,6 @@ __all__ = [
     "run_sh",
 ]
 
-#: ``exit_code`` when the command never started and the server sent no exit status with the error.
-NO_EXIT_CODE: Final = -1
-
 _INF: Final = float("inf")
 _STREAM_QUERY: Final = {"stream": True}
 
@@ -92,105 +83,7 @@ class _SandboxLike(Protocol):
     def _path(self, suffix: str) -> str: ...
 
 
-@attrs.define(frozen=True, slots=True)
-class ExecResult:
-    """What a finished command produced.
-
-    ``error`` is the agent's message when the command could not be started; ``exit_code`` is then
-    whatever the server sent (possibly 0), or ``NO_EXIT_CODE`` (-1) when it sent none. ``exec_ms``
-    is the server's timing of a buffered exec, None for a stream. The repr shows the sizes of
-    ``stdout`` and ``stderr``, not their text (output may hold secrets, e.g. from ``env``).
-    """
-
-    stdout: str = attrs.field(repr=size_only)
-    stderr: str = attrs.field(repr=size_only)
-    exit_code: int
-    exec_ms: float | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the command ran and exited 0 (what ``check=True`` insists on)."""
-        return self.exit_code == 0 and not self.error
-
-    def check(self) -> ExecResult:
-        """Return self, or raise :class:`CommandError` when the command failed."""
-        if self.exit_code != 0 or self.error:
-            raise CommandError(self)
-        return self
-
-
-# ---------------------------------------------------------------- arguments
-
-
-def _check_stdin(stdin: object) -> str | None:
-    """The API takes stdin as one JSON string field, so it must be text (WIRE §11)."""
-    if stdin is None:
-        return None
-    if isinstance(stdin, str):
-        return check_text("stdin", stdin)
-    if isinstance(stdin, bytes | bytearray | memoryview):
-        try:
-            return bytes(stdin).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"stdin must be UTF-8 text: the exec API carries it as a JSON string "
-                f"(invalid byte at offset {exc.start}); upload binary input with files.upload()"
-            ) from None
-    if hasattr(stdin, "__aiter__") or hasattr(stdin, "__iter__"):
-        raise TypeError(
-            "stdin must be str or bytes: the exec API takes stdin as one string and cannot stream "
-            "it (use sb.processes for interactive input)"
-        )
-    raise TypeError(f"stdin must be str or bytes, got {type(stdin).__name__}")
-
-
-def _exec_body(cmd: object, args: object, stdin: object, env: object) -> dict[str, Any]:
-    """The POST body, optional fields omitted rather than sent empty (WIRE §3)."""
-    body: dict[str, Any] = {"cmd": check_cmd(cmd)}
-    arg_list = check_args(args)
-    if arg_list:
-        body["args"] = arg_list
-    text = _check_stdin(stdin)
-    if text:
-        body["stdin"] = text
-    env_map = check_env(env)
-    if env_map:
-        body["env"] = env_map
-    return body
-
-
-def _sh_args(script: object) -> list[str]:
-    return ["-lc", check_str("script", script)]
-
-
 # ---------------------------------------------------------------- buffered exec
-
-
-def _result_from_wire(data: Any) -> ExecResult:
-    """``{"result": {stdout, stderr, exit_code, error?}, "exec_ms"}`` -> ExecResult.
-
-    Hand-written rather than through the converter: this runs once per exec on the hot path.
-    """
-    if type(data) is not dict or type(data.get("result")) is not dict:
-        raise ProtocolError("exec response has no 'result' object")
-    r = data["result"]
-    stdout = r.get("stdout") or ""
-    stderr = r.get("stderr") or ""
-    code = r.get("exit_code")
-    if code is None:
-        code = 0  # omitempty servers drop a zero exit code
-    error = r.get("error") or None
-    exec_ms = data.get("exec_ms")
-    if (
-        type(stdout) is not str
-        or type(stderr) is not str
-        or type(code) is not int
-        or (error is not None and type(error) is not str)
-        or (exec_ms is not None and type(exec_ms) not in (int, float))
-    ):
-        raise ProtocolError("exec response 'result' has fields of the wrong type")
-    return ExecResult(stdout, stderr, code, None if exec_ms is None else float(exec_ms), error)
 
 
 async def run_exec(
@@ -216,13 +109,13 @@ async def run_exec(
     which the service kills the command on (WIRE §11). Without a deadline it is one buffered
     request, the fastest form (see docs/exec-and-streams.md).
     """
-    body = _exec_body(cmd, args, stdin, env)
+    body = exec_body(cmd, args, stdin, env)
     seconds = check_timeout("timeout", timeout)
     check_bool("check", check)
     transport = sandbox._transport
     path = sandbox._path("/exec")
     if seconds is None and current_effective_deadline() == _INF:
-        result = _result_from_wire(await transport.request("POST", path, json=body))
+        result = result_from_wire(await transport.request("POST", path, json=body))
     else:
         result = await _exec_collected(transport, path, body, seconds)
     if check and (result.exit_code != 0 or result.error):
@@ -261,58 +154,18 @@ async def _exec_collected(
             params=_STREAM_QUERY,
             json={**body, "stream": True},
             timeout=timeout,
-            decode=_collect,
+            decode=collect,
         )
     except NotFoundError:
         if timeout is not None and timeout != _INF:
             timeout = max(timeout - (loop.time() - started), 0.001)
         data = await transport.request("POST", path, json=body, timeout=timeout)
-        return _result_from_wire(data)
-
-
-def _collect(status: int, raw: bytes, resp: aiohttp.ClientResponse) -> ExecResult:
-    """A whole exec stream body -> ExecResult; a server that ignored ``?stream=true`` and
-    answered with a buffered JSend result is taken as it is.
-
-    The transport read ``raw`` with its buffered-answer bound (``MAX_BODY``, 64 MiB), so a
-    flood of output ends in ProtocolError rather than in the client's memory.
-    """
-    if "ndjson" not in resp.headers.get("Content-Type", ""):
-        try:
-            doc = _json.loads(raw) if raw else None
-        except ValueError:
-            doc = None  # not JSON at all: the ProtocolError below, without the decoder's error
-        if type(doc) is dict and doc.get("status") == "success":
-            return _result_from_wire(doc.get("data"))
-        raise ProtocolError(f"exec stream: HTTP {status} body is neither NDJSON nor a JSend result")
-    parser = FrameParser()
-    events = parser.feed(raw)
-    try:
-        events += parser.finish()
-    except ProtocolError:
-        if parser.exit_code is None and parser.error is None:
-            raise StreamInterruptedError("exec stream ended in the middle of a frame") from None
-        raise
-    code = parser.exit_code
-    if code is None:
-        if parser.error is None:
-            raise StreamInterruptedError("exec stream ended without an exit status")
-        code = NO_EXIT_CODE
-    out: list[str] = []
-    err: list[str] = []
-    for ev in events:
-        if ev.kind == STDOUT:
-            out.append(ev.data)
-        elif ev.kind == STDERR:
-            err.append(ev.data)
-        elif ev.kind == EXIT:
-            break
-    return ExecResult("".join(out), "".join(err), code, None, parser.error)
+        return result_from_wire(data)
 
 
 async def run_sh(sandbox: _SandboxLike, script: str, **kw: Any) -> ExecResult:
     """Run ``script`` with ``bash -lc`` (pipes, globs, ``&&``); keywords as for :func:`run_exec`."""
-    return await run_exec(sandbox, "bash", _sh_args(script), **kw)
+    return await run_exec(sandbox, "bash", sh_args(script), **kw)
 
 
 # ---------------------------------------------------------------- streaming exec
@@ -372,7 +225,7 @@ class ExecStream:
         idle_timeout: float | None = None,
         max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
-        self._body = _exec_body(cmd, args, stdin, env)
+        self._body = exec_body(cmd, args, stdin, env)
         self._timeout = check_optional_seconds("timeout", timeout)
         idle = check_optional_seconds("idle_timeout", idle_timeout)
         check_int("max_line", max_line, 1)
@@ -485,7 +338,7 @@ class ExecStream:
         if self._deadline is not None:
             timeout = max(self._deadline - asyncio.get_running_loop().time(), 0.001)
         data = await self._transport.request("POST", self._path, json=self._body, timeout=timeout)
-        res = _result_from_wire(data)
+        res = result_from_wire(data)
         events = []
         if res.stdout:
             events.append(ExecEvent(STDOUT, res.stdout))
