@@ -488,7 +488,7 @@ async def test_path_checks_send_nothing_to_the_emulator(emulated: tuple[Any, San
 def test_safe_extract_refuses_escaping_members(tmp_path: Path) -> None:
     import tarfile
 
-    from createos_sandbox_async.files import _safe_extract
+    from createos_sandbox_async._tar import safe_extract
 
     def archive(name: str, add: Any) -> str:
         path = tmp_path / name
@@ -516,13 +516,13 @@ def test_safe_extract_refuses_escaping_members(tmp_path: Path) -> None:
     for name, add in cases.items():
         target = tmp_path / ("out-" + name)
         with pytest.raises(ValueError, match="refusing to extract"):
-            _safe_extract(archive(name, add), str(target))
+            safe_extract(archive(name, add), str(target))
         assert list(target.iterdir()) == [], name  # nothing written before the check
     ok = archive(
         "ok.tar",
         lambda t: (member(t, "./a"), member(t, "d/b"), member(t, "d/l", tarfile.SYMTYPE, "b")),
     )
-    _safe_extract(ok, str(tmp_path / "fine"))
+    safe_extract(ok, str(tmp_path / "fine"))
     assert sorted(
         str(p.relative_to(tmp_path / "fine")) for p in (tmp_path / "fine").rglob("*")
     ) == [
