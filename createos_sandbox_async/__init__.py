@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._config import Limits, Timeouts
+from ._hooks import Hooks, RequestEvent, ResponseEvent, RetryEvent
 from ._retry import RetryPolicy
-from ._transport import Hooks, RequestEvent, ResponseEvent, RetryEvent
 from ._version import __version__
 from .errors import (
     APIConnectionError,

@@ -15,33 +15,47 @@ import contextlib
 import inspect
 import logging
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 import aiohttp
-import attrs
 from yarl import URL
 
-from . import _json
-from ._config import API_KEY_ENVS, Limits, Timeouts
+from ._config import Limits, Timeouts
+from ._credentials import merge_headers, redact_headers, request_secrets
+from ._hooks import Hook, Hooks, RequestEvent, ResponseEvent, RetryEvent
+from ._response import (
+    MAX_BODY,
+    decode_jsend,
+    missing_key,
+    read_capped,
+    read_limited,
+    request_id_of,
+)
 from ._retry import RetryPolicy
+from ._send import (
+    REPLAYABLE,
+    bound_after_upload,
+    encode_json,
+    query_params,
+    send_body,
+    with_content_length,
+)
 from ._validate import check_timeout
 from ._version import __version__
 from .errors import (
-    MAX_ERROR_BODY,
     APIConnectionError,
     APIError,
     APITimeoutError,
-    AuthError,
-    ProtocolError,
     make_api_error,
-    redact_text,
     scrub,
 )
 
 __all__ = [
+    "MAX_BODY",
     "UNSET",
+    "Hook",
     "Hooks",
     "RequestEvent",
     "ResponseEvent",
@@ -51,40 +65,6 @@ __all__ = [
 
 logger = logging.getLogger("createos_sandbox_async")
 
-
-#: Bodies that can be sent again as they are.
-_REPLAYABLE: Final = (bytes, bytearray, memoryview)
-
-# aiohttp warns (ResourceWarning) when a bytes body exceeds 1 MiB, because it writes it in one
-# go. Bigger bodies go out as zero-copy 1 MiB memoryview slices from a fresh generator per
-# attempt, so they stay replayable. Measured on a 64 MiB upload: a BytesIO per attempt cost 4x
-# the client CPU per MiB and a full copy of the body (``BytesIO.getbuffer`` unshares it).
-_LARGE_BODY: Final = 1024 * 1024
-
-
-def _is_large(body: object) -> TypeGuard[bytes]:
-    return type(body) is bytes and len(body) > _LARGE_BODY
-
-
-async def _slices(body: bytes) -> AsyncIterator[memoryview]:
-    view = memoryview(body)
-    for start in range(0, len(view), _LARGE_BODY):
-        yield view[start : start + _LARGE_BODY]
-
-
-def _send_body(body: Any) -> Any:
-    """The body to hand aiohttp for one attempt: big ``bytes`` as a fresh slice generator.
-
-    The caller adds the Content-Length header (see ``_sized``), so the slices are not chunked.
-    """
-    return _slices(body) if _is_large(body) else body
-
-
-def _sized(headers: dict[str, str], body: object) -> dict[str, str]:
-    """Headers plus Content-Length for a big bytes body (aiohttp cannot size a generator)."""
-    return {**headers, "Content-Length": str(len(body))} if _is_large(body) else headers
-
-
 _INF: Final = float("inf")
 
 
@@ -93,66 +73,8 @@ def _bound(timeout: float) -> float | None:
     return None if timeout == _INF else timeout
 
 
-def _encode_json(value: object) -> bytes:
-    """The JSON body; a str the caller passed that UTF-8 cannot carry is a ValueError here."""
-    try:
-        return _json.dumps(value).encode()
-    except UnicodeEncodeError:
-        raise ValueError(
-            "a str argument cannot be encoded as UTF-8 (it holds a lone surrogate)"
-        ) from None
-
-
-#: The most a buffered 2xx answer may hold once decoded (a gzip body counts expanded), and so
-#: also the whole output of a collected exec (``exec(timeout=...)``), which reads its stream
-#: body the same way. Far above any JSON answer of the API (a buffered exec's output is capped
-#: at a few MiB per channel by the service), far below what would hurt the client: a hostile
-#: server's gzip bomb or endless body ends in ProtocolError, not in gigabytes held. Bigger
-#: output belongs on a stream (``exec_stream``, ``download_iter``), which is never buffered.
-MAX_BODY: Final = 64 * 1024 * 1024
-
-
-async def _read_capped(
-    resp: aiohttp.ClientResponse, method: str, path: str, limit: int = MAX_BODY
-) -> bytes:
-    """A 2xx body, read whole but never past ``limit`` bytes (ProtocolError beyond)."""
-    content = resp.content
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await content.readany()
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            resp.close()  # the rest is never read: do not return the connection to the pool
-            raise ProtocolError(
-                f"{method} {path}: HTTP {resp.status} answer is over {limit >> 20} MiB "
-                f"({limit} bytes), the most a buffered answer may hold; read big output as a "
-                "stream (exec_stream, files.download_iter)"
-            )
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 #: Stands in for the per-attempt scope of a request whose deadline never moves.
 _NO_SCOPE: Final = contextlib.nullcontext()
-
-
-async def _then(body: Any, scope: asyncio.Timeout, after: float | None) -> AsyncIterator[Any]:
-    """Pass a streamed body through; once it is all sent, the answer has ``after`` seconds.
-
-    An upload of unknown length gets a long bound for sending; waiting for the answer after the
-    last byte is an ordinary response wait and gets the ordinary bound. The attempt's timeout is
-    only ever moved in, never out.
-    """
-    async for chunk in body:
-        yield chunk
-    if after is not None:
-        when = asyncio.get_running_loop().time() + after
-        current = scope.when()
-        if current is None or when < current:
-            scope.reschedule(when)
 
 
 class _Unset:
@@ -166,197 +88,13 @@ class _Unset:
 
 UNSET: Final[Any] = _Unset()
 
-#: Caller headers the server would read before X-Api-Key (WIRE §2): always dropped.
-CREDENTIAL_HEADERS: Final = frozenset(
-    {
-        "authorization",
-        "x-auth-token",
-        "x-access-token",
-        "cookie",
-        "proxy-authorization",
-        "x-csrf-token",
-    }
-)
-#: Header names whose values never reach a hook or a log line.
-SECRET_HEADERS: Final = CREDENTIAL_HEADERS | {"x-api-key", "set-cookie"}
-REDACTED: Final = "[redacted]"
-#: JSON body keys whose values are secrets of that request: ``envs`` (create, fork templates),
-#: ``env`` (exec, processes). Their string values are scrubbed from whatever the answer produces.
-SECRET_BODY_KEYS: Final = ("envs", "env")
 #: Minted tokens a session remembers for redaction (see ``Transport.add_secret``).
 _MAX_MINTED: Final = 256
-
-
-def _is_secret_header(name: str) -> bool:
-    """Whether a header's value is a credential, whatever the letter case of its name."""
-    return name.lower() in SECRET_HEADERS
-
-
-def _merge_headers(
-    base: Mapping[str, str], extra: Mapping[str, str], *, allow_key: bool
-) -> dict[str, str]:
-    """The one credential-header filter: ``extra`` laid over ``base``, names matched in any case.
-
-    Credential headers of ``extra`` are dropped (the server would read them before X-Api-Key,
-    WIRE §2), and so is ``X-Api-Key`` itself unless ``allow_key`` (a per-call key on an
-    authenticated call: a delegated token).
-    """
-    merged = dict(base)
-    for key, value in extra.items():
-        lower = key.lower()
-        if lower in CREDENTIAL_HEADERS or (lower == "x-api-key" and not allow_key):
-            continue
-        for existing in [k for k in merged if k.lower() == lower]:
-            del merged[existing]
-        merged[key] = value
-    return merged
-
-
-def _request_secrets(
-    base: tuple[str, ...], json: object, headers: Mapping[str, str] | None
-) -> tuple[str, ...]:
-    """The session's secrets plus this request's: env values in the body, per-call credentials.
-
-    The transport finds them itself (rather than each resource passing them) so that no route,
-    including ``session.request`` for unmodelled ones, can forget to.
-    """
-    extra: list[str] = []
-    if type(json) is dict:
-        for key in SECRET_BODY_KEYS:
-            env = json.get(key)
-            if isinstance(env, Mapping):
-                extra.extend(v for v in env.values() if isinstance(v, str) and v)
-    if headers:
-        extra.extend(v for k, v in headers.items() if _is_secret_header(k) and v)
-    return base + tuple(extra) if extra else base
-
-
-Hook = Callable[[Any], Awaitable[None] | None]
-
-
-@attrs.frozen
-class RequestEvent:
-    """Passed to ``on_request`` before each attempt. Credential header values are redacted."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    attempt: int
-
-
-@attrs.frozen
-class ResponseEvent:
-    """Passed to ``on_response`` when response headers arrive (any status)."""
-
-    method: str
-    path: str
-    status: int
-    request_id: str | None
-    elapsed: float
-    attempt: int
-
-
-@attrs.frozen
-class RetryEvent:
-    """Passed to ``on_retry`` before sleeping ``delay`` seconds for retry number ``attempt``."""
-
-    method: str
-    path: str
-    attempt: int
-    delay: float
-    status: int | None
-    error: str
-
-
-@attrs.frozen
-class Hooks:
-    """Observation callbacks; sync or async. A hook that raises is logged and ignored."""
-
-    on_request: Hook | None = None
-    on_response: Hook | None = None
-    on_retry: Hook | None = None
-
-    @classmethod
-    def coerce(cls, value: Hooks | Mapping[str, Hook] | None) -> Hooks:
-        """Accept a ``Hooks`` or a mapping like ``{"on_request": fn}``; reject unknown names."""
-        if value is None:
-            return cls()
-        if isinstance(value, Hooks):
-            return value
-        if not isinstance(value, Mapping):
-            raise TypeError(f"hooks must be a Hooks or a mapping, got {type(value).__name__}")
-        unknown = set(value) - {"on_request", "on_response", "on_retry"}
-        if unknown:
-            raise ValueError(f"hooks: unknown hook name(s) {sorted(unknown)}")
-        for name, fn in value.items():
-            if fn is not None and not callable(fn):
-                raise TypeError(f"hooks[{name!r}] must be callable")
-        return cls(**value)
-
-
-def _redact_headers(headers: Mapping[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
-    """Headers for a hook: credential names redacted in any case, and any value holding a secret."""
-    out: dict[str, str] = {}
-    for key, value in headers.items():
-        if _is_secret_header(key) or (value and redact_text(value, secrets) != value):
-            out[key] = REDACTED
-        else:
-            out[key] = value
-    return out
-
-
-def _query(params: Mapping[str, object]) -> dict[str, str | list[str]]:
-    """Query values on the wire: booleans as true/false, None dropped, the rest as text."""
-    out: dict[str, str | list[str]] = {}
-    for key, value in params.items():
-        if value is None:
-            continue
-        if value is True:
-            out[key] = "true"
-        elif value is False:
-            out[key] = "false"
-        elif isinstance(value, list | tuple):
-            out[key] = [str(v) for v in value]
-        else:
-            out[key] = str(value)
-    return out
 
 
 def _user_agent() -> str:
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     return f"createos-sandbox-async/{__version__} python/{py} aiohttp/{aiohttp.__version__}"
-
-
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int = MAX_ERROR_BODY) -> bytes:
-    """Read at most ``limit`` bytes of a body (error bodies may come from anything)."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await resp.content.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _request_id(resp: aiohttp.ClientResponse, secrets: tuple[str, ...] = ()) -> str | None:
-    """The response's request id; a hostile or buggy server may echo a secret into it."""
-    headers = resp.headers
-    rid = headers.get("X-Request-Id") or headers.get("X-Fc-Request-Id")
-    return redact_text(rid, secrets) if rid and secrets else rid
-
-
-def _missing_key(method: str, path: str) -> AuthError:
-    """The 401 raised locally when an authenticated route is called with no key configured."""
-    looked = ", ".join(API_KEY_ENVS)
-    return AuthError(
-        f"no API key: pass api_key= to AsyncSession or set one of {looked} "
-        "(looked at the argument, then those variables; all unset or blank); nothing was sent",
-        status=401,
-        method=method,
-        endpoint=path,
-    )
 
 
 class Transport:
@@ -411,7 +149,7 @@ class Transport:
         for key, value in (headers or {}).items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise TypeError("headers must map str to str")
-        base = _merge_headers(base, headers or {}, allow_key=False)
+        base = merge_headers(base, headers or {}, allow_key=False)
         self._noauth_headers = base
         self._auth_headers = {**base, "X-Api-Key": api_key} if api_key else dict(base)
         self._json_noauth_headers = {**base, "Content-Type": "application/json"}
@@ -440,7 +178,7 @@ class Transport:
 
     def secrets_for(self, json: object = UNSET) -> tuple[str, ...]:
         """The secrets a request with this JSON body must never leak (key, tokens, env values)."""
-        return _request_secrets(self._secrets, json, None)
+        return request_secrets(self._secrets, json, None)
 
     def add_secret(self, value: str) -> None:
         """Treat ``value`` (a token the server just minted) like the key from now on.
@@ -514,7 +252,7 @@ class Transport:
         A per-call ``X-Api-Key`` header (a delegated token, say) counts as a key.
         """
         if not headers or not any(k.lower() == "x-api-key" and v for k, v in headers.items()):
-            raise _missing_key(method, path)
+            raise missing_key(method, path)
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -527,7 +265,7 @@ class Transport:
             base = self._auth_headers if auth else self._noauth_headers
         if not extra:
             return base
-        return _merge_headers(base, extra, allow_key=auth)
+        return merge_headers(base, extra, allow_key=auth)
 
     def _url(self, path: str) -> URL:
         if not path.startswith("/"):
@@ -592,14 +330,14 @@ class Transport:
         if path[:1] != "/":
             raise ValueError(f"path must start with '/', got {path!r}")
         url = URL(self._prefix + path, encoded=True)
-        secrets = _request_secrets(self._secrets, json, headers)
+        secrets = request_secrets(self._secrets, json, headers)
         policy = self._retry
         max_retries = policy.max_retries if retry else 0
         streamed = False
         if json is not UNSET:
             if data is not None:
                 raise ValueError("pass either json= or data=, not both")
-            body: Any = _encode_json(json)
+            body: Any = encode_json(json)
             if headers:
                 hdrs = self._headers(auth, True, headers)
             else:
@@ -607,11 +345,11 @@ class Transport:
         else:
             body = data
             hdrs = self._headers(auth, False, headers)
-            if body is not None and not isinstance(body, _REPLAYABLE):
+            if body is not None and not isinstance(body, REPLAYABLE):
                 max_retries = 0  # a stream body cannot be replayed
                 streamed = True
-        hdrs = _sized(hdrs, body)
-        query = _query(params) if params else None
+        hdrs = with_content_length(hdrs, body)
+        query = query_params(params) if params else None
         # The whole-call deadline (loop time) and the bound of each attempt within it.
         timeouts = self._timeouts
         if timeout is not None:
@@ -638,11 +376,11 @@ class Transport:
             else:
                 client_timeout = self._client_timeout(bound)
             attempt_scope: Any = _NO_SCOPE
-            send: Any = _send_body(body)
+            send: Any = send_body(body)
             if after_body is not None:
                 # The attempt's deadline moves in once the last body byte is out (see docstring).
                 attempt_scope = asyncio.timeout(bound and loop.time() + bound)
-                send = _then(send, attempt_scope, after_body)
+                send = bound_after_upload(send, attempt_scope, after_body)
                 client_timeout = self._stream_timeout
             if observe:
                 started = await self._before(method, path, hdrs, attempt)
@@ -666,11 +404,11 @@ class Transport:
                     if observe:
                         await self._after(method, path, resp, attempt, started, secrets)
                     if 200 <= status < 300:
-                        raw = await _read_capped(resp, method, path)
+                        raw = await read_capped(resp, method, path)
                         if decode is not None:
                             return decode(status, raw, resp)
-                        return self._decode(status, raw, method, path, resp, secrets)
-                    raw = await _read_limited(resp)
+                        return decode_jsend(status, raw, method, path, resp, secrets)
+                    raw = await read_limited(resp)
                     if not resp.content.at_eof():
                         resp.close()  # do not return a half-read connection to the pool
                     error = make_api_error(
@@ -678,7 +416,7 @@ class Transport:
                         raw,
                         method=method,
                         endpoint=path,
-                        request_id=_request_id(resp),
+                        request_id=request_id_of(resp),
                         retry_after=resp.headers.get("Retry-After"),
                         secrets=secrets,
                     )
@@ -706,40 +444,12 @@ class Transport:
             if deadline is not None and loop.time() >= deadline:
                 raise error  # overslept the deadline: the last answer stands
 
-    def _decode(
-        self,
-        status: int,
-        raw: bytes,
-        method: str,
-        path: str,
-        resp: aiohttp.ClientResponse,
-        secrets: tuple[str, ...] = (),
-    ) -> Any:
-        """JSend success decoding (WIRE §4 rules 1, 3, 4)."""
-        if status == 204 or status == 205:
-            return None
-        if not raw:
-            raise ProtocolError(f"{method} {path}: HTTP {status} with an empty body")
-        try:
-            doc = _json.loads(raw)
-        except ValueError:
-            doc = UNSET  # raised below, outside the handler: the decode error (its ``doc`` is
-            # the whole body) must not ride along as ``__context__``
-        if doc is UNSET:
-            ctype = redact_text(resp.headers.get("Content-Type", "?"), secrets)
-            raise ProtocolError(
-                f"{method} {path}: HTTP {status} body is not JSON (Content-Type {ctype})"
-            )
-        if type(doc) is dict and doc.get("status") == "success":
-            return doc.get("data")
-        raise ProtocolError(f"{method} {path}: HTTP {status} body is not a JSend success envelope")
-
     async def _before(self, method: str, path: str, hdrs: Mapping[str, str], attempt: int) -> float:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("request %s %s attempt=%d", method, path, attempt)
         hook = self._hooks.on_request
         if hook is not None:
-            event = RequestEvent(method, path, _redact_headers(hdrs, self._secrets), attempt)
+            event = RequestEvent(method, path, redact_headers(hdrs, self._secrets), attempt)
             await self._fire("on_request", hook, event)
         return asyncio.get_running_loop().time()
 
@@ -753,7 +463,7 @@ class Transport:
         secrets: tuple[str, ...] = (),
     ) -> None:
         elapsed = asyncio.get_running_loop().time() - started
-        rid = _request_id(resp, secrets or self._secrets)
+        rid = request_id_of(resp, secrets or self._secrets)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "response %s %s -> %d in %.1f ms request_id=%s",
@@ -823,16 +533,16 @@ class Transport:
         if auth and self._api_key is None:
             self._check_key(method, path, headers)
         url = self._url(path)
-        secrets = _request_secrets(self._secrets, json, headers)
+        secrets = request_secrets(self._secrets, json, headers)
         is_json = json is not UNSET
         if is_json:
             if data is not None:
                 raise ValueError("pass either json= or data=, not both")
-            body: Any = _encode_json(json)
+            body: Any = encode_json(json)
         else:
             body = data
-        hdrs = _sized(self._headers(auth, is_json, headers), body)
-        query = _query(params) if params else None
+        hdrs = with_content_length(self._headers(auth, is_json, headers), body)
+        query = query_params(params) if params else None
         observe = self._observed or logger.isEnabledFor(logging.DEBUG)
         started = await self._before(method, path, hdrs, 0) if observe else 0.0
         try:
@@ -841,7 +551,7 @@ class Transport:
                     method,
                     url,
                     params=query,
-                    data=_send_body(body),
+                    data=send_body(body),
                     headers=hdrs,
                     timeout=self._stream_timeout,
                     allow_redirects=False,
@@ -856,7 +566,7 @@ class Transport:
             if not 200 <= resp.status < 300:
                 try:
                     async with asyncio.timeout(deadline):
-                        raw = await _read_limited(resp)
+                        raw = await read_limited(resp)
                 except (aiohttp.ClientError, OSError, TimeoutError):
                     raw = b""
                 raise make_api_error(
@@ -864,7 +574,7 @@ class Transport:
                     raw,
                     method=method,
                     endpoint=path,
-                    request_id=_request_id(resp),
+                    request_id=request_id_of(resp),
                     retry_after=resp.headers.get("Retry-After"),
                     secrets=secrets,
                 )

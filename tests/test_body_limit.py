@@ -16,7 +16,7 @@ from _servers import API_KEY, serve
 from aiohttp import web
 
 from createos_sandbox_async import AsyncSession, ProtocolError, RetryPolicy
-from createos_sandbox_async._transport import MAX_BODY
+from createos_sandbox_async._response import MAX_BODY
 
 pytestmark = pytest.mark.anyio
 

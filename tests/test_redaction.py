@@ -2,7 +2,7 @@
 
 Guards of issue 16: header redaction by value (the key inside another header) and by name in
 any letter case (``x-api-key`` per call, ``AUTHORIZATION``), each with a test that fails when
-the guard in ``_transport._redact_headers`` / ``_is_secret_header`` / ``Transport._headers`` goes.
+the guard in ``_credentials.redact_headers`` / ``is_secret_header`` / ``merge_headers`` goes.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ async def test_a_key_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatc
 
 
 async def test_key_inside_another_header_is_redacted_by_value() -> None:
-    """Guard: ``_redact_headers`` redacts any header whose value holds a secret."""
+    """Guard: ``_credentials.redact_headers`` redacts any header whose value holds a secret."""
     events: list[Any] = []
     hooks = Hooks(on_request=events.append)
     session_headers = {"X-Forwarded-Key": API_KEY}
@@ -135,7 +135,7 @@ async def test_key_inside_another_header_is_redacted_by_value() -> None:
 
 
 async def test_credential_header_names_are_matched_in_any_case() -> None:
-    """Guards: ``_is_secret_header`` (lower-cased name) and ``_headers`` (drops credentials)."""
+    """Guards: ``is_secret_header`` (lower-cased name) and ``merge_headers`` (drops credentials)."""
     events: list[Any] = []
     token = "skp_sb_lower_case_token_77"  # not the session key: only its name marks it secret
     hooks = Hooks(on_request=events.append)
