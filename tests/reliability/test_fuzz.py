@@ -3,9 +3,9 @@
 The NDJSON splitter and the exec frame decoder are pure: they are called directly with any
 chunking of valid streams (the values must come out exactly) and of garbage (values or one
 ``ProtocolError``). The JSend decoder is fuzzed both as functions (``make_api_error``,
-``Transport._decode``) and end to end through a real aiohttp server answering any status with any
-body; pagination likewise (``parse_page``, then a ``Pager`` walking any page sequence a server
-serves). Every run is deterministic (``derandomize=True``) and moderate in size.
+``_response.decode_jsend``) and end to end through a real aiohttp server answering any status
+with any body; pagination likewise (``parse_page``, then a ``Pager`` walking any page sequence a
+server serves). Every run is deterministic (``derandomize=True``) and moderate in size.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from createos_sandbox_async import AsyncSession, RetryPolicy, Timeouts
 from createos_sandbox_async._exec_wire import ExecEvent, FrameParser
 from createos_sandbox_async._ndjson import EXEC_HEARTBEAT, NDJSONDecoder
 from createos_sandbox_async._pagination import Pager, parse_page
+from createos_sandbox_async._response import decode_jsend
 from createos_sandbox_async.errors import APIError, CreateosError, ProtocolError, make_api_error
 
 pytestmark = pytest.mark.timeout(600)
@@ -251,13 +252,12 @@ def test_make_api_error_maps_any_status_and_body_to_an_api_error(reliability_fig
 
 
 class _Headers:
-    """The one attribute ``Transport._decode`` reads from a response: its headers."""
+    """The one attribute ``decode_jsend`` reads from a response: its headers."""
 
     headers: dict[str, str] = {"Content-Type": "application/json"}  # noqa: RUF012
 
 
 def test_jsend_success_decoder_gives_data_or_one_protocol_error(reliability_figures: Any) -> None:
-    transport = AsyncSession("sk_fuzz", base_url="http://127.0.0.1:9")._transport
     with counted(reliability_figures, "2xx bodies, any JSON or bytes (functions)") as seen:
 
         @fuzz(500)
@@ -265,7 +265,7 @@ def test_jsend_success_decoder_gives_data_or_one_protocol_error(reliability_figu
         def check(status: int, body: bytes) -> None:
             seen()
             try:
-                transport._decode(status, body, "GET", "/x", _Headers())  # type: ignore[arg-type]
+                decode_jsend(status, body, "GET", "/x", _Headers())  # type: ignore[arg-type]
             except ProtocolError:
                 pass
 
