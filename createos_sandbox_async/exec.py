@@ -148,12 +148,26 @@ def _new_event(kind: ExecEventKind, data: str, exit_code: int | None) -> ExecEve
 
 @attrs.define(frozen=True, slots=True)
 class ExecResult:
-    """What a finished command produced.
+    """What a finished command produced: returned by ``sb.exec``, ``sb.sh`` and ``stream.wait()``.
 
-    ``error`` is the agent's message when the command could not be started; ``exit_code`` is then
-    whatever the server sent (possibly 0), or ``NO_EXIT_CODE`` (-1) when it sent none. ``exec_ms``
-    is the server's timing of a buffered exec, None for a stream. The repr shows the sizes of
-    ``stdout`` and ``stderr``, not their text (output may hold secrets, e.g. from ``env``).
+    A frozen attrs class. The repr shows the sizes of ``stdout`` and ``stderr``, not their text
+    (output may hold secrets, e.g. from ``env``).
+
+    Attributes:
+        stdout: The whole standard output, as text.
+        stderr: The whole standard error, as text.
+        exit_code: The exit status (the emulator reports 128 + N for a command killed by signal
+            N). When the command could not be started: whatever the server sent with the error
+            (possibly 0), or ``NO_EXIT_CODE`` (-1) when it sent none.
+        exec_ms: The server's timing of a buffered exec, in milliseconds; None for a stream's.
+        error: The agent's message when the command could not be started; None otherwise.
+
+    Example:
+        ```python
+        res = await sb.exec("ls", ["/nope"])
+        if not res.ok:
+            print(res.exit_code, res.stderr)
+        ```
     """
 
     stdout: str = attrs.field(repr=_size_only)
@@ -164,11 +178,28 @@ class ExecResult:
 
     @property
     def ok(self) -> bool:
-        """True when the command ran and exited 0 (what ``check=True`` insists on)."""
+        """True when the command ran and exited 0 (what ``check=True`` insists on).
+
+        Returns:
+            ``exit_code == 0 and not error``.
+        """
         return self.exit_code == 0 and not self.error
 
     def check(self) -> ExecResult:
-        """Return self, or raise :class:`CommandError` when the command failed."""
+        """Return this result when it is ``ok``; raise otherwise.
+
+        Returns:
+            This result, unchanged.
+
+        Raises:
+            CommandError: The command exited non-zero or could not be started; ``err.result``
+                is this result.
+
+        Example:
+            ```python
+            out = (await sb.exec("make", ["build"])).check().stdout
+            ```
+        """
         if self.exit_code != 0 or self.error:
             raise CommandError(self)
         return self
@@ -257,7 +288,9 @@ async def run_exec(
     timeout: float | None = None,
     check: bool = False,
 ) -> ExecResult:
-    """Run ``cmd`` (no shell) and return its output after it exits.
+    """Run ``cmd`` (no shell) and return its output after it exits: ``Sandbox.exec``'s body.
+
+    Use ``sb.exec(...)``; its docstring lists the arguments and errors.
 
     ``stdin`` is str or UTF-8 bytes, sent whole in the request (the API cannot stream stdin).
     ``env`` may only override keys declared when the sandbox was created. ``timeout`` bounds the
@@ -375,12 +408,10 @@ async def run_sh(sandbox: _SandboxLike, script: str, **kw: Any) -> ExecResult:
 class ExecStream:
     """Output of a running command as it happens: an async context manager and async iterator.
 
-    ::
-
-        async with sb.exec_stream("make", ["test"]) as stream:
-            async for event in stream:          # ExecEvent: stdout / stderr chunks, then exit
-                ...
-        print(stream.exit_code)
+    Returned by ``sb.exec_stream(...)`` (see it for the arguments); nothing is sent until the
+    stream is entered. Each item is an ``ExecEvent``: ``stdout`` / ``stderr`` chunks as they are
+    produced (not necessarily whole lines), an ``error`` event when the command could not start,
+    and last an ``exit`` event with the exit status. Heartbeats are counted, never yielded.
 
     Leaving the block before the exit event (``break``, an exception, cancellation, a deadline)
     closes the connection, and the server kills the command. ``idle_timeout`` (default: the
@@ -393,6 +424,27 @@ class ExecStream:
 
     ``stdin`` is str or UTF-8 bytes sent whole with the request: the exec API has no streaming
     stdin (use ``sb.processes`` for interactive input). ``max_line`` bounds one frame's size.
+
+    Raises:
+        StreamStalledError: Nothing arrived for ``idle_timeout`` seconds (raised while
+            iterating).
+        StreamInterruptedError: The connection ended before the exit event.
+        APITimeoutError: ``timeout`` expired; the command was killed.
+        ProtocolError: A frame off the wire format, or over ``max_line`` bytes.
+        APIError: The server refused the exec (raised on entering: ``NotFoundError``,
+            ``ValidationError``, ...).
+        RuntimeError: Iterating without entering the stream, or entering it twice.
+
+    Example:
+        ```python
+        async with sb.exec_stream("make", ["test"]) as stream:
+            async for event in stream:  # stdout / stderr chunks, then the exit event
+                if event.kind == "exit":
+                    print("exit", event.exit_code)
+                else:
+                    print(event.kind, event.data, end="")
+        print(stream.exit_code)
+        ```
     """
 
     __slots__ = (
@@ -501,7 +553,10 @@ class ExecStream:
         await self._close(exc_type, exc, tb)
 
     async def aclose(self) -> None:
-        """Stop now: drop the connection (the server kills a command still running). Idempotent."""
+        """Stop now: drop the connection, and the server kills a command still running.
+
+        Idempotent. ``exit_code`` stays None when the command had not exited.
+        """
         await self._close(None, None, None, drain=False)
 
     async def _open(self) -> None:
@@ -707,6 +762,20 @@ class ExecStream:
         Output events already taken by iterating are not repeated in ``stdout``/``stderr`` (nothing
         is kept twice in memory). Works inside or outside ``async with`` (outside, it opens and
         closes the stream itself).
+
+        Returns:
+            An ``ExecResult`` (``exec_ms`` is None).
+
+        Raises:
+            RuntimeError: The stream was closed before the command finished.
+            StreamError: The stream stalled or was cut (see the class).
+            APIError: As for entering the stream.
+
+        Example:
+            ```python
+            res = await sb.exec_stream("bash", ["-c", "echo a; exit 2"]).wait()
+            assert res.exit_code == 2
+            ```
         """
         if self._state == "new":
             async with self:
@@ -725,7 +794,15 @@ class ExecStream:
         return ExecResult("".join(out), "".join(err), code, self._exec_ms, self._error)
 
     async def text(self) -> str:
-        """The rest of stdout as one string (see :meth:`wait`)."""
+        """The rest of stdout as one string: ``(await stream.wait()).stdout``.
+
+        Returns:
+            The standard output not yet taken by iterating.
+
+        Raises:
+            RuntimeError: The stream was closed before the command finished.
+            StreamError: The stream stalled or was cut.
+        """
         return (await self.wait()).stdout
 
     async def lines(self) -> AsyncIterator[ExecEvent]:
@@ -733,6 +810,16 @@ class ExecStream:
 
         stdout and stderr are buffered separately; a last line without a newline comes out when
         the command exits. Error events pass through; the exit status is ``exit_code`` afterwards.
+
+        Returns:
+            An async iterator of ``ExecEvent`` (kinds ``stdout``, ``stderr`` and ``error``).
+
+        Example:
+            ```python
+            async with sb.exec_stream("tail", ["-n", "5", "/var/log/app.log"]) as stream:
+                async for line in stream.lines():
+                    print(line.kind, line.data)
+            ```
         """
         partial: dict[str, list[str]] = {STDOUT: [], STDERR: []}
         async for ev in self:
