@@ -934,7 +934,7 @@ class Sandbox:
         """Join a private network (``running`` sandboxes only).
 
         Args:
-            network_id: The network's id or name (see ``session.networks``).
+            network_id: The network's id (see ``session.networks``).
             timeout: Seconds for the request, retries included (default: the session's).
 
         Raises:
@@ -950,7 +950,7 @@ class Sandbox:
         """Leave a private network.
 
         Args:
-            network_id: The network's id or name.
+            network_id: The network's id.
             timeout: Seconds for the request, retries included (default: the session's).
 
         Raises:
