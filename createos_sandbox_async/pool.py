@@ -110,8 +110,12 @@ _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 class PoolCleanupError(CreateosError):
     """Some sandboxes this pool created could not be destroyed before its cleanup deadline.
 
-    ``ids`` lists them (destroy them by hand or let them auto-pause); ``errors`` maps an id to the
-    last error its DELETE got (absent when the deadline ran out first).
+    Raised when the pool's ``async with`` block exits (after the block's own exception, if any,
+    which it then chains).
+
+    Attributes:
+        ids: The sandboxes left behind: destroy them by hand or let them auto-pause.
+        errors: The last error each one's DELETE got (absent when the deadline ran out first).
     """
 
     def __init__(self, ids: Sequence[str], errors: dict[str, BaseException] | None = None) -> None:
@@ -123,14 +127,25 @@ class PoolCleanupError(CreateosError):
 
 @attrs.frozen
 class PoolStats:
-    """A snapshot of a pool. Counts are over the pool's lifetime; times are in seconds.
+    """A snapshot of a pool (``pool.stats``). Counts are over the pool's lifetime; times in seconds.
 
-    ``running``: items in progress; ``queued``: items read or known but not started (None-free:
-    0 when unknown); ``alive``: sandboxes created and not yet destroyed; ``retries``: create/fork
-    attempts beyond the first for a sandbox (429/503 and answers that never arrived);
-    ``rate_limited``: 429/503 answers to creates; ``create_limit``: the adaptive window of
-    concurrent creates; ``rate``: finished items per second since the first item started;
-    ``p50``/``p95``: item time (sandbox checkout + job) over the last 4096 items.
+    Attributes:
+        total: Items of the current run, when known (None for an iterator of unknown length).
+        completed: Items whose job returned.
+        failed: Items whose job raised.
+        running: Items in progress.
+        queued: Items read or known but not started (0 when unknown).
+        created: Sandboxes created (forks included).
+        destroyed: Sandboxes destroyed.
+        alive: Sandboxes created and not yet destroyed.
+        retries: Create/fork attempts beyond the first (429/503, and answers that never came).
+        rate_limited: 429/503 answers to creates.
+        create_limit: The adaptive window of concurrent creates.
+        rate: Finished items per second since the first item started.
+        p50: Median item time (sandbox checkout + job) over the last 4096 items.
+        p95: 95th percentile of the same.
+        elapsed: Seconds since the first item started.
+        cleanup_failed: Ids the cleanup could not destroy.
     """
 
     total: int | None
@@ -320,39 +335,53 @@ def _classify(exc: BaseException) -> str:
 class SandboxPool:
     """Run jobs over many sandboxes with bounded concurrency; destroys all it created on exit.
 
-    ::
+    Use it with ``async with``: the exit destroys every sandbox the pool created, however the
+    block ends (shielded, bounded by ``cleanup_timeout``). Arguments are checked before any
+    request. A job must not ``acquire()`` from its own pool (it would wait for a slot it holds).
+    Cancelling waits for creates already sent (they are short; bounded by ``create_timeout`` or
+    the session's request timeout), so that no sandbox is created unseen.
+
+    Args:
+        session: The session to create sandboxes with.
+        shape: The shape of every sandbox.
+        rootfs: Their root filesystem (default: the catalog's).
+        max_concurrency: Items (and ``acquire()`` blocks) in progress at once, pool-wide.
+        strategy: ``"fresh"`` creates each sandbox; ``"fork"`` creates and prepares one
+            template, pauses it and forks every sandbox from it.
+        prepare: ``await prepare(sandbox)`` once per new sandbox (once in all with ``"fork"``).
+        reuse: Keep a sandbox for the next item instead of destroying it.
+        reset: With ``reuse``, ``await reset(sandbox)`` between two items.
+        warm: Sandboxes kept created (and prepared) ahead of demand.
+        on_progress: A sync callable given a ``PoolStats``, called at most every
+            ``progress_interval`` seconds as items finish and once at the end of each run.
+        progress: True draws a plain-text bar on stderr.
+        progress_interval: Seconds between two ``on_progress`` calls.
+        read_ahead: Slots between an async input and the workers (default
+            ``max_concurrency``).
+        create_attempts: Attempts per sandbox create (429/503 are retried with backoff).
+        create_timeout: Seconds for one create request (default: the session's).
+        backoff: First backoff after a 429/503, in seconds.
+        backoff_cap: Longest backoff.
+        cleanup_timeout: The deadline of the shielded cleanup on exit.
+        name_prefix: The start of every sandbox name (a random tag is appended): 1-30 of
+            ``a-z``, ``0-9`` and ``-``.
+        **create_kwargs: Passed to ``session.sandboxes.create`` (``envs=``, ``disk_mib=``,
+            ``egress=``, ...); the pool owns ``name``, which it uses to find sandboxes whose
+            create answer was lost.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument has a wrong value.
+        PoolCleanupError: On exit, some sandboxes could not be destroyed in time.
+
+    Example:
+        ```python
+        async def job(sb: Sandbox, n: int) -> str:
+            return (await sb.exec("python3", ["-c", f"print({n} ** 2)"], check=True)).stdout
 
         async with SandboxPool(session, shape="s-1vcpu-256mb", max_concurrency=64) as pool:
-            results = await pool.map(job, items)          # job(sandbox, item), input order
-            async for item, result in pool.as_completed(job, stream_of_items):
-                ...                                        # result may be an exception
-            async with pool.acquire() as sandbox:
-                ...
-
-    Arguments (all checked before any request):
-
-    - ``max_concurrency``: items (and ``acquire()`` blocks) in progress at once, pool-wide.
-    - ``strategy``: ``"fresh"`` creates each sandbox; ``"fork"`` creates and prepares one
-      template, pauses it and forks every sandbox from it.
-    - ``prepare(sandbox)``: awaited once per new sandbox (once in all with ``"fork"``).
-    - ``reuse`` / ``reset(sandbox)``: keep a sandbox for the next item, after ``reset``.
-    - ``warm``: sandboxes kept created (and prepared) ahead of demand.
-    - ``on_progress(stats)``: a sync callable, called at most every ``progress_interval``
-      seconds as items finish and once at the end of each run; ``progress=True`` draws a
-      plain-text bar on stderr (or pass a ``ProgressBar``).
-    - ``read_ahead``: slots between an async input and the workers (default
-      ``max_concurrency``).
-    - ``create_attempts``, ``create_timeout``, ``backoff``, ``backoff_cap``: the create gate.
-    - ``cleanup_timeout``: the deadline of the shielded cleanup on exit.
-    - ``name_prefix``: the start of every sandbox name (a random tag is appended).
-
-    Extra keyword arguments (``envs=``, ``disk_mib=``, ``egress=``, ...) go to
-    ``session.sandboxes.create``; the pool owns ``name`` (a unique per-pool prefix it uses to
-    find sandboxes whose create answer was lost). See the module docstring for the rules.
-
-    A job must not ``acquire()`` from its own pool (it would wait for a slot it holds).
-    Cancelling waits for creates already sent (they are short; bounded by ``create_timeout``
-    or the session's request timeout), so that no sandbox is created unseen.
+            results = await pool.map(job, range(1000))  # in input order
+        ```
     """
 
     def __init__(
@@ -487,12 +516,15 @@ class SandboxPool:
 
     @property
     def name_prefix(self) -> str:
-        """The unique prefix of every sandbox name this pool creates (``<prefix>-<tag>-<n>``)."""
+        """The unique prefix of every sandbox name this pool creates (``<prefix>-<tag>-<n>``).
+
+        Useful to find sandboxes a crashed program left: ``name.startswith(pool.name_prefix)``.
+        """
         return self._prefix
 
     @property
     def stats(self) -> PoolStats:
-        """A consistent snapshot of counters, rates and item-time percentiles."""
+        """A consistent snapshot of counters, rates and item-time percentiles (``PoolStats``)."""
         ordered = sorted(self._times)
         now = time.perf_counter()
         elapsed = now - self._t_first if self._t_first is not None else 0.0
@@ -574,9 +606,19 @@ class SandboxPool:
     ) -> list[Any]:
         """Run ``job(sandbox, item)`` for every item; results in input order.
 
-        ``return_exceptions=True``: a failed item's exception is its result. Otherwise the first
-        failure cancels the rest and is raised (an ``ExceptionGroup`` when several failed before
-        the others stopped). A creation-stopping error (402, 403, ...) is raised as itself.
+        Args:
+            job: An async callable taking a sandbox and one item.
+            items: The items: an iterable or an async iterable (read lazily).
+            return_exceptions: A failed item's exception is its result, instead of stopping.
+
+        Returns:
+            One result per item, in input order.
+
+        Raises:
+            Exception: Without ``return_exceptions``, the first failure cancels the rest and is
+                raised (an ``ExceptionGroup`` when several failed before the others stopped).
+            APIError: Creating sandboxes stopped for good (402, 403, ...): raised as itself.
+            RuntimeError: The pool is not entered, or already closed.
         """
         run = self._new_run(job, items, stop_on_error=not return_exceptions)
         results: dict[int, Any] | list[Any]
@@ -605,8 +647,26 @@ class SandboxPool:
         Closing the generator (``aclose()``, or ``async with contextlib.aclosing(...)`` around a
         loop you may leave early) stops the remaining items and destroys their sandboxes; a
         generator abandoned without closing stops when it is garbage-collected or, at the
-        latest, when the pool exits. A creation-stopping error (402, 403, ...) is raised from
-        the loop.
+        latest, when the pool exits.
+
+        Args:
+            job: An async callable taking a sandbox and one item.
+            items: The items: an iterable or an async iterable.
+
+        Returns:
+            An async generator of ``(item, result)`` pairs, where a failed item's result is its
+            exception.
+
+        Raises:
+            APIError: Creating sandboxes stopped for good (402, 403, ...): raised as itself.
+            RuntimeError: The pool is not entered, or already closed.
+
+        Example:
+            ```python
+            async for item, result in pool.as_completed(job, items):
+                if isinstance(result, Exception):
+                    print(item, "failed:", result)
+            ```
         """
         run = self._new_run(job, items, stop_on_error=False)
         send, recv = anyio.create_memory_object_stream[tuple[Any, Any]](0)
@@ -626,6 +686,19 @@ class SandboxPool:
 
         On a normal exit the sandbox is destroyed (or, with ``reuse=True``, reset and kept); if the
         block raised or was cancelled it is destroyed.
+
+        Returns:
+            An async context manager yielding a running ``Sandbox``.
+
+        Raises:
+            RuntimeError: The pool is not entered, or already closed.
+            APIError: Creating the sandbox failed after the attempts allowed.
+
+        Example:
+            ```python
+            async with pool.acquire() as sb:
+                await sb.sh("make test", check=True)
+            ```
         """
         self._check_open()
         assert self._limiter is not None
