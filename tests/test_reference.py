@@ -44,3 +44,10 @@ def test_every_docs_page_is_in_the_nav() -> None:
     pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
     assert len(nav) >= 10, "nav not found in mkdocs.yml: parser broken?"
     assert sorted(pages - nav) == [] and sorted(nav - pages) == []
+
+
+def test_readme_links_are_absolute_so_they_work_on_the_package_index() -> None:
+    # PyPI renders README.md without the repository around it: a relative link is a dead link.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    relative = [t for t in re.findall(r"\]\(([^)\s]+)\)", readme) if "://" not in t]
+    assert relative == []
