@@ -67,6 +67,9 @@ class AsyncSession:
         allow_insecure_http: Allow sending the key over plain ``http://`` to a host that is not
             a loopback address (refused by default).
 
+    Attributes:
+        sandboxes: Create, get and list sandboxes: a ``Sandboxes``.
+
     Raises:
         TypeError: An argument has the wrong type (``retry`` not a ``RetryPolicy``, ...).
         ValueError: A bad base URL, timeout or limit, or an API key about to be sent over plain
