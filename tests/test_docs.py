@@ -207,6 +207,8 @@ async def test_pytest_block_passes(block: Block, tmp_path: Path) -> None:
     module.write_text(block.source, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_ENVS}
     argv = [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"]
+    # A user's project sets this once in its config; pytest-asyncio (in [test]) warns without it.
+    argv += ["-o", "asyncio_default_fixture_loop_scope=function"]
     with anyio.fail_after(BLOCK_DEADLINE):
         done = await anyio.run_process(
             [*argv, "--rootdir", str(tmp_path), str(module)], cwd=tmp_path, env=env, check=False
