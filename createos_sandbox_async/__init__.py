@@ -77,10 +77,12 @@ from .models import (
     Window,
     WindowGeometry,
 )
+from .naming import SandboxName, new_run_id, parse_sandbox_name, sandbox_name
 from .sandbox import Sandbox, Sandboxes, SandboxStateError
 from .session import AsyncSession
 
 if TYPE_CHECKING:
+    from ._reap import ReapOutcome, ReapResult
     from .exec import ExecEvent, ExecResult, ExecStream
     from .pool import PoolCleanupError, PoolStats, SandboxPool
 
@@ -92,6 +94,8 @@ _LAZY = {
     "SandboxPool": "pool",
     "PoolStats": "pool",
     "PoolCleanupError": "pool",
+    "ReapOutcome": "_reap",
+    "ReapResult": "_reap",
 }
 
 
@@ -147,6 +151,8 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "Readiness",
+    "ReapOutcome",
+    "ReapResult",
     "RequestEvent",
     "ResizeResult",
     "ResponseEvent",
@@ -156,6 +162,7 @@ __all__ = [
     "RootfsEntry",
     "Sandbox",
     "SandboxDisk",
+    "SandboxName",
     "SandboxPool",
     "SandboxStateError",
     "SandboxStatus",
@@ -179,4 +186,7 @@ __all__ = [
     "Window",
     "WindowGeometry",
     "__version__",
+    "new_run_id",
+    "parse_sandbox_name",
+    "sandbox_name",
 ]

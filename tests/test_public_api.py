@@ -82,6 +82,13 @@ EXPECTED = {
     "DiskConfig",
     "SandboxDisk",
     "DiskMountStatus",
+    # crash safety (docs/crash-safety.md)
+    "SandboxName",
+    "new_run_id",
+    "parse_sandbox_name",
+    "sandbox_name",
+    "ReapOutcome",
+    "ReapResult",
     "__version__",
 }
 
