@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 from ._config import Limits, Timeouts
+from ._jsonable import to_dict
 from ._retry import RetryPolicy
 from ._transport import Hooks, RequestEvent, ResponseEvent, RetryEvent
 from .errors import (
@@ -189,4 +190,5 @@ __all__ = [
     "new_run_id",
     "parse_sandbox_name",
     "sandbox_name",
+    "to_dict",
 ]

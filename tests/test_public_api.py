@@ -89,6 +89,8 @@ EXPECTED = {
     "sandbox_name",
     "ReapOutcome",
     "ReapResult",
+    # JSON-able models
+    "to_dict",
     "__version__",
 }
 
