@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 from ._config import Limits, Timeouts
 from ._jsonable import to_dict
 from ._retry import RetryPolicy
-from ._transport import Hooks, RequestEvent, ResponseEvent, RetryEvent
+from ._transport import CompleteEvent, Hooks, RequestEvent, ResponseEvent, RetryEvent
 from .errors import (
     APIConnectionError,
     APIError,
@@ -121,6 +121,7 @@ __all__ = [
     "AuthError",
     "Bandwidth",
     "CommandError",
+    "CompleteEvent",
     "CreateosError",
     "DestroyResult",
     "Disk",

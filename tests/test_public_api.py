@@ -22,6 +22,7 @@ EXPECTED = {
     "RequestEvent",
     "ResponseEvent",
     "RetryEvent",
+    "CompleteEvent",
     "ExecEvent",
     "ExecResult",
     "ExecStream",
