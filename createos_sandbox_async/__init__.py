@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 from ._config import Limits, Timeouts
+from ._jsonable import to_dict
 from ._retry import RetryPolicy
-from ._transport import Hooks, RequestEvent, ResponseEvent, RetryEvent
+from ._transport import CompleteEvent, Hooks, RequestEvent, ResponseEvent, RetryEvent
 from .errors import (
     APIConnectionError,
     APIError,
@@ -77,10 +78,12 @@ from .models import (
     Window,
     WindowGeometry,
 )
+from .naming import SandboxName, new_run_id, parse_sandbox_name, sandbox_name
 from .sandbox import Sandbox, Sandboxes, SandboxStateError
 from .session import AsyncSession
 
 if TYPE_CHECKING:
+    from ._reap import ReapOutcome, ReapResult
     from .exec import ExecEvent, ExecResult, ExecStream
     from .pool import PoolCleanupError, PoolStats, SandboxPool
 
@@ -92,6 +95,8 @@ _LAZY = {
     "SandboxPool": "pool",
     "PoolStats": "pool",
     "PoolCleanupError": "pool",
+    "ReapOutcome": "_reap",
+    "ReapResult": "_reap",
 }
 
 
@@ -116,6 +121,7 @@ __all__ = [
     "AuthError",
     "Bandwidth",
     "CommandError",
+    "CompleteEvent",
     "CreateosError",
     "DestroyResult",
     "Disk",
@@ -147,6 +153,8 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "Readiness",
+    "ReapOutcome",
+    "ReapResult",
     "RequestEvent",
     "ResizeResult",
     "ResponseEvent",
@@ -156,6 +164,7 @@ __all__ = [
     "RootfsEntry",
     "Sandbox",
     "SandboxDisk",
+    "SandboxName",
     "SandboxPool",
     "SandboxStateError",
     "SandboxStatus",
@@ -179,4 +188,8 @@ __all__ = [
     "Window",
     "WindowGeometry",
     "__version__",
+    "new_run_id",
+    "parse_sandbox_name",
+    "sandbox_name",
+    "to_dict",
 ]

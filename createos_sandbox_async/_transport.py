@@ -41,6 +41,7 @@ from .errors import (
 
 __all__ = [
     "UNSET",
+    "CompleteEvent",
     "Hooks",
     "RequestEvent",
     "ResponseEvent",
@@ -65,6 +66,11 @@ _REPLAYABLE: Final = (bytes, bytearray, memoryview)
 # attempt, so they stay replayable. Measured on a 64 MiB upload: a BytesIO per attempt cost 4x
 # the client CPU per MiB and a full copy of the body (``BytesIO.getbuffer`` unshares it).
 _LARGE_BODY: Final = 1024 * 1024
+
+
+def _size(body: object) -> int | None:
+    """The size of a body of known length (None: no body, or a stream)."""
+    return len(body) if isinstance(body, _REPLAYABLE) else None
 
 
 def _is_large(body: object) -> TypeGuard[bytes]:
@@ -231,6 +237,7 @@ class RequestEvent:
     path: str
     headers: Mapping[str, str]
     attempt: int
+    body_size: int | None = None  # bytes of a body of known size (None: none, or a stream)
 
 
 @attrs.frozen
@@ -243,6 +250,7 @@ class ResponseEvent:
     request_id: str | None
     elapsed: float
     attempt: int
+    content_length: int | None = None  # the Content-Length header, when the server sent one
 
 
 @attrs.frozen
@@ -258,12 +266,29 @@ class RetryEvent:
 
 
 @attrs.frozen
+class CompleteEvent:
+    """Passed to ``on_complete`` once per call, when it returned or raised (every attempt done).
+
+    For a stream that is when its response is closed; ``received`` then counts the body bytes
+    read. ``error`` is the class name of what the call raised, None on success.
+    """
+
+    method: str
+    path: str
+    stream: bool
+    elapsed: float
+    error: str | None
+    received: int | None = None
+
+
+@attrs.frozen
 class Hooks:
     """Observation callbacks; sync or async. A hook that raises is logged and ignored."""
 
     on_request: Hook | None = None
     on_response: Hook | None = None
     on_retry: Hook | None = None
+    on_complete: Hook | None = None
 
     @classmethod
     def coerce(cls, value: Hooks | Mapping[str, Hook] | None) -> Hooks:
@@ -274,13 +299,35 @@ class Hooks:
             return value
         if not isinstance(value, Mapping):
             raise TypeError(f"hooks must be a Hooks or a mapping, got {type(value).__name__}")
-        unknown = set(value) - {"on_request", "on_response", "on_retry"}
+        unknown = set(value) - {"on_request", "on_response", "on_retry", "on_complete"}
         if unknown:
             raise ValueError(f"hooks: unknown hook name(s) {sorted(unknown)}")
         for name, fn in value.items():
             if fn is not None and not callable(fn):
                 raise TypeError(f"hooks[{name!r}] must be callable")
         return cls(**value)
+
+    def then(self, other: Hooks) -> Hooks:
+        """These hooks, then ``other``'s, for every event (both sets keep working)."""
+
+        def both(a: Hook | None, b: Hook | None) -> Hook | None:
+            if a is None or b is None:
+                return a or b
+
+            async def chained(event: Any) -> None:
+                for hook in (a, b):
+                    result = hook(event)
+                    if inspect.isawaitable(result):
+                        await result
+
+            return chained
+
+        return Hooks(
+            both(self.on_request, other.on_request),
+            both(self.on_response, other.on_response),
+            both(self.on_retry, other.on_retry),
+            both(self.on_complete, other.on_complete),
+        )
 
 
 def _redact_headers(headers: Mapping[str, str], secrets: tuple[str, ...]) -> dict[str, str]:
@@ -438,6 +485,11 @@ class Transport:
         """The secrets a request with this JSON body must never leak (key, tokens, env values)."""
         return _request_secrets(self._secrets, json, None)
 
+    def add_hooks(self, hooks: Hooks) -> None:
+        """Observe with ``hooks`` too, after the session's own (e.g. ``otel.instrument``)."""
+        self._hooks = self._hooks.then(hooks)
+        self._observed = self._hooks.on_request is not None or self._hooks.on_response is not None
+
     def add_secret(self, value: str) -> None:
         """Treat ``value`` (a token the server just minted) like the key from now on.
 
@@ -580,6 +632,51 @@ class Transport:
         send_timeout: float | None = None,
         decode: Callable[[int, bytes, aiohttp.ClientResponse], Any] | None = None,
     ) -> Any:
+        """``_request`` (below), then ``on_complete`` when a hook listens for it."""
+        call = self._request(
+            method,
+            path,
+            params=params,
+            json=json,
+            data=data,
+            headers=headers,
+            timeout=timeout,
+            auth=auth,
+            retry=retry,
+            send_timeout=send_timeout,
+            decode=decode,
+        )
+        hook = self._hooks.on_complete
+        if hook is None:
+            return await call
+        started = asyncio.get_running_loop().time()
+        error: str | None = None
+        try:
+            return await call
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            elapsed = asyncio.get_running_loop().time() - started
+            await self._fire(
+                "on_complete", hook, CompleteEvent(method, path, False, elapsed, error)
+            )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, object] | None = None,
+        json: object = UNSET,
+        data: bytes | AsyncIterable[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        auth: bool = True,
+        retry: bool = True,
+        send_timeout: float | None = None,
+        decode: Callable[[int, bytes, aiohttp.ClientResponse], Any] | None = None,
+    ) -> Any:
         """Send one logical request (with retries) and return the JSend ``data`` payload.
 
         ``timeout`` bounds the whole call (every attempt, backoff and ``Retry-After`` wait; inf:
@@ -651,7 +748,7 @@ class Transport:
                 send = _then(send, attempt_scope, after_body)
                 client_timeout = self._stream_timeout
             if observe:
-                started = await self._before(method, path, hdrs, attempt)
+                started = await self._before(method, path, hdrs, attempt, _size(body))
             error: APIError | APIConnectionError | APITimeoutError
             retry_after: float | None = None
             status: int | None = None
@@ -740,12 +837,20 @@ class Transport:
             return doc.get("data")
         raise ProtocolError(f"{method} {path}: HTTP {status} body is not a JSend success envelope")
 
-    async def _before(self, method: str, path: str, hdrs: Mapping[str, str], attempt: int) -> float:
+    async def _before(
+        self,
+        method: str,
+        path: str,
+        hdrs: Mapping[str, str],
+        attempt: int,
+        size: int | None = None,
+    ) -> float:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("request %s %s attempt=%d", method, path, attempt)
         hook = self._hooks.on_request
         if hook is not None:
-            event = RequestEvent(method, path, _redact_headers(hdrs, self._secrets), attempt)
+            headers = _redact_headers(hdrs, self._secrets)
+            event = RequestEvent(method, path, headers, attempt, size)
             await self._fire("on_request", hook, event)
         return asyncio.get_running_loop().time()
 
@@ -771,7 +876,9 @@ class Transport:
             )
         hook = self._hooks.on_response
         if hook is not None:
-            event = ResponseEvent(method, path, resp.status, rid, elapsed, attempt)
+            event = ResponseEvent(
+                method, path, resp.status, rid, elapsed, attempt, resp.content_length
+            )
             await self._fire("on_response", hook, event)
 
     async def _on_retry(
@@ -808,7 +915,35 @@ class Transport:
         the headers only. On exit the connection goes back to the pool only if the body was read
         to EOF; otherwise it is closed, so the server sees the disconnect (and kills the command).
         """
-        return self._stream(method, path, params, json, data, headers, timeout, auth)
+        inner = self._stream(method, path, params, json, data, headers, timeout, auth)
+        hook = self._hooks.on_complete
+        return inner if hook is None else self._completing(method, path, inner, hook)
+
+    @contextlib.asynccontextmanager
+    async def _completing(
+        self,
+        method: str,
+        path: str,
+        inner: AbstractAsyncContextManager[aiohttp.ClientResponse],
+        hook: Hook,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A stream, then ``on_complete`` once it is closed (with the body bytes read)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        error: str | None = None
+        received: int | None = None
+        try:
+            async with inner as resp:
+                try:
+                    yield resp
+                finally:
+                    received = getattr(resp.content, "total_bytes", None)
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            event = CompleteEvent(method, path, True, loop.time() - started, error, received)
+            await self._fire("on_complete", hook, event)
 
     @contextlib.asynccontextmanager
     async def _stream(
@@ -840,7 +975,7 @@ class Transport:
         hdrs = _sized(self._headers(auth, is_json, headers), body)
         query = _query(params) if params else None
         observe = self._observed or logger.isEnabledFor(logging.DEBUG)
-        started = await self._before(method, path, hdrs, 0) if observe else 0.0
+        started = await self._before(method, path, hdrs, 0, _size(body)) if observe else 0.0
         try:
             async with asyncio.timeout(deadline):
                 resp = await session.request(

@@ -51,7 +51,6 @@ import logging
 import math
 import random
 import re
-import secrets
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -65,13 +64,14 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 import anyio
 import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
 
+from ._autopause import POOL_AUTO_PAUSE_SECONDS, wake_if_parked
 from ._progress import ProgressBar
 from ._retry import RetryPolicy
 from ._validate import check_bool, check_int, check_optional_seconds, check_seconds, check_str
@@ -83,6 +83,7 @@ from .errors import (
     ProtocolError,
     RateLimitError,
 )
+from .naming import check_run_id, new_run_id, sandbox_name
 from .sandbox import build_create_body
 
 if TYPE_CHECKING:
@@ -363,11 +364,15 @@ class SandboxPool:
         backoff: First backoff after a 429/503, in seconds.
         backoff_cap: Longest backoff.
         cleanup_timeout: The deadline of the shielded cleanup on exit.
-        name_prefix: The start of every sandbox name (a random tag is appended): 1-30 of
-            ``a-z``, ``0-9`` and ``-``.
+        name_prefix: The start of every sandbox name, which follows
+            ``naming.sandbox_name`` (``<prefix>-<run_id>-<time>-<n>``): 1-30 of ``a-z``,
+            ``0-9`` and ``-``.
+        run_id: The run id in every name (random by default), so
+            ``session.sandboxes.reap(run_id=...)`` finds a crashed run's sandboxes.
         **create_kwargs: Passed to ``session.sandboxes.create`` (``envs=``, ``disk_mib=``,
             ``egress=``, ...); the pool owns ``name``, which it uses to find sandboxes whose
-            create answer was lost.
+            create answer was lost. ``auto_pause_after_seconds`` is 1800 unless given (None
+            disables it), so a crashed batch stops burning compute.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -406,6 +411,7 @@ class SandboxPool:
         backoff_cap: float = 30.0,
         cleanup_timeout: float = 60.0,
         name_prefix: str = "pool",
+        run_id: str | None = None,
         **create_kwargs: Any,
     ) -> None:
         if not hasattr(session, "sandboxes"):
@@ -455,12 +461,18 @@ class SandboxPool:
             progress if isinstance(progress, ProgressBar) else (ProgressBar() if progress else None)
         )
         self._observed = on_progress is not None or self._bar is not None
+        # A crashed batch stops burning compute: pool sandboxes auto-pause unless told otherwise.
+        create_kwargs.setdefault("auto_pause_after_seconds", POOL_AUTO_PAUSE_SECONDS)
         self._create_kwargs: dict[str, Any] = {"shape": shape, **create_kwargs}
         if rootfs is not None:
             self._create_kwargs["rootfs"] = rootfs
         self._check_create_kwargs()
-        # A random tag makes the prefix unique to this pool: the orphan sweep destroys by prefix.
-        self._prefix = f"{name_prefix}-{secrets.token_hex(4)}-"
+        # The run id makes the prefix unique to this pool: the orphan sweep destroys by prefix,
+        # and names follow the convention of ``naming`` so that ``reap(run_id=...)`` finds them.
+        self._run_id = new_run_id() if run_id is None else check_run_id(run_id)
+        self._name_prefix = name_prefix
+        self._prefix = f"{name_prefix}-{self._run_id}-"
+        self._parked: dict[str, float] = {}  # ready sandboxes' id -> when they went idle
         self._seq = 0
         self._gate = _Gate(self._max + self._warm, base, cap)
         # The same cap on honoured Retry-After waits as the session's own retries.
@@ -516,11 +528,17 @@ class SandboxPool:
 
     @property
     def name_prefix(self) -> str:
-        """The unique prefix of every sandbox name this pool creates (``<prefix>-<tag>-<n>``).
+        """The unique prefix of every sandbox name this pool creates (``<prefix>-<run_id>-``).
 
-        Useful to find sandboxes a crashed program left: ``name.startswith(pool.name_prefix)``.
+        Useful to find sandboxes a crashed program left:
+        ``session.sandboxes.reap(run_id=pool.run_id)``.
         """
         return self._prefix
+
+    @property
+    def run_id(self) -> str:
+        """This pool's run id (names: ``<prefix>-<run_id>-<UTC time>-<n>``, see ``naming``)."""
+        return self._run_id
 
     @property
     def stats(self) -> PoolStats:
@@ -597,13 +615,29 @@ class SandboxPool:
             self._children_done = anyio.Event()
             await self._children_done.wait()
 
+    @overload
+    async def map(
+        self,
+        job: Callable[[Sandbox, T], Awaitable[R]],
+        items: Iterable[T] | AsyncIterable[T],
+        *,
+        return_exceptions: Literal[False] = False,
+    ) -> list[R]: ...
+    @overload
+    async def map(
+        self,
+        job: Callable[[Sandbox, T], Awaitable[R]],
+        items: Iterable[T] | AsyncIterable[T],
+        *,
+        return_exceptions: bool,
+    ) -> list[R | Exception]: ...
     async def map(
         self,
         job: Callable[[Sandbox, T], Awaitable[R]],
         items: Iterable[T] | AsyncIterable[T],
         *,
         return_exceptions: bool = False,
-    ) -> list[Any]:
+    ) -> list[R] | list[R | Exception]:
         """Run ``job(sandbox, item)`` for every item; results in input order.
 
         Args:
@@ -905,6 +939,7 @@ class SandboxPool:
             sb = self._ready.popleft()
             if self._warm:
                 self._wake_filler()
+            await wake_if_parked(sb, self._parked.pop(sb.id, None), self._create_kwargs)
             return sb
         if self._fatal is not None:
             raise _CreationStopped(self._fatal)
@@ -990,7 +1025,7 @@ class SandboxPool:
                 gate.leave()
                 raise
             self._seq += 1
-            name = f"{self._prefix}{self._seq}"
+            name = sandbox_name(self._name_prefix, run_id=self._run_id, seq=self._seq)
             try:
                 # Shielded: a create that was sent must be answered, or the sandbox is lost.
                 with anyio.CancelScope(shield=True):
@@ -1033,6 +1068,7 @@ class SandboxPool:
                     await self._destroy(sb)
                     return
             self._ready.append(sb)
+            self._parked[sb.id] = time.monotonic()
             return
         await self._destroy(sb)
 
@@ -1108,6 +1144,7 @@ class SandboxPool:
             self._warm_broken = True
         else:
             self._ready.append(sb)
+            self._parked[sb.id] = time.monotonic()
         finally:
             self._filling -= 1
             self._wake_filler()

@@ -35,6 +35,9 @@ from .models import (
 )
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from ._reap import ReapResult
     from ._transport import Transport
     from .computer import Computer
     from .exec import ExecResult, ExecStream
@@ -1230,6 +1233,38 @@ class Sandboxes:
             limit=limit,
             page_size=page_size,
             timeout=timeout,
+        )
+
+    async def reap(
+        self,
+        prefix: str | None = None,
+        *,
+        run_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        older_than: float | timedelta | None = None,
+        match_all: bool = False,
+        dry_run: bool = False,
+        concurrency: int = 16,
+    ) -> ReapResult:
+        """Destroy the live sandboxes a crashed run left behind; see docs/crash-safety.md.
+
+        Filters (all must hold): ``prefix`` (the name starts with it), ``run_id`` (a name of the
+        ``naming`` convention with this run id), ``status`` (one or more live statuses),
+        ``older_than`` (seconds or a timedelta since creation); or ``match_all=True``.
+        ``dry_run=True`` destroys nothing and returns what would go; otherwise every match is
+        destroyed (``concurrency`` at a time), failures reported per sandbox, never raised.
+        """
+        from ._reap import reap
+
+        return await reap(
+            self._session,
+            prefix,
+            run_id=run_id,
+            status=status,
+            older_than=older_than,
+            match_all=match_all,
+            dry_run=dry_run,
+            concurrency=concurrency,
         )
 
 
