@@ -65,6 +65,7 @@ __all__ = [
     "list_dir",
     "make_dir",
     "read_file",
+    "realpath",
     "remove",
     "run_command",
     "stat",
@@ -615,6 +616,9 @@ if [ -d "$p" ] && [ ! -L "$p" ]; then rm -rf -- "$p"; else rm -f -- "$p"; fi
     "exists": r"""
 [ -e "$1" ]
 """,
+    "realpath": r"""
+realpath -m -- "$1"
+""",
 }
 
 
@@ -628,19 +632,23 @@ class FileInfo:
     size: int | None
 
 
-def _check_path(path: str) -> str:
+def _check_path(path: str, *, normalize: bool = True) -> str:
     if not isinstance(path, str):
         raise TypeError(f"path must be a str, got {type(path).__name__}")
     if not posixpath.isabs(path):
         raise ValueError(f"path must be absolute, got {path!r}")
     if "\0" in path:
         raise ValueError("path must not contain a NUL character")
-    return posixpath.normpath(path)
+    return posixpath.normpath(path) if normalize else path
 
 
 async def _script(sandbox: Sandbox, name: str, *args: str) -> str:
     """Run one file script; its error statuses become the builtin OSError subclasses."""
-    res = await sandbox.exec("sh", ["-c", _SCRIPTS[name], "sh", *args], timeout=120)
+    try:
+        res = await sandbox.exec("sh", ["-c", _SCRIPTS[name], "sh", *args], timeout=120)
+    except NotFoundError:
+        await ensure_alive(sandbox)  # SandboxGoneError when the sandbox is what is missing
+        raise
     if res.exit_code == 0 and not res.error:
         return res.stdout
     if res.error is not None or res.exit_code < 0:
@@ -732,7 +740,15 @@ async def remove(sandbox: Sandbox, path: str, *, working_dir: str) -> None:
     await _script(sandbox, "remove", _check_path(path), _check_path(working_dir))
 
 
+async def realpath(sandbox: Sandbox, path: str) -> str:
+    """``path`` with every symlink resolved in the sandbox; missing components kept."""
+    # Not normalised first: ``link/..`` climbs from the link's target, as it does for commands.
+    checked = _check_path(path, normalize=False)
+    return (await _script(sandbox, "realpath", checked)).rstrip("\n")
+
+
 async def exists(sandbox: Sandbox, path: str) -> bool:
+    """Whether something exists at ``path`` (a dangling symlink does not count)."""
     try:
         await _script(sandbox, "exists", _check_path(path))
     except OSError:
