@@ -264,10 +264,10 @@ class SandboxHolder:
         while self._gone is None:
             idle_for = anyio.current_time() - self._last_used
             if self._sandbox is not None and self._in_use == 0 and idle_for >= self.idle_timeout:
-                await self.destroy()
                 self._gone = (
                     f"sandbox {self._id} was destroyed after {self.idle_timeout:g} s without use"
                 )
+                await self.destroy()
                 return
             await anyio.sleep(max(self.idle_timeout - idle_for, 0.05))
 
