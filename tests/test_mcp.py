@@ -19,6 +19,8 @@ from _extras import need
 
 mcp = need("mcp", "mcp")
 
+from mcp.client.stdio import stdio_client  # noqa: E402
+
 from createos_sandbox_async import AsyncSession, RetryPolicy  # noqa: E402
 from createos_sandbox_async.local import LocalServer  # noqa: E402
 from createos_sandbox_async.mcp import create_server, main  # noqa: E402
@@ -179,7 +181,7 @@ async def test_over_stdio_as_a_subprocess(emulator: LocalServer) -> None:
         command=sys.executable, args=["-m", "createos_sandbox_async.mcp"], env=env
     )
     with anyio.fail_after(60):
-        async with mcp.Client(params) as client:
+        async with mcp.Client(stdio_client(params)) as client:  # mcp 2.0 takes no params
             ran = await call(client, "run_code", language="bash", code="echo $((6 * 7))")
             assert (ran["exit_code"], ran["output"]) == (0, "42\n")
         with anyio.fail_after(30):  # the child destroys its sandbox on its way out
