@@ -23,7 +23,11 @@ from createos_sandbox_async.local import LocalServer
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / "docs" / "integrations").glob("*.md"))
 #: Which extra each page needs, and the module that proves it is installed.
-EXTRAS = {"pydantic-ai.md": ("pydantic_ai", "pydantic-ai"), "mcp.md": ("mcp", "mcp")}
+EXTRAS = {
+    "pydantic-ai.md": ("pydantic_ai", "pydantic-ai"),
+    "mcp.md": ("mcp", "mcp"),
+    "openai-agents.md": ("agents.sandbox", "openai-agents"),
+}
 MARKER = re.compile(r"<!--\s*doctest:\s*program\s*-->")
 CONFIG_ENVS = ("CREATEOS_SANDBOX_API_KEY", "CREATEOS_API_KEY", "CREATEOS_SANDBOX_BASE_URL")
 
