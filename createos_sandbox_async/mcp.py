@@ -244,6 +244,7 @@ def create_server(
                 cwd=directory,
                 timeout=timeout,
                 read_limit=max(output_limit * 64, 1_000_000),
+                merge_output=True,
             )
         output, truncated = budget.render()
         if outcome.timed_out:

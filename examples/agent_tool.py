@@ -76,6 +76,7 @@ async def run_code(
         cwd="/workspace",
         timeout=deadline,
         read_limit=read_limit,
+        merge_output=True,  # stdout and stderr in the order the code wrote them
     )
     output, truncated = budget.render()
     if outcome.timed_out:

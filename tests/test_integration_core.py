@@ -250,3 +250,12 @@ async def test_file_helpers_raise_builtin_errors(sandbox: Any) -> None:
             await call
     await core.remove(sandbox, "/workspace/d", working_dir="/workspace")
     assert not await core.exists(sandbox, "/workspace/d")
+
+
+async def test_merged_output_keeps_the_order_the_command_wrote_it(sandbox: Any) -> None:
+    script = "for i in 1 2 3 4 5; do printf o$i; printf e$i >&2; done"
+    for _ in range(3):  # separate relays could reorder this; one stream cannot
+        outcome, out, err = await collect(sandbox, ["sh", "-c", script], merge_output=True)
+        assert (outcome.exit_code, out, err) == (0, "o1e1o2e2o3e3o4e4o5e5", "")
+    missing, out, _ = await collect(sandbox, ["no-such-program-x"], merge_output=True)
+    assert missing.exit_code == 127 and out == "no-such-program-x: command not found\n"

@@ -399,33 +399,41 @@ def tool_error(exc: BaseException) -> ToolError:
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-#: Runs ``"$@"`` in ``$1`` with stdin at EOF; ``$3 = 1`` reads ``export`` lines from stdin first.
-#: Its output goes through two FIFOs relayed by ``cat``, so the wrapper (and the exec) ends when
+#: Runs ``"$@"`` in ``$1`` with stdin at EOF; ``$3 = 1`` reads ``export`` lines from stdin first;
+#: ``$4 = 1`` sends stderr into stdout (one stream, in the order the command wrote it).
+#: Its output goes through FIFOs relayed by ``cat``, so the wrapper (and the exec) ends when
 #: the command itself exits: a background child still holding the FIFOs open gets ``$2`` seconds
 #: of grace, then its relay is stopped. The command's exit status is the wrapper's (a command
 #: killed by signal N exits 128 + N, as in any shell).
 _WRAPPER = r"""
-wd=$1 grace=$2 e=$3
-shift 3
+wd=$1 grace=$2 e=$3 m=$4
+shift 4
 if [ "$e" = 1 ]; then eval "$(cat)" || exit 125; fi
 cd -- "$wd" || exit 125
 d=$(mktemp -d "${TMPDIR:-/tmp}/.createos-run-XXXXXX") || exit 125
 mkfifo "$d/o" "$d/e" || { rm -rf "$d"; exit 125; }
 cat "$d/o" &
 o=$!
-cat "$d/e" >&2 &
-r=$!
+r=
+if [ "$m" != 1 ]; then
+  cat "$d/e" >&2 &
+  r=$!
+fi
 if command -v -- "$1" >/dev/null 2>&1; then
-  "$@" </dev/null >"$d/o" 2>"$d/e"
+  if [ "$m" = 1 ]; then
+    "$@" </dev/null >"$d/o" 2>&1
+  else
+    "$@" </dev/null >"$d/o" 2>"$d/e"
+  fi
   c=$?
 else
-  printf '%s: command not found\n' "$1" >"$d/e" 2>/dev/null
-  : >"$d/o"
+  if [ "$m" != 1 ]; then printf '%s: command not found\n' "$1" >"$d/e" 2>/dev/null; fi
+  if [ "$m" = 1 ]; then printf '%s: command not found\n' "$1" >"$d/o"; else : >"$d/o"; fi
   c=127
 fi
-(sleep "$grace"; kill "$o" "$r") >/dev/null 2>&1 </dev/null &
+(sleep "$grace"; kill "$o" $r) >/dev/null 2>&1 </dev/null &
 k=$!
-wait "$o" "$r" 2>/dev/null
+wait "$o" $r 2>/dev/null
 kill "$k" 2>/dev/null
 rm -rf "$d"
 exit "$c"
@@ -454,12 +462,15 @@ def command_request(
     cwd: str,
     env: Mapping[str, str] | None = None,
     grace: float = OUTPUT_GRACE,
+    merge_output: bool = False,
 ) -> tuple[str, list[str], str | None]:
     """``(cmd, args, stdin)`` for ``sb.exec_stream`` that runs ``argv`` the way tools need it.
 
     The command starts in ``cwd`` with stdin at EOF and ``env`` added to its environment. The
     values travel in the request body's stdin (never in the command line, so not in a process
     listing), and need no create-time declaration. A missing program exits 127.
+    ``merge_output`` sends stderr into stdout at the source, so the two keep the order in which
+    the command wrote them (separate streams are relayed separately and may interleave late).
     """
     if isinstance(argv, str) or not isinstance(argv, Sequence):
         raise TypeError("argv must be a sequence of str")
@@ -473,8 +484,8 @@ def command_request(
     if not isinstance(cwd, str) or not posixpath.isabs(cwd):
         raise ValueError(f"cwd must be an absolute path, got {cwd!r}")
     stdin = _env_exports(env) if env else None
-    flag = "1" if stdin else "0"
-    return "sh", ["-c", _WRAPPER, "sh", cwd, f"{grace:g}", flag, *argv], stdin
+    flags = ["1" if stdin else "0", "1" if merge_output else "0"]
+    return "sh", ["-c", _WRAPPER, "sh", cwd, f"{grace:g}", *flags, *argv], stdin
 
 
 @attrs.frozen
@@ -495,15 +506,17 @@ async def run_command(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     read_limit: int | None = None,
+    merge_output: bool = False,
 ) -> CommandOutcome:
     """Run ``argv`` in ``sandbox``, handing each output chunk to ``on_output(kind, text)``.
 
     The command is streamed: a ``timeout``, more than ``read_limit`` bytes of output, or a
     cancelled caller closes the stream and the service kills the command's process tree (what
     it started with ``setsid`` keeps running). A sandbox destroyed under the command raises
-    :class:`SandboxGoneError`; other SDK errors propagate.
+    :class:`SandboxGoneError`; other SDK errors propagate. With ``merge_output`` every chunk is
+    ``"stdout"``, stderr included, in the order the command wrote it.
     """
-    cmd, args, stdin = command_request(argv, cwd=cwd, env=env)
+    cmd, args, stdin = command_request(argv, cwd=cwd, env=env, merge_output=merge_output)
     exit_code: int | None = None
     read = 0
     over = False
