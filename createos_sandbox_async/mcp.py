@@ -3,7 +3,7 @@
 ``create_server(session)`` returns an ``mcp.server.mcpserver.MCPServer`` with these tools, each
 taking an optional sandbox ``id``:
 
-- ``create_sandbox``: create another sandbox and return its id (the first becomes the default);
+- ``create_sandbox``: create a sandbox and return its id (the default when there is none);
 - ``exec_command``: run a shell command (``bash -c``) with a timeout; bounded output, head + tail;
 - ``run_code``: run ``code`` in ``language`` (python, bash, sh, node);
 - ``read_file`` / ``write_file``: a text file (reads bounded, head + tail; writes make parents);
@@ -112,11 +112,13 @@ class Conversation:
             self._watch(holder)  # a create cancelled mid-way still gets its idle bound
 
     async def create(self) -> core.SandboxHolder:
-        """A new sandbox; it becomes the default when the default has none yet."""
+        """A new sandbox; it becomes the default when the default has none (yet, or any more)."""
         if self.default.id is None and not self.default.gone:
             holder = self.default
         else:
             holder = self._new_holder()
+            if self.default.gone:
+                self.default = holder
         try:
             await holder.sandbox()
         finally:

@@ -166,7 +166,8 @@ async def test_an_idle_sandbox_is_destroyed_and_then_reported_gone(
         assert result.is_error and "without use" in text(result)
         assert "create a new sandbox" in text(result)
         fresh = (await call(client, "create_sandbox"))["id"]
-        assert (await call(client, "exec_command", command="echo new", id=fresh))["output"]
+        again = await call(client, "exec_command", command="echo new")  # the new default
+        assert (again["id"], again["output"]) == (fresh, "new\n")
     assert emulator.request_count("DELETE", "/v1/sandboxes/*") == 2
 
 

@@ -269,7 +269,9 @@ class SandboxHolder:
                 )
                 await self.destroy()
                 return
-            await anyio.sleep(max(self.idle_timeout - idle_for, 0.05))
+            # in use: look again after a full bound (a tool running for long is not idle)
+            delay = self.idle_timeout - idle_for if self._in_use == 0 else self.idle_timeout
+            await anyio.sleep(max(delay, 0.05))
 
 
 # -- output ---------------------------------------------------------------------------------------
