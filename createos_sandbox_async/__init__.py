@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._config import Limits, Timeouts
-from ._hooks import Hooks, RequestEvent, ResponseEvent, RetryEvent
+from ._hooks import CompleteEvent, Hooks, RequestEvent, ResponseEvent, RetryEvent
+from ._jsonable import to_dict
 from ._retry import RetryPolicy
 from ._version import __version__
 from .errors import (
@@ -78,11 +79,13 @@ from .models import (
     Window,
     WindowGeometry,
 )
+from .naming import SandboxName, new_run_id, parse_sandbox_name, sandbox_name
 from .resources.sandboxes import Sandboxes
 from .sandbox import Sandbox
 from .session import AsyncSession
 
 if TYPE_CHECKING:
+    from ._reap import ReapOutcome, ReapResult
     from .exec import ExecEvent, ExecResult, ExecStream
     from .pool import PoolStats, SandboxPool
 
@@ -93,6 +96,8 @@ _LAZY = {
     "ExecStream": "exec",
     "SandboxPool": "pool",
     "PoolStats": "pool",
+    "ReapOutcome": "_reap",
+    "ReapResult": "_reap",
 }
 
 
@@ -117,6 +122,7 @@ __all__ = [
     "AuthError",
     "Bandwidth",
     "CommandError",
+    "CompleteEvent",
     "CreateosError",
     "DestroyResult",
     "Disk",
@@ -148,6 +154,8 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "Readiness",
+    "ReapOutcome",
+    "ReapResult",
     "RequestEvent",
     "ResizeResult",
     "ResponseEvent",
@@ -157,6 +165,7 @@ __all__ = [
     "RootfsEntry",
     "Sandbox",
     "SandboxDisk",
+    "SandboxName",
     "SandboxPool",
     "SandboxStateError",
     "SandboxStatus",
@@ -180,4 +189,8 @@ __all__ = [
     "Window",
     "WindowGeometry",
     "__version__",
+    "new_run_id",
+    "parse_sandbox_name",
+    "sandbox_name",
+    "to_dict",
 ]

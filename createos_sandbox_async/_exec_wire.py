@@ -82,12 +82,26 @@ ExecEvent.__module__ = "createos_sandbox_async.exec"
 
 @attrs.define(frozen=True, slots=True)
 class ExecResult:
-    """What a finished command produced.
+    """What a finished command produced: returned by ``sb.exec``, ``sb.sh`` and ``stream.wait()``.
 
-    ``error`` is the agent's message when the command could not be started; ``exit_code`` is then
-    whatever the server sent (possibly 0), or ``NO_EXIT_CODE`` (-1) when it sent none. ``exec_ms``
-    is the server's timing of a buffered exec, None for a stream. The repr shows the sizes of
-    ``stdout`` and ``stderr``, not their text (output may hold secrets, e.g. from ``env``).
+    A frozen attrs class. The repr shows the sizes of ``stdout`` and ``stderr``, not their text
+    (output may hold secrets, e.g. from ``env``).
+
+    Attributes:
+        stdout: The whole standard output, as text.
+        stderr: The whole standard error, as text.
+        exit_code: The exit status (the emulator reports 128 + N for a command killed by signal
+            N). When the command could not be started: whatever the server sent with the error
+            (possibly 0), or ``NO_EXIT_CODE`` (-1) when it sent none.
+        exec_ms: The server's timing of a buffered exec, in milliseconds; None for a stream's.
+        error: The agent's message when the command could not be started; None otherwise.
+
+    Example:
+        ```python
+        res = await sb.exec("ls", ["/nope"])
+        if not res.ok:
+            print(res.exit_code, res.stderr)
+        ```
     """
 
     stdout: str = attrs.field(repr=size_only)
@@ -98,11 +112,28 @@ class ExecResult:
 
     @property
     def ok(self) -> bool:
-        """True when the command ran and exited 0 (what ``check=True`` insists on)."""
+        """True when the command ran and exited 0 (what ``check=True`` insists on).
+
+        Returns:
+            ``exit_code == 0 and not error``.
+        """
         return self.exit_code == 0 and not self.error
 
     def check(self) -> ExecResult:
-        """Return self, or raise :class:`CommandError` when the command failed."""
+        """Return this result when it is ``ok``; raise otherwise.
+
+        Returns:
+            This result, unchanged.
+
+        Raises:
+            CommandError: The command exited non-zero or could not be started; ``err.result``
+                is this result.
+
+        Example:
+            ```python
+            out = (await sb.exec("make", ["build"])).check().stdout
+            ```
+        """
         if self.exit_code != 0 or self.error:
             raise CommandError(self)
         return self

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .naming import sandbox_name
+
 if TYPE_CHECKING:
     from .sandbox import Sandbox
     from .session import AsyncSession
@@ -36,7 +38,9 @@ class Ledger:
 
     __slots__ = (
         "_cleanup_timeout",
+        "_name_prefix",
         "_prefix",
+        "_run_id",
         "_seq",
         "_session",
         "created",
@@ -47,9 +51,13 @@ class Ledger:
         "uncertain",
     )
 
-    def __init__(self, session: AsyncSession, prefix: str, cleanup_timeout: float) -> None:
+    def __init__(
+        self, session: AsyncSession, name_prefix: str, run_id: str, cleanup_timeout: float
+    ) -> None:
         self._session = session
-        self._prefix = prefix
+        self._name_prefix = name_prefix
+        self._run_id = run_id
+        self._prefix = f"{name_prefix}-{run_id}-"  # what the sweep looks for
         self._seq = 0
         self._cleanup_timeout = cleanup_timeout
         self.live: dict[str, Sandbox] = {}
@@ -60,9 +68,10 @@ class Ledger:
         self.destroyed = 0
 
     def next_name(self) -> str:
-        """The name of the next create: the pool's unique prefix and a number (the sweep's key)."""
+        """The name of the next create (``naming.sandbox_name``): the pool's unique prefix, the
+        UTC time and a number. The prefix is the sweep's key, the run id ``reap``'s."""
         self._seq += 1
-        return f"{self._prefix}{self._seq}"
+        return sandbox_name(self._name_prefix, run_id=self._run_id, seq=self._seq)
 
     def add(self, sb: Sandbox) -> None:
         """A create (or fork, or a found orphan) answered: the sandbox is ours to destroy."""

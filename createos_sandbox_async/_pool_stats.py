@@ -18,14 +18,25 @@ TIMES_KEPT = 4096
 
 @attrs.frozen
 class PoolStats:
-    """A snapshot of a pool. Counts are over the pool's lifetime; times are in seconds.
+    """A snapshot of a pool (``pool.stats``). Counts are over the pool's lifetime; times in seconds.
 
-    ``running``: items in progress; ``queued``: items read or known but not started (None-free:
-    0 when unknown); ``alive``: sandboxes created and not yet destroyed; ``retries``: create/fork
-    attempts beyond the first for a sandbox (429/503 and answers that never arrived);
-    ``rate_limited``: 429/503 answers to creates; ``create_limit``: the adaptive window of
-    concurrent creates; ``rate``: finished items per second since the first item started;
-    ``p50``/``p95``: item time (sandbox checkout + job) over the last 4096 items.
+    Attributes:
+        total: Items of the current run, when known (None for an iterator of unknown length).
+        completed: Items whose job returned.
+        failed: Items whose job raised.
+        running: Items in progress.
+        queued: Items read or known but not started (0 when unknown).
+        created: Sandboxes created (forks included).
+        destroyed: Sandboxes destroyed.
+        alive: Sandboxes created and not yet destroyed.
+        retries: Create/fork attempts beyond the first (429/503, and answers that never came).
+        rate_limited: 429/503 answers to creates.
+        create_limit: The adaptive window of concurrent creates.
+        rate: Finished items per second since the first item started.
+        p50: Median item time (sandbox checkout + job) over the last 4096 items.
+        p95: 95th percentile of the same.
+        elapsed: Seconds since the first item started.
+        cleanup_failed: Ids the cleanup could not destroy.
     """
 
     total: int | None

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from ._autopause import wake_if_parked
 from ._pool_gate import CreateGate, CreationStopped
 from ._pool_ledger import Ledger
 
@@ -58,6 +60,7 @@ class Supply:
         self._create_timeout = create_timeout
         self._create_kwargs = create_kwargs
         self.ready: collections.deque[Sandbox] = collections.deque()
+        self._parked: dict[str, float] = {}  # ready sandboxes' id -> when they went idle
         self.closing = False
         self._template: Sandbox | None = None
         self._template_lock: anyio.Lock | None = None
@@ -75,6 +78,7 @@ class Supply:
             sb = self.ready.popleft()
             if self.warm:
                 self._wake_filler()
+            await wake_if_parked(sb, self._parked.pop(sb.id, None), self._create_kwargs)
             return sb
         if self._gate.fatal is not None:
             raise CreationStopped(self._gate.fatal)
@@ -148,6 +152,7 @@ class Supply:
                     await self._ledger.destroy(sb)
                     return
             self.ready.append(sb)
+            self._parked[sb.id] = time.monotonic()
             return
         await self._ledger.destroy(sb)
 
@@ -184,6 +189,7 @@ class Supply:
             self._warm_broken = True
         else:
             self.ready.append(sb)
+            self._parked[sb.id] = time.monotonic()
         finally:
             self._filling -= 1
             self._wake_filler()

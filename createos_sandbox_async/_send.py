@@ -13,6 +13,7 @@ from . import _json
 
 __all__ = [
     "REPLAYABLE",
+    "body_size",
     "bound_after_upload",
     "encode_json",
     "query_params",
@@ -29,6 +30,11 @@ REPLAYABLE: Final = (bytes, bytearray, memoryview)
 # attempt, so they stay replayable. Measured on a 64 MiB upload: a BytesIO per attempt cost 4x
 # the client CPU per MiB and a full copy of the body (``BytesIO.getbuffer`` unshares it).
 _LARGE_BODY: Final = 1024 * 1024
+
+
+def body_size(body: object) -> int | None:
+    """The size of a body of known length (None: no body, or a stream), for the hooks."""
+    return len(body) if isinstance(body, REPLAYABLE) else None
 
 
 def is_large(body: object) -> TypeGuard[bytes]:

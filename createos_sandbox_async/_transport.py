@@ -24,7 +24,7 @@ from yarl import URL
 
 from ._config import Limits, Timeouts
 from ._credentials import merge_headers, redact_headers, request_secrets
-from ._hooks import Hook, Hooks, RequestEvent, ResponseEvent, RetryEvent
+from ._hooks import CompleteEvent, Hook, Hooks, RequestEvent, ResponseEvent, RetryEvent
 from ._response import (
     MAX_BODY,
     decode_jsend,
@@ -36,6 +36,7 @@ from ._response import (
 from ._retry import RetryPolicy
 from ._send import (
     REPLAYABLE,
+    body_size,
     bound_after_upload,
     encode_json,
     query_params,
@@ -55,6 +56,7 @@ from .errors import (
 __all__ = [
     "MAX_BODY",
     "UNSET",
+    "CompleteEvent",
     "Hook",
     "Hooks",
     "RequestEvent",
@@ -179,6 +181,11 @@ class Transport:
     def secrets_for(self, json: object = UNSET) -> tuple[str, ...]:
         """The secrets a request with this JSON body must never leak (key, tokens, env values)."""
         return request_secrets(self._secrets, json, None)
+
+    def add_hooks(self, hooks: Hooks) -> None:
+        """Observe with ``hooks`` too, after the session's own (e.g. ``otel.instrument``)."""
+        self._hooks = self._hooks.then(hooks)
+        self._observed = self._hooks.on_request is not None or self._hooks.on_response is not None
 
     def add_secret(self, value: str) -> None:
         """Treat ``value`` (a token the server just minted) like the key from now on.
@@ -312,6 +319,51 @@ class Transport:
         send_timeout: float | None = None,
         decode: Callable[[int, bytes, aiohttp.ClientResponse], Any] | None = None,
     ) -> Any:
+        """``_request`` (below), then ``on_complete`` when a hook listens for it."""
+        call = self._request(
+            method,
+            path,
+            params=params,
+            json=json,
+            data=data,
+            headers=headers,
+            timeout=timeout,
+            auth=auth,
+            retry=retry,
+            send_timeout=send_timeout,
+            decode=decode,
+        )
+        hook = self._hooks.on_complete
+        if hook is None:
+            return await call
+        started = asyncio.get_running_loop().time()
+        error: str | None = None
+        try:
+            return await call
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            elapsed = asyncio.get_running_loop().time() - started
+            await self._fire(
+                "on_complete", hook, CompleteEvent(method, path, False, elapsed, error)
+            )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, object] | None = None,
+        json: object = UNSET,
+        data: bytes | AsyncIterable[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        auth: bool = True,
+        retry: bool = True,
+        send_timeout: float | None = None,
+        decode: Callable[[int, bytes, aiohttp.ClientResponse], Any] | None = None,
+    ) -> Any:
         """Send one logical request (with retries) and return the JSend ``data`` payload.
 
         ``timeout`` bounds the whole call (every attempt, backoff and ``Retry-After`` wait; inf:
@@ -383,7 +435,7 @@ class Transport:
                 send = bound_after_upload(send, attempt_scope, after_body)
                 client_timeout = self._stream_timeout
             if observe:
-                started = await self._before(method, path, hdrs, attempt)
+                started = await self._before(method, path, hdrs, attempt, body_size(body))
             error: APIError | APIConnectionError | APITimeoutError
             retry_after: float | None = None
             status: int | None = None
@@ -444,12 +496,19 @@ class Transport:
             if deadline is not None and loop.time() >= deadline:
                 raise error  # overslept the deadline: the last answer stands
 
-    async def _before(self, method: str, path: str, hdrs: Mapping[str, str], attempt: int) -> float:
+    async def _before(
+        self,
+        method: str,
+        path: str,
+        hdrs: Mapping[str, str],
+        attempt: int,
+        size: int | None = None,
+    ) -> float:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("request %s %s attempt=%d", method, path, attempt)
         hook = self._hooks.on_request
         if hook is not None:
-            event = RequestEvent(method, path, redact_headers(hdrs, self._secrets), attempt)
+            event = RequestEvent(method, path, redact_headers(hdrs, self._secrets), attempt, size)
             await self._fire("on_request", hook, event)
         return asyncio.get_running_loop().time()
 
@@ -475,7 +534,9 @@ class Transport:
             )
         hook = self._hooks.on_response
         if hook is not None:
-            event = ResponseEvent(method, path, resp.status, rid, elapsed, attempt)
+            event = ResponseEvent(
+                method, path, resp.status, rid, elapsed, attempt, resp.content_length
+            )
             await self._fire("on_response", hook, event)
 
     async def _on_retry(
@@ -512,7 +573,35 @@ class Transport:
         the headers only. On exit the connection goes back to the pool only if the body was read
         to EOF; otherwise it is closed, so the server sees the disconnect (and kills the command).
         """
-        return self._stream(method, path, params, json, data, headers, timeout, auth)
+        inner = self._stream(method, path, params, json, data, headers, timeout, auth)
+        hook = self._hooks.on_complete
+        return inner if hook is None else self._completing(method, path, inner, hook)
+
+    @contextlib.asynccontextmanager
+    async def _completing(
+        self,
+        method: str,
+        path: str,
+        inner: AbstractAsyncContextManager[aiohttp.ClientResponse],
+        hook: Hook,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A stream, then ``on_complete`` once it is closed (with the body bytes read)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        error: str | None = None
+        received: int | None = None
+        try:
+            async with inner as resp:
+                try:
+                    yield resp
+                finally:
+                    received = getattr(resp.content, "total_bytes", None)
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            event = CompleteEvent(method, path, True, loop.time() - started, error, received)
+            await self._fire("on_complete", hook, event)
 
     @contextlib.asynccontextmanager
     async def _stream(
@@ -544,7 +633,7 @@ class Transport:
         hdrs = with_content_length(self._headers(auth, is_json, headers), body)
         query = query_params(params) if params else None
         observe = self._observed or logger.isEnabledFor(logging.DEBUG)
-        started = await self._before(method, path, hdrs, 0) if observe else 0.0
+        started = await self._before(method, path, hdrs, 0, body_size(body)) if observe else 0.0
         try:
             async with asyncio.timeout(deadline):
                 resp = await session.request(

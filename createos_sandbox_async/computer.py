@@ -79,7 +79,22 @@ def _list_of(data: Any, cls: type[T], what: str) -> list[T]:
 
 
 class Computer:
-    """Desktop API of one sandbox (``sandbox.computer``)."""
+    """The desktop of a sandbox made from a desktop rootfs (``desktop:1``): ``sandbox.computer``.
+
+    Screenshots, screen and cursor, clipboard, opening URLs and launching applications here;
+    ``mouse``, ``keyboard``, ``windows`` and ``screens`` group the rest. Most methods take
+    ``screen_id`` (``"screen-0"`` .. ``"screen-7"``; None = the default screen). Actions are POSTs,
+    never resent after a failure (only after 429/503).
+
+    Example:
+        ```python
+        sb = await session.sandboxes.create(shape="s-2vcpu-2gb", rootfs="desktop:1")
+        with anyio.fail_after(120):
+            await sb.computer.wait_ready()
+        await sb.computer.open("https://example.com")
+        png = await sb.computer.screenshot()
+        ```
+    """
 
     __slots__ = ("_sandbox", "keyboard", "mouse", "screens", "windows")
 
@@ -124,8 +139,22 @@ class Computer:
     ) -> bytes:
         """A PNG of the screen, of one window (``window_id``), or of a region.
 
-        A region is ``x``, ``y``, ``width``, ``height`` (the PNG is exactly width x height);
-        ``x``/``y`` of 0 are sent, as the API needs them.
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+            window_id: Only this window.
+            x: Left edge of the region (0 is sent, as the API needs it).
+            y: Top edge of the region.
+            width: Width of the region; the PNG is exactly width x height.
+            height: Height of the region.
+            timeout: Seconds for the whole call.
+
+        Returns:
+            The PNG's bytes.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+            ProtocolError: The answer is not a PNG, or too big.
         """
         params: dict[str, object] = dict(_screen_params(screen_id) or {})
         if window_id is not None:
@@ -158,7 +187,18 @@ class Computer:
         return b"".join(parts)
 
     async def screen(self, *, screen_id: str | None = None) -> ScreenSize:
-        """The screen's size in pixels."""
+        """The screen's size in pixels.
+
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Returns:
+            ``width`` and ``height``.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         return structure(await self._call("GET", "/screen", screen_id=screen_id), ScreenSize)
 
     async def wait_ready(
@@ -166,7 +206,18 @@ class Computer:
     ) -> ScreenSize:
         """Poll ``screen`` until the desktop answers; bound it with ``anyio.fail_after``.
 
-        Errors other than "not there yet" (404, 409, 5xx) are raised at once.
+        The desktop may need tens of seconds after create. Errors other than "not there yet"
+        (404, 409, 5xx) are raised at once.
+
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+            poll_interval: Seconds between polls.
+
+        Returns:
+            The screen's size, once it answers.
+
+        Raises:
+            APIError: An error other than "not there yet" (``AuthError``, ...).
         """
         while True:
             try:
@@ -177,11 +228,33 @@ class Computer:
             await anyio.sleep(poll_interval)
 
     async def cursor(self, *, screen_id: str | None = None) -> Point:
-        """Where the mouse pointer is."""
+        """Where the mouse pointer is.
+
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Returns:
+            The pointer's ``x`` and ``y``.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         return structure(await self._call("GET", "/cursor", screen_id=screen_id), Point)
 
     async def clipboard(self, *, screen_id: str | None = None) -> str:
-        """The clipboard's text."""
+        """The clipboard's text.
+
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Returns:
+            The text.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         data = await self._call("GET", "/clipboard", screen_id=screen_id)
         if not isinstance(data, dict) or not isinstance(data.get("text", ""), str):
             raise ProtocolError("clipboard response has no text")
@@ -189,12 +262,30 @@ class Computer:
         return text
 
     async def set_clipboard(self, text: str, *, screen_id: str | None = None) -> None:
-        """Replace the clipboard's text."""
+        """Replace the clipboard's text.
+
+        Args:
+            text: The new text.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         body = {"text": check_str("text", text, allow_empty=True)}
         await self._call("PUT", "/clipboard", screen_id=screen_id, body=body)
 
     async def open(self, target: str, *, screen_id: str | None = None) -> None:
-        """Open a URL or file with the desktop's default handler."""
+        """Open a URL or file with the desktop's default handler.
+
+        Args:
+            target: A URL, or a guest file path.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         if not check_str("target", target, allow_empty=True):
             raise ValueError("target must be a non-empty str")
         await self._call("POST", "/open", screen_id=screen_id, body={"target": target})
@@ -202,7 +293,17 @@ class Computer:
     async def launch(
         self, application: str, *, uri: str | None = None, screen_id: str | None = None
     ) -> None:
-        """Start an installed application, optionally with a URI to open."""
+        """Start an installed application, optionally with a URI to open.
+
+        Args:
+            application: The application's name (e.g. ``"firefox"``).
+            uri: A URI for it to open.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         if not check_str("application", application, allow_empty=True):
             raise ValueError("application must be a non-empty str")
         body: dict[str, Any] = {"application": application}
@@ -212,7 +313,7 @@ class Computer:
 
 
 class Mouse:
-    """``sandbox.computer.mouse``."""
+    """The pointer: ``sandbox.computer.mouse``. Coordinates are pixels from the top-left."""
 
     __slots__ = ("_computer",)
 
@@ -220,7 +321,17 @@ class Mouse:
         self._computer = computer
 
     async def move(self, x: int, y: int, *, screen_id: str | None = None) -> None:
-        """Move the pointer to (x, y)."""
+        """Move the pointer to (x, y).
+
+        Args:
+            x: Pixels from the left.
+            y: Pixels from the top.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         body = {"x": check_int("x", x, 0), "y": check_int("y", y, 0)}
         await self._computer._call("POST", "/mouse/move", screen_id=screen_id, body=body)
 
@@ -233,7 +344,24 @@ class Mouse:
         count: int | None = None,
         screen_id: str | None = None,
     ) -> None:
-        """Click (``count=2`` double-clicks), at (x, y) if given, else where the pointer is."""
+        """Click at (x, y) if given, else where the pointer is.
+
+        Args:
+            x: Pixels from the left.
+            y: Pixels from the top.
+            button: ``"left"`` (server default), ``"middle"`` or ``"right"``.
+            count: Clicks: 2 double-clicks.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+
+        Example:
+            ```python
+            await sb.computer.mouse.click(200, 120, count=2)
+            ```
+        """
         if (x is None) != (y is None):
             raise ValueError("pass both x and y, or neither")
         body: dict[str, Any] = {}
@@ -253,7 +381,17 @@ class Mouse:
         *,
         screen_id: str | None = None,
     ) -> None:
-        """Scroll up or down by ``amount`` steps (server default when None)."""
+        """Scroll up or down.
+
+        Args:
+            direction: ``"up"`` or ``"down"``.
+            amount: Steps (server default when None).
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         if direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
         body: dict[str, Any] = {"direction": direction}
@@ -268,7 +406,17 @@ class Mouse:
         *,
         screen_id: str | None = None,
     ) -> None:
-        """Press at ``start`` (x, y), move to ``end``, release."""
+        """Press at ``start``, move to ``end``, release.
+
+        Args:
+            start: ``(x, y)`` to press at.
+            end: ``(x, y)`` to release at.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         (x0, y0), (x1, y1) = start, end
         body = {
             "from": {"x": check_int("start x", x0, 0), "y": check_int("start y", y0, 0)},
@@ -279,18 +427,36 @@ class Mouse:
     async def down(
         self, button: MouseButton | None = None, *, screen_id: str | None = None
     ) -> None:
-        """Press a button and hold it."""
+        """Press a button and hold it (``up`` releases it).
+
+        Args:
+            button: ``"left"`` (server default), ``"middle"`` or ``"right"``.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         body = {} if button is None else {"button": _button(button)}
         await self._computer._call("POST", "/mouse/down", screen_id=screen_id, body=body)
 
     async def up(self, button: MouseButton | None = None, *, screen_id: str | None = None) -> None:
-        """Release a held button."""
+        """Release a held button.
+
+        Args:
+            button: ``"left"`` (server default), ``"middle"`` or ``"right"``.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         body = {} if button is None else {"button": _button(button)}
         await self._computer._call("POST", "/mouse/up", screen_id=screen_id, body=body)
 
 
 class Keyboard:
-    """``sandbox.computer.keyboard``. Key names follow the desktop's xdotool-like vocabulary."""
+    """The keyboard: ``sandbox.computer.keyboard``; key names as in xdotool (``"ctrl"``)."""
 
     __slots__ = ("_computer",)
 
@@ -300,30 +466,72 @@ class Keyboard:
     async def type(
         self, text: str, *, delay_ms: int | None = None, screen_id: str | None = None
     ) -> None:
-        """Type text into the focused window, ``delay_ms`` between characters."""
+        """Type text into the focused window.
+
+        Args:
+            text: The text.
+            delay_ms: Milliseconds between characters.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         body: dict[str, Any] = {"text": check_str("text", text, allow_empty=True)}
         if delay_ms is not None:
             body["delay_in_ms"] = check_int("delay_ms", delay_ms, 0)
         await self._computer._call("POST", "/keyboard/type", screen_id=screen_id, body=body)
 
     async def press(self, *keys: str, screen_id: str | None = None) -> None:
-        """Press and release a key or combination: ``press("ctrl", "c")``."""
+        """Press and release a key or a combination.
+
+        Args:
+            *keys: Key names, pressed together.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+
+        Example:
+            ```python
+            await sb.computer.keyboard.press("ctrl", "c")
+            ```
+        """
         body = {"keys": _keys(keys)}
         await self._computer._call("POST", "/keyboard/press", screen_id=screen_id, body=body)
 
     async def down(self, *keys: str, screen_id: str | None = None) -> None:
-        """Press keys and hold them."""
+        """Press keys and hold them (``up`` releases them).
+
+        Args:
+            *keys: Key names.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         body = {"keys": _keys(keys)}
         await self._computer._call("POST", "/keyboard/down", screen_id=screen_id, body=body)
 
     async def up(self, *keys: str, screen_id: str | None = None) -> None:
-        """Release held keys."""
+        """Release held keys.
+
+        Args:
+            *keys: Key names.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         body = {"keys": _keys(keys)}
         await self._computer._call("POST", "/keyboard/up", screen_id=screen_id, body=body)
 
 
 class Windows:
-    """``sandbox.computer.windows``."""
+    """Windows of the desktop: ``sandbox.computer.windows``. Ids come from ``list``/``current``."""
 
     __slots__ = ("_computer",)
 
@@ -333,7 +541,19 @@ class Windows:
     async def list(
         self, *, application: str | None = None, screen_id: str | None = None
     ) -> list[Window]:
-        """Visible windows, optionally only those of ``application``."""
+        """Visible windows.
+
+        Args:
+            application: Only this application's windows.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Returns:
+            The windows.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         params: dict[str, object] | None = None
         if application is not None:
             params = {"application": check_str("application", application, allow_empty=True)}
@@ -341,17 +561,52 @@ class Windows:
         return _list_of(data, Window, "windows")
 
     async def current(self, *, screen_id: str | None = None) -> Window:
-        """The focused window."""
+        """The focused window.
+
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Returns:
+            The window.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         data = await self._computer._call("GET", "/windows/current", screen_id=screen_id)
         return structure(data, Window)
 
     async def get(self, window_id: str, *, screen_id: str | None = None) -> Window:
-        """One window."""
+        """One window.
+
+        Args:
+            window_id: The window's id.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Returns:
+            The window.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         data = await self._computer._call("GET", _window_path(window_id), screen_id=screen_id)
         return structure(data, Window)
 
     async def geometry(self, window_id: str, *, screen_id: str | None = None) -> WindowGeometry:
-        """A window's position and size."""
+        """A window's position and size.
+
+        Args:
+            window_id: The window's id.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Returns:
+            ``x``, ``y``, ``width``, ``height``.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         suffix = _window_path(window_id) + "/geometry"
         return structure(
             await self._computer._call("GET", suffix, screen_id=screen_id), WindowGeometry
@@ -364,11 +619,31 @@ class Windows:
         await self._computer._call("POST", suffix, screen_id=screen_id, body=body)
 
     async def focus(self, window_id: str, *, screen_id: str | None = None) -> None:
-        """Bring a window to the front and give it the keyboard."""
+        """Bring a window to the front and give it the keyboard.
+
+        Args:
+            window_id: The window's id.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         await self._action(window_id, "focus", screen_id)
 
     async def move(self, window_id: str, x: int, y: int, *, screen_id: str | None = None) -> None:
-        """Move a window's top-left corner to (x, y)."""
+        """Move a window's top-left corner to (x, y).
+
+        Args:
+            window_id: The window's id.
+            x: Pixels from the left.
+            y: Pixels from the top.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         await self._action(
             window_id, "move", screen_id, {"x": check_int("x", x, 0), "y": check_int("y", y, 0)}
         )
@@ -376,21 +651,71 @@ class Windows:
     async def resize(
         self, window_id: str, width: int, height: int, *, screen_id: str | None = None
     ) -> None:
-        """Resize a window."""
+        """Resize a window.
+
+        Args:
+            window_id: The window's id.
+            width: New width in pixels.
+            height: New height in pixels.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         body = {"width": check_int("width", width, 1), "height": check_int("height", height, 1)}
         await self._action(window_id, "resize", screen_id, body)
 
     async def maximize(self, window_id: str, *, screen_id: str | None = None) -> None:
+        """Maximize a window.
+
+        Args:
+            window_id: The window's id.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         await self._action(window_id, "maximize", screen_id)
 
     async def minimize(self, window_id: str, *, screen_id: str | None = None) -> None:
+        """Minimize a window.
+
+        Args:
+            window_id: The window's id.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         await self._action(window_id, "minimize", screen_id)
 
     async def restore(self, window_id: str, *, screen_id: str | None = None) -> None:
+        """Restore a maximized or minimized window.
+
+        Args:
+            window_id: The window's id.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         await self._action(window_id, "restore", screen_id)
 
     async def close(self, window_id: str, *, screen_id: str | None = None) -> None:
-        """Close a window (as its close button would)."""
+        """Close a window (as its close button would).
+
+        Args:
+            window_id: The window's id.
+            screen_id: ``"screen-0"`` .. ``"screen-7"``; None = the default screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or other argument (checked before sending).
+            APIError: The desktop refused (``NotFoundError``: no desktop or no such screen).
+        """
         await self._computer._call("DELETE", _window_path(window_id), screen_id=screen_id)
 
 
@@ -412,15 +737,46 @@ class Screens:
         return body
 
     async def list(self) -> list[Screen]:
-        """Every configured screen."""
+        """Every configured screen.
+
+        Returns:
+            The screens.
+
+        Raises:
+            APIError: An error status.
+        """
         return _list_of(await self._computer._call("GET", "/screens"), Screen, "screens")
 
     async def create(self, *, width: int | None = None, height: int | None = None) -> Screen:
-        """Add a screen (server default size when omitted); 409 when all eight exist."""
+        """Add a screen.
+
+        Args:
+            width: Width in pixels (server default when omitted).
+            height: Height in pixels.
+
+        Returns:
+            The new screen.
+
+        Raises:
+            ValidationError: All eight screens exist (409).
+            APIError: Another error status.
+        """
         body = self._size(width, height)
         return structure(await self._computer._call("POST", "/screens", body=body), Screen)
 
     async def get(self, screen_id: str) -> Screen:
+        """One screen.
+
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``.
+
+        Returns:
+            The screen.
+
+        Raises:
+            ValueError: A bad ``screen_id``.
+            NotFoundError: No such screen.
+        """
         return structure(
             await self._computer._call("GET", f"/screens/{_screen(screen_id)}"), Screen
         )
@@ -428,16 +784,49 @@ class Screens:
     async def resize(
         self, screen_id: str, *, width: int | None = None, height: int | None = None
     ) -> Screen:
-        """Change a screen's size; returns the screen."""
+        """Change a screen's size.
+
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``.
+            width: New width in pixels.
+            height: New height in pixels.
+
+        Returns:
+            The screen.
+
+        Raises:
+            ValueError: A bad ``screen_id`` or size.
+            NotFoundError: No such screen.
+        """
         body = self._size(width, height)
         suffix = f"/screens/{_screen(screen_id)}/resize"
         return structure(await self._computer._call("POST", suffix, body=body), Screen)
 
     async def delete(self, screen_id: str) -> None:
+        """Remove a screen.
+
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``.
+
+        Raises:
+            ValueError: A bad ``screen_id``.
+            APIError: The server refused (``NotFoundError``: no such screen).
+        """
         await self._computer._call("DELETE", f"/screens/{_screen(screen_id)}")
 
     async def connect(self, screen_id: str) -> ScreenConnection:
-        """Mint a short-lived noVNC credential; ``token`` and ``url`` are secrets (never log)."""
+        """Mint a short-lived noVNC credential for watching or driving a screen in a browser.
+
+        Args:
+            screen_id: ``"screen-0"`` .. ``"screen-7"``.
+
+        Returns:
+            The connection; its ``token`` and ``url`` are secrets (never log them).
+
+        Raises:
+            ValueError: A bad ``screen_id``.
+            NotFoundError: No such screen.
+        """
         data = await self._computer._call("GET", f"/screens/{_screen(screen_id)}/connect")
         conn = structure(data, ScreenConnection)
         transport = self._computer._sandbox._transport

@@ -184,7 +184,11 @@ def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
 
 
 class CreateosError(Exception):
-    """Base class: ``except CreateosError`` catches everything this SDK raises on purpose."""
+    """Base class: ``except CreateosError`` catches everything this SDK raises on purpose.
+
+    Bad arguments are not among them: they raise the builtin ``TypeError`` / ``ValueError``
+    before anything is sent. No error message holds the API key or an env value.
+    """
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The default pickles ``args`` and calls ``cls(*args)``, which fails for APIError
@@ -193,11 +197,28 @@ class CreateosError(Exception):
 
 
 class APIError(CreateosError):
-    """The server answered with a non-2xx status.
+    """The server answered with a non-2xx status. The subclass says which.
 
-    ``code`` is the envelope's machine-readable code when there is one: ``data.code`` (a string,
-    from ``fail`` envelopes) or the top-level ``code`` (an integer, from ``error`` envelopes).
-    ``body`` is the parsed JSON envelope (or None when the body was not JSON).
+    ``str(err)`` is ``"<status>: <message> (<method> <endpoint>) [request_id=...]"``.
+
+    Attributes:
+        message: The server's message (secrets cut out).
+        status: The HTTP status.
+        method: The request's method.
+        endpoint: The request's path.
+        request_id: The server's request id (``X-Request-Id``), for support tickets.
+        code: The envelope's machine-readable code when there is one: ``data.code`` (a string,
+            from ``fail`` envelopes) or the top-level ``code`` (an integer, from ``error``
+            envelopes).
+        body: The parsed JSON envelope (None when the body was not JSON).
+
+    Example:
+        ```python
+        try:
+            await session.sandboxes.get("sb_nope")
+        except NotFoundError as err:
+            print(err.status, err.request_id)
+        ```
     """
 
     def __init__(
@@ -254,7 +275,11 @@ class NotFoundError(APIError):
 
 
 class RateLimitError(APIError):
-    """429: slow down. ``retry_after`` is the server's ``Retry-After`` in seconds, when sent."""
+    """429: slow down. Raised after the resends the ``RetryPolicy`` allows.
+
+    Attributes:
+        retry_after: The server's ``Retry-After`` in seconds, when it sent one.
+    """
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
@@ -264,7 +289,8 @@ class RateLimitError(APIError):
 class ServerError(APIError):
     """5xx: the server failed; 503 also means no capacity or a subsystem not configured.
 
-    ``retry_after`` is the server's ``Retry-After`` in seconds, when sent (503 usually).
+    Attributes:
+        retry_after: The server's ``Retry-After`` in seconds, when it sent one (503 usually).
     """
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
@@ -273,34 +299,67 @@ class ServerError(APIError):
 
 
 class APIConnectionError(CreateosError):
-    """No response at all: DNS failure, connection refused or reset, TLS error."""
+    """No response at all: DNS failure, connection refused or reset, TLS error.
+
+    A POST that got no answer is not resent (it may have been processed); the original error is
+    the ``__cause__``.
+    """
 
 
 class APITimeoutError(CreateosError, TimeoutError):
-    """A deadline expired. Also a builtin ``TimeoutError`` so generic code catches it."""
+    """A deadline expired: a method's ``timeout=``, the session's ``Timeouts``, or a wait.
+
+    Also a builtin ``TimeoutError``, so ``except TimeoutError`` catches it together with
+    ``anyio.fail_after``'s.
+    """
 
 
 class StreamError(CreateosError):
-    """A streaming response went wrong after its headers arrived."""
+    """A streaming response (exec stream, download, process output) went wrong after its headers.
+
+    Streams are never resent automatically: running a command twice is not the SDK's decision.
+    """
 
 
 class StreamStalledError(StreamError):
-    """Nothing arrived, not even a heartbeat, for longer than the idle timeout."""
+    """Nothing arrived, not even a heartbeat, for longer than the idle timeout.
+
+    The server or the network is gone; it does not mean the command is slow (a silent command
+    still gets heartbeats). The connection is closed.
+    """
 
 
 class StreamInterruptedError(StreamError):
-    """The stream ended (EOF or reset) before its terminal frame."""
+    """The stream ended (EOF or reset) before its terminal frame.
+
+    Whether the command finished is unknown: check the sandbox before running it again.
+    """
 
 
 class ProtocolError(CreateosError):
-    """The server sent something that is not the documented wire format."""
+    """The server sent something that is not the documented wire format.
+
+    A body that is not JSON where JSON is due, a frame over the line limit, an answer over
+    64 MiB, a field of the wrong type.
+    """
 
 
 class CommandError(CreateosError):
     """A command run with ``check=True`` exited non-zero or reported an agent error.
 
-    ``result`` is the ``ExecResult``; the message names only the exit code and the agent error,
-    never the command line or its output (either may hold secrets).
+    The message names only the exit code and the agent error, never the command line or its
+    output (either may hold secrets).
+
+    Attributes:
+        result: The ``ExecResult``, with the output (env values of the request cut out).
+
+    Example:
+        ```python
+        try:
+            await sb.sh("make test", check=True)
+        except CommandError as err:
+            print(err.result.exit_code, err.result.stderr[-2000:])
+        ```
     """
 
     def __init__(self, result: Any, message: str | None = None) -> None:
@@ -318,7 +377,12 @@ class SandboxStateError(CreateosError):
     """The sandbox is in a state that makes the operation impossible.
 
     For example waiting for ``running`` on a sandbox that ``failed``, or a preview URL without
-    ingress. ``status`` is the state seen.
+    ingress. Raised by the SDK itself; a state conflict the server reports is a
+    ``ValidationError`` (409).
+
+    Attributes:
+        sandbox_id: The sandbox's id.
+        status: The state seen (None when unknown).
     """
 
     def __init__(self, message: str, *, sandbox_id: str, status: str | None) -> None:
@@ -330,8 +394,12 @@ class SandboxStateError(CreateosError):
 class PoolCleanupError(CreateosError):
     """Some sandboxes this pool created could not be destroyed before its cleanup deadline.
 
-    ``ids`` lists them (destroy them by hand or let them auto-pause); ``errors`` maps an id to the
-    last error its DELETE got (absent when the deadline ran out first).
+    Raised when the pool's ``async with`` block exits (after the block's own exception, if any,
+    which it then chains).
+
+    Attributes:
+        ids: The sandboxes left behind: destroy them by hand or let them auto-pause.
+        errors: The last error each one's DELETE got (absent when the deadline ran out first).
     """
 
     def __init__(self, ids: Sequence[str], errors: dict[str, BaseException] | None = None) -> None:

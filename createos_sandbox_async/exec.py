@@ -96,7 +96,9 @@ async def run_exec(
     timeout: float | None = None,
     check: bool = False,
 ) -> ExecResult:
-    """Run ``cmd`` (no shell) and return its output after it exits.
+    """Run ``cmd`` (no shell) and return its output after it exits: ``Sandbox.exec``'s body.
+
+    Use ``sb.exec(...)``; its docstring lists the arguments and errors.
 
     ``stdin`` is str or UTF-8 bytes, sent whole in the request (the API cannot stream stdin).
     ``env`` may only override keys declared when the sandbox was created. ``timeout`` bounds the
@@ -174,12 +176,10 @@ async def run_sh(sandbox: _SandboxLike, script: str, **kw: Any) -> ExecResult:
 class ExecStream:
     """Output of a running command as it happens: an async context manager and async iterator.
 
-    ::
-
-        async with sb.exec_stream("make", ["test"]) as stream:
-            async for event in stream:          # ExecEvent: stdout / stderr chunks, then exit
-                ...
-        print(stream.exit_code)
+    Returned by ``sb.exec_stream(...)`` (see it for the arguments); nothing is sent until the
+    stream is entered. Each item is an ``ExecEvent``: ``stdout`` / ``stderr`` chunks as they are
+    produced (not necessarily whole lines), an ``error`` event when the command could not start,
+    and last an ``exit`` event with the exit status. Heartbeats are counted, never yielded.
 
     Leaving the block before the exit event (``break``, an exception, cancellation, a deadline)
     closes the connection, and the server kills the command. ``idle_timeout`` (default: the
@@ -192,6 +192,27 @@ class ExecStream:
 
     ``stdin`` is str or UTF-8 bytes sent whole with the request: the exec API has no streaming
     stdin (use ``sb.processes`` for interactive input). ``max_line`` bounds one frame's size.
+
+    Raises:
+        StreamStalledError: Nothing arrived for ``idle_timeout`` seconds (raised while
+            iterating).
+        StreamInterruptedError: The connection ended before the exit event.
+        APITimeoutError: ``timeout`` expired; the command was killed.
+        ProtocolError: A frame off the wire format, or over ``max_line`` bytes.
+        APIError: The server refused the exec (raised on entering: ``NotFoundError``,
+            ``ValidationError``, ...).
+        RuntimeError: Iterating without entering the stream, or entering it twice.
+
+    Example:
+        ```python
+        async with sb.exec_stream("make", ["test"]) as stream:
+            async for event in stream:  # stdout / stderr chunks, then the exit event
+                if event.kind == "exit":
+                    print("exit", event.exit_code)
+                else:
+                    print(event.kind, event.data, end="")
+        print(stream.exit_code)
+        ```
     """
 
     __slots__ = (
@@ -298,7 +319,10 @@ class ExecStream:
         await self._close(exc_type, exc, tb)
 
     async def aclose(self) -> None:
-        """Stop now: drop the connection (the server kills a command still running). Idempotent."""
+        """Stop now: drop the connection, and the server kills a command still running.
+
+        Idempotent. ``exit_code`` stays None when the command had not exited.
+        """
         await self._close(None, None, None, drain=False)
 
     async def _open(self) -> None:
@@ -503,6 +527,20 @@ class ExecStream:
         Output events already taken by iterating are not repeated in ``stdout``/``stderr`` (nothing
         is kept twice in memory). Works inside or outside ``async with`` (outside, it opens and
         closes the stream itself).
+
+        Returns:
+            An ``ExecResult`` (``exec_ms`` is None).
+
+        Raises:
+            RuntimeError: The stream was closed before the command finished.
+            StreamError: The stream stalled or was cut (see the class).
+            APIError: As for entering the stream.
+
+        Example:
+            ```python
+            res = await sb.exec_stream("bash", ["-c", "echo a; exit 2"]).wait()
+            assert res.exit_code == 2
+            ```
         """
         if self._state == "new":
             async with self:
@@ -521,7 +559,15 @@ class ExecStream:
         return ExecResult("".join(out), "".join(err), code, self._exec_ms, self._error)
 
     async def text(self) -> str:
-        """The rest of stdout as one string (see :meth:`wait`)."""
+        """The rest of stdout as one string: ``(await stream.wait()).stdout``.
+
+        Returns:
+            The standard output not yet taken by iterating.
+
+        Raises:
+            RuntimeError: The stream was closed before the command finished.
+            StreamError: The stream stalled or was cut.
+        """
         return (await self.wait()).stdout
 
     async def lines(self) -> AsyncIterator[ExecEvent]:
@@ -529,6 +575,16 @@ class ExecStream:
 
         stdout and stderr are buffered separately; a last line without a newline comes out when
         the command exits. Error events pass through; the exit status is ``exit_code`` afterwards.
+
+        Returns:
+            An async iterator of ``ExecEvent`` (kinds ``stdout``, ``stderr`` and ``error``).
+
+        Example:
+            ```python
+            async with sb.exec_stream("tail", ["-n", "5", "/var/log/app.log"]) as stream:
+                async for line in stream.lines():
+                    print(line.kind, line.data)
+            ```
         """
         partial: dict[str, list[str]] = {STDOUT: [], STDERR: []}
         async for ev in self:

@@ -129,6 +129,14 @@ class DownloadStream(BodyStream):
     cancellation) closes the connection instead, so nothing half-read is ever reused. Without
     ``async with``, a stream dropped after ``break`` still closes its connection when collected.
     No byte for the session's ``stream_idle`` seconds raises :class:`StreamStalledError`.
+
+    Attributes:
+        bytes_read: Bytes received so far.
+
+    Raises:
+        NotFoundError: No such file in the guest (raised on the first iteration).
+        StreamStalledError: Nothing arrived for the idle timeout.
+        StreamInterruptedError: The connection ended before the whole file arrived.
     """
 
     def __init__(
@@ -190,7 +198,18 @@ class DownloadStream(BodyStream):
 
 
 class Files:
-    """Upload and download files in one sandbox (``sandbox.files``)."""
+    """Upload and download files in one sandbox: ``sandbox.files``.
+
+    Guest paths are absolute and must not contain ``..`` (``ValueError`` otherwise, before
+    anything is sent). One file is at most 500 MiB (``MAX_FILE_SIZE``).
+
+    Example:
+        ```python
+        await sb.files.upload("/workspace/main.py", b"print('hi')")
+        data = await sb.files.download("/workspace/main.py")
+        await sb.files.download_to("/workspace/main.py", "main.py")
+        ```
+    """
 
     __slots__ = ("_sandbox",)
 
@@ -212,6 +231,19 @@ class Files:
         bounds the whole upload in seconds (inf: no bound); by default it is the session's
         request timeout plus one second per MiB (an hour at least when the length is unknown),
         and once the last byte is sent the answer must come within the request timeout.
+
+        Args:
+            path: The guest file, an absolute path without ``..``.
+            data: bytes, a local path, a binary file object, or an async iterable of bytes.
+            timeout: Seconds for the whole upload (``math.inf``: no bound).
+
+        Raises:
+            TypeError: ``data`` is of none of those types (or a text-mode file).
+            ValueError: ``path`` is not absolute or holds ``..``, or ``data`` is over 500 MiB.
+            FileNotFoundError: ``data`` names a local file that does not exist.
+            APITimeoutError: ``timeout`` expired.
+            APIError: The server refused the upload (``NotFoundError``: the sandbox is gone).
+            APIConnectionError: The connection failed (a non-bytes upload is not resent).
         """
         remote = check_remote_path(path, "path")
         check_timeout("timeout", timeout)
@@ -316,6 +348,24 @@ class Files:
         response headers; after that the session's stream idle timeout applies per chunk
         (``StreamStalledError``), never a total deadline: the caller consumes the stream at its
         own pace, so the caller bounds it (``anyio.fail_after`` around the loop).
+
+        Args:
+            path: The guest file, an absolute path without ``..``.
+            chunk_size: The largest chunk yielded, in bytes.
+            timeout: Seconds for connecting and the response headers.
+
+        Returns:
+            A ``DownloadStream``; nothing is sent until it is iterated.
+
+        Raises:
+            ValueError: ``path`` is not absolute or holds ``..``; a bad ``chunk_size``.
+
+        Example:
+            ```python
+            async with sb.files.download_iter("/var/log/big.log") as chunks:
+                async for chunk in chunks:
+                    sink.write(chunk)
+            ```
         """
         remote = check_remote_path(path, "path")
         return DownloadStream(
@@ -328,6 +378,20 @@ class Files:
         ``timeout`` bounds the whole download, body included (:class:`APITimeoutError`; inf: no
         bound). Without it, connecting and the headers get the session's request timeout and
         the body the stream idle timeout, with no total bound (big files are fine).
+
+        Args:
+            path: The guest file, an absolute path without ``..``.
+            timeout: Seconds for the whole download (``math.inf``: no bound).
+
+        Returns:
+            The file's bytes.
+
+        Raises:
+            ValueError: ``path`` is not absolute or holds ``..``.
+            NotFoundError: No such file in the guest (or the sandbox is gone).
+            APITimeoutError: ``timeout`` expired.
+            StreamStalledError: The body stopped arriving for the idle timeout.
+            StreamInterruptedError: The connection ended before the whole file arrived.
         """
         parts: list[bytes] = []
         remote = check_remote_path(path, "path")
@@ -346,6 +410,21 @@ class Files:
         after the last byte arrived. On any error or cancellation the temporary file is removed
         and ``local_path`` is left as it was. ``timeout`` bounds the whole download as for
         :meth:`download`.
+
+        Args:
+            path: The guest file, an absolute path without ``..``.
+            local_path: Where to write it; an existing file is replaced.
+            timeout: Seconds for the whole download (``math.inf``: no bound).
+
+        Returns:
+            The number of bytes written.
+
+        Raises:
+            ValueError: ``path`` is not absolute or holds ``..``.
+            IsADirectoryError: ``local_path`` is a directory.
+            NotFoundError: No such file in the guest.
+            APITimeoutError: ``timeout`` expired.
+            StreamError: The body stalled or was cut.
         """
         remote = check_remote_path(path, "path")
         timeout = check_timeout("timeout", timeout)
@@ -394,6 +473,17 @@ class Files:
         The tree is tarred locally into a temporary file (in a worker thread), uploaded, then
         unpacked in the guest with ``tar -xf`` and the archive removed. Files are stored owned by
         root with their permission bits; symlinks stay symlinks. Needs ``tar`` in the guest.
+
+        Args:
+            local_dir: The local directory to copy.
+            remote_dir: The guest directory to copy it into, an absolute path without ``..``.
+            timeout: Seconds for the upload, and again for unpacking in the guest.
+
+        Raises:
+            NotADirectoryError: ``local_dir`` is not a directory.
+            ValueError: A bad ``remote_dir``, or the archive is over 500 MiB.
+            CommandError: Unpacking in the guest failed (no ``tar``, no space, ...).
+            APIError: A request failed.
         """
         remote = check_remote_path(remote_dir, "remote_dir")
         source = _existing_dir(local_dir)
@@ -427,6 +517,18 @@ class Files:
         Unpacking refuses any member that would land outside ``local_dir`` (absolute names,
         ``..``, links pointing out directly or through a chain of the archive's links, device
         files) with ``ValueError`` before writing anything.
+
+        Args:
+            remote_dir: The guest directory to copy, an absolute path without ``..``.
+            local_dir: The local directory to copy it into.
+            timeout: Seconds for packing in the guest, and again for the download.
+
+        Raises:
+            ValueError: A bad ``remote_dir``, or an archive member that would land outside
+                ``local_dir``.
+            NotADirectoryError: ``local_dir`` exists and is not a directory.
+            CommandError: Packing in the guest failed (no such directory, no ``tar``, ...).
+            APIError: A request failed.
         """
         remote = check_remote_path(remote_dir, "remote_dir")
         target = _dir_target(local_dir)

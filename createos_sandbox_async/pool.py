@@ -49,7 +49,6 @@ import collections
 import inspect
 import logging
 import re
-import secrets
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -60,11 +59,12 @@ from collections.abc import (
     Iterable,
 )
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup
 
+from ._autopause import POOL_AUTO_PAUSE_SECONDS
 from ._pool_gate import CreateGate, CreationStopped
 from ._pool_ledger import Ledger
 from ._pool_run import Run, new_run
@@ -75,6 +75,7 @@ from ._requests import build_create_body
 from ._retry import RetryPolicy
 from ._validate import check_bool, check_int, check_optional_seconds, check_seconds, check_str
 from .errors import PoolCleanupError
+from .naming import check_run_id, new_run_id
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
@@ -105,39 +106,57 @@ _DEFAULT_MAX_RETRY_AFTER: Final = RetryPolicy().max_retry_after
 class SandboxPool:
     """Run jobs over many sandboxes with bounded concurrency; destroys all it created on exit.
 
-    ::
+    Use it with ``async with``: the exit destroys every sandbox the pool created, however the
+    block ends (shielded, bounded by ``cleanup_timeout``). Arguments are checked before any
+    request. A job must not ``acquire()`` from its own pool (it would wait for a slot it holds).
+    Cancelling waits for creates already sent (they are short; bounded by ``create_timeout`` or
+    the session's request timeout), so that no sandbox is created unseen.
+
+    Args:
+        session: The session to create sandboxes with.
+        shape: The shape of every sandbox.
+        rootfs: Their root filesystem (default: the catalog's).
+        max_concurrency: Items (and ``acquire()`` blocks) in progress at once, pool-wide.
+        strategy: ``"fresh"`` creates each sandbox; ``"fork"`` creates and prepares one
+            template, pauses it and forks every sandbox from it.
+        prepare: ``await prepare(sandbox)`` once per new sandbox (once in all with ``"fork"``).
+        reuse: Keep a sandbox for the next item instead of destroying it.
+        reset: With ``reuse``, ``await reset(sandbox)`` between two items.
+        warm: Sandboxes kept created (and prepared) ahead of demand.
+        on_progress: A sync callable given a ``PoolStats``, called at most every
+            ``progress_interval`` seconds as items finish and once at the end of each run.
+        progress: True draws a plain-text bar on stderr.
+        progress_interval: Seconds between two ``on_progress`` calls.
+        read_ahead: Slots between an async input and the workers (default
+            ``max_concurrency``).
+        create_attempts: Attempts per sandbox create (429/503 are retried with backoff).
+        create_timeout: Seconds for one create request (default: the session's).
+        backoff: First backoff after a 429/503, in seconds.
+        backoff_cap: Longest backoff.
+        cleanup_timeout: The deadline of the shielded cleanup on exit.
+        name_prefix: The start of every sandbox name, which follows
+            ``naming.sandbox_name`` (``<prefix>-<run_id>-<time>-<n>``): 1-30 of ``a-z``,
+            ``0-9`` and ``-``.
+        run_id: The run id in every name (random by default), so
+            ``session.sandboxes.reap(run_id=...)`` finds a crashed run's sandboxes.
+        **create_kwargs: Passed to ``session.sandboxes.create`` (``envs=``, ``disk_mib=``,
+            ``egress=``, ...); the pool owns ``name``, which it uses to find sandboxes whose
+            create answer was lost. ``auto_pause_after_seconds`` is 1800 unless given (None
+            disables it), so a crashed batch stops burning compute.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument has a wrong value.
+        PoolCleanupError: On exit, some sandboxes could not be destroyed in time.
+
+    Example:
+        ```python
+        async def job(sb: Sandbox, n: int) -> str:
+            return (await sb.exec("python3", ["-c", f"print({n} ** 2)"], check=True)).stdout
 
         async with SandboxPool(session, shape="s-1vcpu-256mb", max_concurrency=64) as pool:
-            results = await pool.map(job, items)          # job(sandbox, item), input order
-            async for item, result in pool.as_completed(job, stream_of_items):
-                ...                                        # result may be an exception
-            async with pool.acquire() as sandbox:
-                ...
-
-    Arguments (all checked before any request):
-
-    - ``max_concurrency``: items (and ``acquire()`` blocks) in progress at once, pool-wide.
-    - ``strategy``: ``"fresh"`` creates each sandbox; ``"fork"`` creates and prepares one
-      template, pauses it and forks every sandbox from it.
-    - ``prepare(sandbox)``: awaited once per new sandbox (once in all with ``"fork"``).
-    - ``reuse`` / ``reset(sandbox)``: keep a sandbox for the next item, after ``reset``.
-    - ``warm``: sandboxes kept created (and prepared) ahead of demand.
-    - ``on_progress(stats)``: a sync callable, called at most every ``progress_interval``
-      seconds as items finish and once at the end of each run; ``progress=True`` draws a
-      plain-text bar on stderr (or pass a ``ProgressBar``).
-    - ``read_ahead``: slots between an async input and the workers (default
-      ``max_concurrency``).
-    - ``create_attempts``, ``create_timeout``, ``backoff``, ``backoff_cap``: the create gate.
-    - ``cleanup_timeout``: the deadline of the shielded cleanup on exit.
-    - ``name_prefix``: the start of every sandbox name (a random tag is appended).
-
-    Extra keyword arguments (``envs=``, ``disk_mib=``, ``egress=``, ...) go to
-    ``session.sandboxes.create``; the pool owns ``name`` (a unique per-pool prefix it uses to
-    find sandboxes whose create answer was lost). See the module docstring for the rules.
-
-    A job must not ``acquire()`` from its own pool (it would wait for a slot it holds).
-    Cancelling waits for creates already sent (they are short; bounded by ``create_timeout``
-    or the session's request timeout), so that no sandbox is created unseen.
+            results = await pool.map(job, range(1000))  # in input order
+        ```
     """
 
     def __init__(
@@ -162,6 +181,7 @@ class SandboxPool:
         backoff_cap: float = 30.0,
         cleanup_timeout: float = 60.0,
         name_prefix: str = "pool",
+        run_id: str | None = None,
         **create_kwargs: Any,
     ) -> None:
         if not hasattr(session, "sandboxes"):
@@ -207,12 +227,16 @@ class SandboxPool:
             progress if isinstance(progress, ProgressBar) else (ProgressBar() if progress else None)
         )
         self._observed = on_progress is not None or self._bar is not None
+        # A crashed batch stops burning compute: pool sandboxes auto-pause unless told otherwise.
+        create_kwargs.setdefault("auto_pause_after_seconds", POOL_AUTO_PAUSE_SECONDS)
         self._create_kwargs: dict[str, Any] = {"shape": shape, **create_kwargs}
         if rootfs is not None:
             self._create_kwargs["rootfs"] = rootfs
         self._check_create_kwargs()
-        # A random tag makes the prefix unique to this pool: the orphan sweep destroys by prefix.
-        self._prefix = f"{name_prefix}-{secrets.token_hex(4)}-"
+        # The run id makes the prefix unique to this pool: the orphan sweep destroys by prefix,
+        # and names follow the convention of ``naming`` so that ``reap(run_id=...)`` finds them.
+        self._run_id = new_run_id() if run_id is None else check_run_id(run_id)
+        self._prefix = f"{name_prefix}-{self._run_id}-"
         # The same cap on honoured Retry-After waits as the session's own retries.
         policy = getattr(getattr(session, "_transport", None), "retry_policy", None)
         self._gate = CreateGate(
@@ -223,7 +247,7 @@ class SandboxPool:
             max_retry_after=getattr(policy, "max_retry_after", _DEFAULT_MAX_RETRY_AFTER),
         )
         self._limiter: anyio.CapacityLimiter | None = None
-        self._ledger = Ledger(session, self._prefix, self._cleanup_timeout)
+        self._ledger = Ledger(session, name_prefix, self._run_id, self._cleanup_timeout)
         self._supply = Supply(
             session,
             self._gate,
@@ -270,12 +294,21 @@ class SandboxPool:
 
     @property
     def name_prefix(self) -> str:
-        """The unique prefix of every sandbox name this pool creates (``<prefix>-<tag>-<n>``)."""
+        """The unique prefix of every sandbox name this pool creates (``<prefix>-<run_id>-``).
+
+        Useful to find sandboxes a crashed program left:
+        ``session.sandboxes.reap(run_id=pool.run_id)``.
+        """
         return self._prefix
 
     @property
+    def run_id(self) -> str:
+        """This pool's run id (names: ``<prefix>-<run_id>-<UTC time>-<n>``, see ``naming``)."""
+        return self._run_id
+
+    @property
     def stats(self) -> PoolStats:
-        """A consistent snapshot of counters, rates and item-time percentiles."""
+        """A consistent snapshot of counters, rates and item-time percentiles (``PoolStats``)."""
         ordered = sorted(self._times)
         now = time.perf_counter()
         elapsed = now - self._t_first if self._t_first is not None else 0.0
@@ -350,18 +383,44 @@ class SandboxPool:
             self._children_done = anyio.Event()
             await self._children_done.wait()
 
+    @overload
+    async def map(
+        self,
+        job: Callable[[Sandbox, T], Awaitable[R]],
+        items: Iterable[T] | AsyncIterable[T],
+        *,
+        return_exceptions: Literal[False] = False,
+    ) -> list[R]: ...
+    @overload
+    async def map(
+        self,
+        job: Callable[[Sandbox, T], Awaitable[R]],
+        items: Iterable[T] | AsyncIterable[T],
+        *,
+        return_exceptions: bool,
+    ) -> list[R | Exception]: ...
     async def map(
         self,
         job: Callable[[Sandbox, T], Awaitable[R]],
         items: Iterable[T] | AsyncIterable[T],
         *,
         return_exceptions: bool = False,
-    ) -> list[Any]:
+    ) -> list[R] | list[R | Exception]:
         """Run ``job(sandbox, item)`` for every item; results in input order.
 
-        ``return_exceptions=True``: a failed item's exception is its result. Otherwise the first
-        failure cancels the rest and is raised (an ``ExceptionGroup`` when several failed before
-        the others stopped). A creation-stopping error (402, 403, ...) is raised as itself.
+        Args:
+            job: An async callable taking a sandbox and one item.
+            items: The items: an iterable or an async iterable (read lazily).
+            return_exceptions: A failed item's exception is its result, instead of stopping.
+
+        Returns:
+            One result per item, in input order.
+
+        Raises:
+            Exception: Without ``return_exceptions``, the first failure cancels the rest and is
+                raised (an ``ExceptionGroup`` when several failed before the others stopped).
+            APIError: Creating sandboxes stopped for good (402, 403, ...): raised as itself.
+            RuntimeError: The pool is not entered, or already closed.
         """
         run = self._new_run(job, items, stop_on_error=not return_exceptions)
         results: dict[int, Any] | list[Any]
@@ -390,8 +449,26 @@ class SandboxPool:
         Closing the generator (``aclose()``, or ``async with contextlib.aclosing(...)`` around a
         loop you may leave early) stops the remaining items and destroys their sandboxes; a
         generator abandoned without closing stops when it is garbage-collected or, at the
-        latest, when the pool exits. A creation-stopping error (402, 403, ...) is raised from
-        the loop.
+        latest, when the pool exits.
+
+        Args:
+            job: An async callable taking a sandbox and one item.
+            items: The items: an iterable or an async iterable.
+
+        Returns:
+            An async generator of ``(item, result)`` pairs, where a failed item's result is its
+            exception.
+
+        Raises:
+            APIError: Creating sandboxes stopped for good (402, 403, ...): raised as itself.
+            RuntimeError: The pool is not entered, or already closed.
+
+        Example:
+            ```python
+            async for item, result in pool.as_completed(job, items):
+                if isinstance(result, Exception):
+                    print(item, "failed:", result)
+            ```
         """
         run = self._new_run(job, items, stop_on_error=False)
         send, recv = anyio.create_memory_object_stream[tuple[Any, Any]](0)
@@ -411,6 +488,19 @@ class SandboxPool:
 
         On a normal exit the sandbox is destroyed (or, with ``reuse=True``, reset and kept); if the
         block raised or was cancelled it is destroyed.
+
+        Returns:
+            An async context manager yielding a running ``Sandbox``.
+
+        Raises:
+            RuntimeError: The pool is not entered, or already closed.
+            APIError: Creating the sandbox failed after the attempts allowed.
+
+        Example:
+            ```python
+            async with pool.acquire() as sb:
+                await sb.sh("make test", check=True)
+            ```
         """
         self._check_open()
         assert self._limiter is not None

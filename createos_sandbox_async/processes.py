@@ -130,6 +130,18 @@ class ProcessOutput(BodyStream):
     row without new data are attempted before :class:`StreamInterruptedError` (or
     :class:`StreamStalledError`) is raised. Leaving early closes the connection; the process keeps
     running (disconnecting never kills it).
+
+    Attributes:
+        process_id: The process followed.
+        last_seq: The highest ``seq`` handed to you: pass it as ``after=`` to resume later.
+        reconnects: Reconnects made so far.
+        exit_code: The exit status, once the exit event arrived.
+        signal: The signal that ended the process, if one did.
+
+    Raises:
+        StreamInterruptedError: Reconnecting failed ``max_reconnects`` times in a row.
+        StreamStalledError: Idle for too long, ``max_reconnects`` times in a row.
+        NotFoundError: No such process (or sandbox).
     """
 
     def __init__(
@@ -294,13 +306,21 @@ class ProcessOutput(BodyStream):
             await self._close_body()
 
     async def aclose(self) -> None:
-        """Stop following; the process keeps running."""
+        """Stop following and close the connection; the process keeps running. Idempotent."""
         with anyio.CancelScope(shield=True):
             await self._disconnect()
         self._done = True
 
     async def collect(self) -> tuple[bytes, bytes, int | None]:
-        """Read to the exit event: (stdout bytes, stderr bytes, exit code). PTY output is stdout."""
+        """Read to the exit event and return everything that came.
+
+        Returns:
+            ``(stdout, stderr, exit_code)``: bytes, bytes, and the exit status (None when the
+            process ended by a signal without one). A PTY's output is in ``stdout``.
+
+        Raises:
+            StreamError: Following failed after the reconnects allowed.
+        """
         out: list[bytes] = []
         err: list[bytes] = []
         async with self:
@@ -311,7 +331,21 @@ class ProcessOutput(BodyStream):
 
 
 class Processes:
-    """Start and drive managed processes in one sandbox (``sandbox.processes``)."""
+    """Start and drive managed processes in one sandbox: ``sandbox.processes``.
+
+    A managed process keeps running when nobody is connected, and its output is numbered and
+    kept by the server, so a reader can disconnect and resume without losing a byte. Every
+    method takes a process id or the ``ProcessView`` returned by ``create``.
+
+    Example:
+        ```python
+        proc = await sb.processes.create("python3", ["-u", "server.py"])
+        async with sb.processes.connect(proc) as output:
+            async for event in output:
+                ...
+        await sb.processes.kill(proc)
+        ```
+    """
 
     __slots__ = ("_sandbox",)
 
@@ -340,6 +374,21 @@ class Processes:
         ``pty=(rows, cols)`` (or ``True`` for 24x80) runs it on a terminal, whose output arrives
         on the ``pty`` stream; a PTY without ``cmd`` starts a shell. ``env`` adds or overrides
         variables for this process only. The process keeps running after this returns.
+
+        Args:
+            cmd: The program; may be omitted with ``pty`` to start a shell.
+            args: Its arguments, a list of str (needs ``cmd``).
+            env: Variables for this process only (values are kept secret).
+            cwd: Its working directory, an absolute guest path.
+            pty: ``(rows, cols)`` or ``True`` (24x80) to run on a terminal.
+
+        Returns:
+            The process's view: ``process_id``, ``kind``, ``pid``, ``state``, ...
+
+        Raises:
+            TypeError: An argument has the wrong type.
+            ValueError: No ``cmd`` and no ``pty``, ``args`` without ``cmd``, or a bad value.
+            APIError: The server refused (``NotFoundError``: the sandbox is not running).
         """
         body: dict[str, Any] = {}
         if cmd is not None:
@@ -369,7 +418,15 @@ class Processes:
         return structure(data, ProcessView)
 
     async def list(self) -> list[ProcessView]:
-        """Every process the server still retains (running and recently exited)."""
+        """Every process the server still retains (running and recently exited).
+
+        Returns:
+            Their views.
+
+        Raises:
+            APIError: An error status.
+            ProtocolError: The answer has no process list.
+        """
         data = await self._sandbox._transport.request("GET", self._path())
         items = data.get("processes") if isinstance(data, dict) else data
         if items is None:
@@ -379,7 +436,18 @@ class Processes:
         return [structure(item, ProcessView) for item in items]
 
     async def get(self, process: ProcessRef) -> ProcessView:
-        """The current view of one process."""
+        """The current view of one process.
+
+        Args:
+            process: Its id, or its ``ProcessView``.
+
+        Returns:
+            The view: state, exit code, output window, ...
+
+        Raises:
+            NotFoundError: No such process.
+            APIError: Another error status.
+        """
         data = await self._sandbox._transport.request("GET", self._path(process))
         return structure(data, ProcessView)
 
@@ -388,6 +456,17 @@ class Processes:
 
         The server sends a polite signal, waits ``grace_ms`` (server default when None), then
         SIGKILL.
+
+        Args:
+            process: Its id, or its ``ProcessView``.
+            grace_ms: Milliseconds between the polite signal and SIGKILL.
+
+        Returns:
+            The final view.
+
+        Raises:
+            NotFoundError: No such process.
+            APIError: Another error status.
         """
         params: dict[str, object] = {}
         if grace_ms is not None:
@@ -399,6 +478,18 @@ class Processes:
         """Write to the process's stdin (or its terminal); returns the server's ``input_seq``.
 
         ``str`` is sent as UTF-8. Sent once: a POST is never resent after a failure.
+
+        Args:
+            process: Its id, or its ``ProcessView``.
+            data: The input (bytes, or str sent as UTF-8).
+
+        Returns:
+            The server's ``input_seq`` for this write.
+
+        Raises:
+            TypeError: ``data`` is neither bytes nor str.
+            NotFoundError: No such process.
+            ValidationError: The process has exited or its stdin is closed.
         """
         if isinstance(data, str):
             raw = data.encode()
@@ -416,16 +507,46 @@ class Processes:
         return seq
 
     async def close_stdin(self, process: ProcessRef) -> None:
-        """Close a pipe process's stdin, so it reads EOF."""
+        """Close a pipe process's stdin, so it reads EOF.
+
+        Args:
+            process: Its id, or its ``ProcessView``.
+
+        Raises:
+            NotFoundError: No such process.
+            APIError: Another error status (e.g. a PTY process).
+        """
         await self._sandbox._transport.request("POST", self._path(process, "/stdin/close"))
 
     async def resize(self, process: ProcessRef, rows: int, cols: int) -> None:
-        """Change a PTY's size (the program gets SIGWINCH)."""
+        """Change a PTY's size (the program gets SIGWINCH).
+
+        Args:
+            process: Its id, or its ``ProcessView``.
+            rows: Terminal rows.
+            cols: Terminal columns.
+
+        Raises:
+            ValueError: A size below 1.
+            NotFoundError: No such process.
+            APIError: Another error status (e.g. not a PTY).
+        """
         body = {"rows": check_int("rows", rows, 1), "cols": check_int("cols", cols, 1)}
         await self._sandbox._transport.request("POST", self._path(process, "/resize"), json=body)
 
     async def signal(self, process: ProcessRef, sig: str | _signal.Signals) -> None:
-        """Send a signal: one of SIGHUP SIGINT SIGQUIT SIGKILL SIGTERM SIGUSR1 SIGUSR2 SIGWINCH."""
+        """Send a signal to the process.
+
+        Args:
+            process: Its id, or its ``ProcessView``.
+            sig: One of SIGHUP SIGINT SIGQUIT SIGKILL SIGTERM SIGUSR1 SIGUSR2 SIGWINCH, as a
+                name (``"SIGTERM"``, ``"TERM"``) or a ``signal.Signals``.
+
+        Raises:
+            TypeError: ``sig`` is neither a str nor a ``signal.Signals``.
+            ValueError: Another signal.
+            NotFoundError: No such process.
+        """
         body = {"signal": _signal_name(sig)}
         await self._sandbox._transport.request("POST", self._path(process, "/signal"), json=body)
 
@@ -442,6 +563,18 @@ class Processes:
         budget. With ``timeout_ms=None`` it waits until exit (bound it with ``anyio.fail_after``);
         otherwise it returns the current view once ``timeout_ms`` ran out: check
         ``leader_exited`` / ``tree_exited``.
+
+        Args:
+            process: Its id, or its ``ProcessView``.
+            scope: ``"leader"`` for the process itself, ``"tree"`` for every process it started.
+            timeout_ms: Give up after this many milliseconds and return the current view.
+
+        Returns:
+            The view at exit (or when ``timeout_ms`` ran out).
+
+        Raises:
+            ValueError: A bad ``scope`` or ``timeout_ms``.
+            NotFoundError: No such process.
         """
         if scope not in ("leader", "tree"):
             raise ValueError(f"scope must be 'leader' or 'tree', got {scope!r}")
@@ -485,6 +618,22 @@ class Processes:
 
         ``after=0`` replays everything the server retained. ``idle_timeout`` defaults to the
         session's stream idle timeout.
+
+        Args:
+            process: Its id, or its ``ProcessView``.
+            after: Replay only output with a ``seq`` above this (e.g. an earlier
+                ``output.last_seq``).
+            max_reconnects: Reconnects in a row without new data before giving up.
+            idle_timeout: Seconds without a byte before a reconnect.
+
+        Returns:
+            A ``ProcessOutput``: ``async with`` it, then ``async for event in output``.
+
+        Example:
+            ```python
+            async with sb.processes.connect(proc, after=0) as output:
+                stdout, stderr, code = await output.collect()
+            ```
         """
         return ProcessOutput(
             self._sandbox,

@@ -40,20 +40,48 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class AsyncSession:
-    """A connection pool plus configuration; ``async with`` it or ``await session.aclose()``.
+    """A connection pool plus configuration: create one per program and share it between tasks.
 
-    - ``api_key``: explicit > ``CREATEOS_SANDBOX_API_KEY`` > ``CREATEOS_API_KEY`` (blank = unset).
-      Without one, only the open routes work; other calls raise ``AuthError`` before sending.
-    - ``base_url``: explicit > ``CREATEOS_SANDBOX_BASE_URL`` > ``https://api.sb.createos.sh``.
-    - ``timeout``: a ``Timeouts`` or a number (the per-attempt request deadline, default 60 s);
-      a method's own ``timeout=`` bounds that whole call instead (retries and waits included).
-    - ``retry``: a ``RetryPolicy`` (default: 2 retries per WIRE §7).
-    - ``limits`` / ``max_connections``: pool size (default 100 connections).
-    - ``headers``: extra headers on every request (credential headers are dropped).
-    - ``hooks``: ``Hooks`` or ``{"on_request": fn, "on_response": fn, "on_retry": fn}``.
-    - ``allow_insecure_http``: permit sending the key over plain http to a non-loopback host.
-
+    Creating a session does no I/O and needs no running event loop; the aiohttp connection pool
+    is opened on the first request. Close it with ``async with`` or ``await session.aclose()``.
     Safe to share between thousands of tasks: after the pool exists, requests take no lock.
+
+    Args:
+        api_key: The API key. When None: ``CREATEOS_SANDBOX_API_KEY``, then ``CREATEOS_API_KEY``
+            (a blank value counts as unset). Without a key only the open routes (``health``,
+            ``ready``, ``shapes``, ``rootfs``) work; other calls raise ``AuthError`` before
+            sending anything. The key never appears in a repr, a log line or an exception.
+        base_url: The API's URL. When None: ``CREATEOS_SANDBOX_BASE_URL``, then
+            ``https://api.sb.createos.sh``. ``http://`` or ``https://``, without user, query or
+            fragment.
+        timeout: A ``Timeouts``, or a number of seconds for ``Timeouts(request=...)``: the
+            deadline of each attempt of a buffered request (default 60 s). A method's own
+            ``timeout=`` bounds that whole call instead, retries and waits included.
+        retry: When and how often to resend (default ``RetryPolicy()``: 2 resends, and a POST
+            only after 429 or 503).
+        limits: Connection pool sizes (default ``Limits()``: 100 connections).
+        max_connections: Shortcut for ``limits.max_connections``.
+        headers: Extra headers sent with every request (credential headers are dropped).
+        hooks: A ``Hooks``, or a mapping ``{"on_request": fn, "on_response": fn, "on_retry": fn}``
+            of async callables receiving ``RequestEvent`` / ``ResponseEvent`` / ``RetryEvent``.
+        allow_insecure_http: Allow sending the key over plain ``http://`` to a host that is not
+            a loopback address (refused by default).
+
+    Attributes:
+        sandboxes: Create, get and list sandboxes: a ``Sandboxes``.
+
+    Raises:
+        TypeError: An argument has the wrong type (``retry`` not a ``RetryPolicy``, ...).
+        ValueError: A bad base URL, timeout or limit, or an API key about to be sent over plain
+            ``http://`` to a remote host.
+
+    Example:
+        ```python
+        async with AsyncSession() as session:  # key and URL from the environment
+            sb = await session.sandboxes.create(shape="s-1vcpu-256mb")
+            async with sb:
+                print((await sb.exec("echo", ["hi"])).stdout)
+        ```
     """
 
     def __init__(
@@ -120,19 +148,25 @@ class AsyncSession:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool. Safe to call twice; the session cannot be reused."""
+        """Close the connection pool. Safe to call twice; the session cannot be used again.
+
+        Sandboxes are not destroyed: they belong to the account, not to the session.
+        """
         await self._transport.aclose()
 
     @property
     def closed(self) -> bool:
+        """True after ``aclose()``."""
         return self._transport.closed
 
     @property
     def base_url(self) -> str:
+        """The API's base URL this session talks to (resolved from the argument or env)."""
         return self._transport.base_url
 
     @property
     def timeouts(self) -> Timeouts:
+        """The session's default deadlines."""
         return self._transport.timeouts
 
     # -- resource namespaces ----------------------------------------------------------------------
@@ -141,42 +175,109 @@ class AsyncSession:
 
     @property
     def templates(self) -> Templates:
+        """Template builds of the account: a ``Templates``."""
         from .resources.templates import Templates
 
         return Templates(self._transport)
 
     @property
     def networks(self) -> Networks:
+        """Private networks of the account: a ``Networks``."""
         return Networks(self._transport)
 
     @property
     def disks(self) -> Disks:
+        """S3 disks of the account: a ``Disks``."""
         return Disks(self._transport)
 
     # -- catalog and identity ---------------------------------------------------------------------
 
     async def whoami(self, *, timeout: float | None = None) -> WhoAmI:
-        """Who the API key belongs to, with sandbox counts."""
+        """Who the API key belongs to (``GET /v1/whoami``), with sandbox counts.
+
+        Args:
+            timeout: Seconds for the whole call, retries included (default: the session's).
+
+        Returns:
+            The identity: ``user_id`` and ``stats`` (counts of sandboxes by state).
+
+        Raises:
+            AuthError: No key, or the key is unknown or revoked.
+            APIError: Another error status; ``APIConnectionError`` / ``APITimeoutError`` when
+                there was no answer in time.
+        """
         return await _catalog.whoami(self._transport, timeout)
 
     async def shapes(self, *, timeout: float | None = None) -> list[Shape]:
-        """Every sandbox shape."""
+        """Every sandbox shape (``GET /v1/shapes``; open route, no key needed).
+
+        Args:
+            timeout: Seconds for the whole call, pages included (default: the session's).
+
+        Returns:
+            The shapes: ``id`` (what ``create(shape=...)`` takes), ``vcpu``, ``mem_mib``, ...
+
+        Raises:
+            APIError: An error status (``APIConnectionError`` / ``APITimeoutError``: no answer).
+        """
         return await _catalog.shapes(self._transport, timeout)
 
     async def rootfs(self, *, timeout: float | None = None) -> RootfsCatalog:
-        """The built-in root filesystems and the default one."""
+        """The built-in root filesystems and the default one (``GET /v1/rootfs``; open route).
+
+        Args:
+            timeout: Seconds for the whole call (default: the session's).
+
+        Returns:
+            The catalog: ``rootfs`` names, ``entries`` and ``default`` (used without ``rootfs=``).
+
+        Raises:
+            APIError: An error status (``APIConnectionError`` / ``APITimeoutError``: no answer).
+        """
         return await _catalog.rootfs(self._transport, timeout)
 
     async def hosts(self, *, timeout: float | None = None) -> list[Host]:
-        """Worker hosts (may be refused to ordinary keys)."""
+        """Worker hosts (``GET /v1/hosts``).
+
+        Args:
+            timeout: Seconds for the whole call, pages included (default: the session's).
+
+        Returns:
+            The hosts, with their status and capacity.
+
+        Raises:
+            PermissionDeniedError: The key is not allowed to see hosts (ordinary keys may not be).
+            APIError: Another error status.
+        """
         return await _catalog.hosts(self._transport, timeout)
 
     async def health(self, *, timeout: float | None = None) -> Health:
-        """Liveness of the API."""
+        """Liveness of the API (``GET /healthz``; open route, no key needed).
+
+        Args:
+            timeout: Seconds for the whole call (default: the session's).
+
+        Returns:
+            The health view: ``up``.
+
+        Raises:
+            APIError: An error status (``APIConnectionError`` / ``APITimeoutError``: no answer).
+        """
         return await _catalog.health(self._transport, timeout)
 
     async def ready(self, *, timeout: float | None = None) -> Readiness:
-        """Readiness of the API (a 503 is returned as ``ready=False``, not raised)."""
+        """Readiness of the API (``GET /readyz``; open route, no key needed).
+
+        Args:
+            timeout: Seconds for the whole call (default: the session's).
+
+        Returns:
+            ``ready`` and ``reason``; a 503 answer is returned as ``ready=False``, not raised.
+
+        Raises:
+            APIError: Another error status (``APIConnectionError`` / ``APITimeoutError``: no
+                answer).
+        """
         return await _catalog.ready(self._transport, timeout)
 
     # -- escape hatches ---------------------------------------------------------------------------
@@ -196,8 +297,35 @@ class AsyncSession:
     ) -> Any:
         """Call a route the SDK does not model; returns the JSend ``data`` payload.
 
-        ``path`` is relative to the base URL (``"/v1/metrics"``); retries, errors and redaction are
-        the same as for modelled calls.
+        Retries, errors, hooks and redaction are the same as for modelled calls: a POST is resent
+        only after 429 or 503.
+
+        Args:
+            method: The HTTP method (``"GET"``, ``"post"``, ...).
+            path: The path below the base URL, starting with ``/`` (``"/v1/metrics"``), without a
+                query string: pass query values in ``params``.
+            params: Query parameters.
+            json: A JSON body (omit for none; ``None`` sends ``null``).
+            data: A raw body: bytes, or an async iterable of bytes (never resent).
+            headers: Extra headers for this request.
+            timeout: Seconds for the whole call, retries included (default: the session's).
+            auth: False sends no API key (for open routes).
+            retry: False never resends.
+
+        Returns:
+            The decoded ``data`` of the JSend envelope (dict, list, str, ... or None).
+
+        Raises:
+            ValueError: ``method`` is not a method name, or ``path`` does not start with ``/`` or
+                holds ``?`` / ``#``.
+            APIError: The server answered with an error status (the subclass says which).
+            APIConnectionError: No answer (refused, reset, DNS, TLS).
+            APITimeoutError: The deadline expired.
+
+        Example:
+            ```python
+            data = await session.request("GET", "/v1/sandboxes", params={"limit": 1})
+            ```
         """
         return await self._transport.request(
             _method(method),
@@ -225,8 +353,34 @@ class AsyncSession:
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """Open a raw streaming response for an unmodelled route (sent once, never retried).
 
-        ``async with session.stream("GET", path) as resp:`` yields the aiohttp response of a 2xx;
-        errors raise the mapped exception. Leaving the block early closes the connection.
+        Args:
+            method: The HTTP method.
+            path: The path below the base URL, starting with ``/``, without a query string.
+            params: Query parameters.
+            json: A JSON body (omit for none).
+            data: A raw body: bytes, or an async iterable of bytes.
+            headers: Extra headers for this request.
+            timeout: Seconds for connecting and receiving the headers; the body has no deadline
+                (bound it with ``anyio.fail_after``).
+            auth: False sends no API key.
+
+        Returns:
+            An async context manager yielding the ``aiohttp.ClientResponse`` of a 2xx answer.
+            Leaving the block early closes the connection; reading to the end returns it to the
+            pool.
+
+        Raises:
+            ValueError: A bad ``method`` or ``path``.
+            APIError: The server answered with an error status (raised on entering the block).
+            APIConnectionError: No answer.
+            APITimeoutError: No headers within ``timeout``.
+
+        Example:
+            ```python
+            async with session.stream("GET", "/v1/some/stream") as resp:
+                async for chunk in resp.content.iter_any():
+                    ...
+            ```
         """
         return self._transport.stream(
             _method(method),

@@ -2,13 +2,16 @@
 
 An agent that can run code will, sooner or later, run an infinite loop or print a gigabyte. The
 tool below gives the model what it needs to continue (exit status, the head and the tail of the
-combined output, whether anything was cut or timed out) and guarantees the rest:
+combined output, whether anything was cut or timed out) and guarantees the rest. It is built on
+the shared core of the framework adapters (``createos_sandbox_async.integrations.core``), so it
+truncates and stops commands exactly like the pydantic-ai workspace and the MCP server do:
 
-- the command is streamed, so a deadline or an output budget stops it at once: leaving
-  ``async with sb.exec_stream(...)`` early closes the connection and CreateOS kills the command;
-- at most ``max_output`` characters reach the model (head and tail, with a marker in between), and
+- the command is streamed, so a deadline or an output budget stops it at once: leaving the
+  stream early closes the connection and CreateOS kills the command;
+- at most ``max_output`` bytes reach the model (head and tail, with a marker in between), and
   at most ``read_limit`` characters are ever read, so a runaway printer costs bounded memory;
-- code goes in through stdin, so no quoting or temporary files are involved.
+- the code is one argument of the interpreter (``python3 -c``), so no quoting or temporary files
+  are involved.
 
 Run it against the local emulator (no account needed; needs bubblewrap)::
 
@@ -17,7 +20,6 @@ Run it against the local emulator (no account needed; needs bubblewrap)::
 
 from __future__ import annotations
 
-import collections
 import json
 from typing import Any
 
@@ -25,12 +27,15 @@ import anyio
 import attrs
 
 from createos_sandbox_async import Sandbox
+from createos_sandbox_async.integrations.core import OutputBudget, run_command
 
-#: How to run each language: the program reads the code from stdin.
-INTERPRETERS: dict[str, tuple[str, list[str]]] = {
-    "python": ("python3", ["-u", "-"]),
-    "bash": ("bash", ["-s"]),
+#: How to run each language: the interpreter takes the code as its last argument.
+INTERPRETERS: dict[str, list[str]] = {
+    "python": ["python3", "-u", "-c"],
+    "bash": ["bash", "-c"],
 }
+
+_Budget = OutputBudget  # the one truncation policy (head + tail within a byte bound)
 
 
 @attrs.frozen
@@ -46,39 +51,6 @@ class ToolResult:
         return json.dumps(attrs.asdict(self))
 
 
-class _Budget:
-    """Keeps the first ``head`` and the last ``tail`` characters of everything added."""
-
-    def __init__(self, head: int, tail: int) -> None:
-        self.head: list[str] = []
-        self.head_left = head
-        self.tail: collections.deque[str] = collections.deque()
-        self.tail_size = 0
-        self.tail_max = tail
-        self.seen = 0
-
-    def add(self, text: str) -> None:
-        self.seen += len(text)
-        if self.head_left > 0:
-            part, text = text[: self.head_left], text[self.head_left :]
-            self.head.append(part)
-            self.head_left -= len(part)
-        if not text:
-            return
-        self.tail.append(text)
-        self.tail_size += len(text)
-        while self.tail and self.tail_size - len(self.tail[0]) >= self.tail_max:
-            self.tail_size -= len(self.tail.popleft())
-
-    def render(self) -> tuple[str, bool]:
-        head = "".join(self.head)
-        tail = "".join(self.tail)[-self.tail_max :] if self.tail_max else ""
-        kept = len(head) + len(tail)
-        if kept >= self.seen:
-            return head + tail, False
-        return f"{head}\n... [{self.seen - kept} characters cut] ...\n{tail}", True
-
-
 async def run_code(
     sandbox: Sandbox,
     code: str,
@@ -91,35 +63,27 @@ async def run_code(
     """Run ``code`` in ``sandbox`` and summarise the outcome for a model.
 
     The command is stopped (and killed server-side) after ``deadline`` seconds or once
-    ``read_limit`` characters of output have been read; the model sees at most ``max_output``.
+    ``read_limit`` characters of output have been read; the model sees at most ``max_output``
+    bytes of it.
     """
     if language not in INTERPRETERS:
         raise ValueError(f"language must be one of {sorted(INTERPRETERS)}, got {language!r}")
-    if max_output < 2:
-        raise ValueError(f"max_output must be >= 2, got {max_output!r}")
-    cmd, args = INTERPRETERS[language]
-    budget = _Budget(max_output // 2, max_output - max_output // 2)
-    exit_code: int | None = None
-    timed_out = over_limit = False
-    with anyio.move_on_after(deadline) as scope:
-        async with sandbox.exec_stream(cmd, args, stdin=code) as stream:
-            async for event in stream:
-                if event.kind == "exit":
-                    exit_code = event.exit_code
-                elif event.kind == "error":  # the interpreter could not even start
-                    budget.add(f"[could not start {cmd}: {event.data}]\n")
-                else:
-                    budget.add(event.data)
-                    if budget.seen >= read_limit:
-                        over_limit = True
-                        break  # leaving the block kills the command
-    timed_out = scope.cancelled_caught
+    budget = OutputBudget.of(max_output)  # ValueError unless max_output >= 2
+    outcome = await run_command(
+        sandbox,
+        [*INTERPRETERS[language], code],
+        lambda _kind, text: budget.add(text),
+        cwd="/workspace",
+        timeout=deadline,
+        read_limit=read_limit,
+        merge_output=True,  # stdout and stderr in the order the code wrote them
+    )
     output, truncated = budget.render()
-    if timed_out:
+    if outcome.timed_out:
         output += f"\n[stopped: still running after {deadline} s]"
-    elif over_limit:
+    elif outcome.over_limit:
         output += f"\n[stopped: printed more than {read_limit} characters]"
-    return ToolResult(exit_code, output, truncated or over_limit, timed_out)
+    return ToolResult(outcome.exit_code, output, truncated or outcome.over_limit, outcome.timed_out)
 
 
 async def _demo() -> None:
@@ -128,13 +92,14 @@ async def _demo() -> None:
     async with LocalServer() as server, server.session() as session:
         sandbox = await session.sandboxes.create(shape="s-1vcpu-256mb")
         async with sandbox:
-            for code, kw in [
+            cases: list[tuple[str, dict[str, Any]]] = [
                 ("print(sum(range(10)))", {}),
                 ("import sys; sys.exit('bad input')", {}),
                 ("while True: print('spam ' * 20)", {"max_output": 300}),
                 ("import time; print('sleeping', flush=True); time.sleep(60)", {"deadline": 2}),
-            ]:
-                result: Any = await run_code(sandbox, code, **kw)
+            ]
+            for code, kw in cases:
+                result = await run_code(sandbox, code, **kw)
                 print(f">>> {code}\n{result.to_json()}\n")
 
 

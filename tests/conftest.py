@@ -13,7 +13,9 @@ from _emulator import start_emulator
 
 from createos_sandbox_async.local import LocalServer
 
-pytest_plugins = ["_leakcheck"]  # fails the run if it leaves a process behind
+# _leakcheck fails the run if it leaves a process behind; the package's own pytest plugin (also
+# loaded through its pytest11 entry point once installed) serves the tests written as a user would.
+pytest_plugins = ["_leakcheck", "createos_sandbox_async_pytest"]
 
 
 @pytest.fixture(scope="session")

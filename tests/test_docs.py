@@ -206,7 +206,10 @@ async def test_pytest_block_passes(block: Block, tmp_path: Path) -> None:
     module = tmp_path / "test_from_docs.py"
     module.write_text(block.source, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_ENVS}
+    # pytest-asyncio (in [test]) warns, under -W error, that a directory without an ini file
+    # leaves its loop scope unset; the blocks use anyio's plugin.
     argv = [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"]
+    argv += ["-p", "no:asyncio"]
     with anyio.fail_after(BLOCK_DEADLINE):
         done = await anyio.run_process(
             [*argv, "--rootdir", str(tmp_path), str(module)], cwd=tmp_path, env=env, check=False

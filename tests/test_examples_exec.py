@@ -192,7 +192,7 @@ async def test_agent_tool_cuts_runaway_output_and_kills_it(sandbox: Any) -> None
     res = await tool.run_code(sandbox, code, max_output=300, read_limit=50_000)
     assert res.exit_code is None and res.truncated and not res.timed_out
     assert res.output.startswith("FIRST LINE\n")
-    assert "characters cut" in res.output and "printed more than 50000" in res.output
+    assert "bytes cut" in res.output and "printed more than 50000" in res.output
     assert len(res.output) < 300 + 200  # the budget plus the two markers
     await wait_dead(sandbox, "/tmp/spam.pid")
 

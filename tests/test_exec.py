@@ -639,7 +639,10 @@ async def emu_sb(emulator: LocalServer) -> AsyncIterator[Any]:
             yield sb
 
 
-async def test_emulator_buffered_exec(emu_sb: Any) -> None:
+# Two tests written the way a user of the pytest plugin would (createos_sandbox_async_pytest).
+@pytest.mark.createos(sandbox={"envs": {"TOKEN": "declared"}})
+async def test_emulator_buffered_exec(createos_sandbox: Any) -> None:
+    emu_sb = createos_sandbox
     res = await emu_sb.exec("python3", ["-c", "print(1+1)"])
     assert (res.stdout, res.stderr, res.exit_code, res.error) == ("2\n", "", 0, None)
     assert res.exec_ms is not None and res.exec_ms >= 0
@@ -685,9 +688,10 @@ async def test_emulator_stream_error_event(emu_sb: Any) -> None:
     assert stream.exit_code is not None  # the emulator's status, or NO_EXIT_CODE without one
 
 
-async def test_emulator_stall_fault(emulator: LocalServer, emu_sb: Any) -> None:
+async def test_emulator_stall_fault(createos_faults: Any, createos_sandbox: Any) -> None:
+    emu_sb = createos_sandbox
     # The emulator holds the stream when the frame after `after_frames` is produced.
-    emulator.faults.stall(route="/v1/sandboxes/*/exec", after_frames=1)
+    createos_faults.stall(route="/v1/sandboxes/*/exec", after_frames=1)
     got: list[ExecEvent] = []
     with pytest.raises(StreamStalledError):
         async with emu_sb.exec_stream(

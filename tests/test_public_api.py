@@ -22,6 +22,7 @@ EXPECTED = {
     "RequestEvent",
     "ResponseEvent",
     "RetryEvent",
+    "CompleteEvent",
     "ExecEvent",
     "ExecResult",
     "ExecStream",
@@ -82,6 +83,15 @@ EXPECTED = {
     "DiskConfig",
     "SandboxDisk",
     "DiskMountStatus",
+    # crash safety (docs/crash-safety.md)
+    "SandboxName",
+    "new_run_id",
+    "parse_sandbox_name",
+    "sandbox_name",
+    "ReapOutcome",
+    "ReapResult",
+    # JSON-able models
+    "to_dict",
     "__version__",
 }
 

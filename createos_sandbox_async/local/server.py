@@ -39,18 +39,46 @@ def is_loopback(host: str) -> bool:
 class LocalServer:
     """The CreateOS Sandbox API on this machine, commands run for real under bubblewrap.
 
-        async with LocalServer() as server:
-            async with server.session() as session:
-                sb = await session.sandboxes.create(shape="s-1vcpu-256mb")
+    State lives in memory plus one temporary directory, both gone after exit; every sandbox
+    process is killed on exit. Use it with ``async with`` (or ``start()`` / ``stop()``).
 
-    State lives in memory plus one temporary directory (under `state_dir`, default: /dev/shm
-    when it is a roomy tmpfs, else the system temp dir), both gone after exit; every sandbox
-    process is killed on exit. `heartbeat_interval` is the exec/process stream heartbeat period,
-    `transition_delay` how long transitional states (creating, pausing, resuming, forking,
-    destroying) stay visible, `auto_pause_scale` multiplies auto-pause timeouts (tests use e.g.
-    0.001 so 60 s becomes 60 ms). `detached_buffered_exec=True` lets a buffered (non-stream)
-    exec run to its end when its client disconnects, as a service might (WIRE §11 promises the
-    kill on disconnect for streams only); by default the emulator kills it, like a stream's.
+    Isolation needs Linux with bubblewrap (``bwrap``), ``nsenter`` and ``setpriv``. Elsewhere
+    (macOS, Windows, a container without user namespaces) ``isolation="none"`` runs every command
+    directly on this machine, as your user, with your files and network, and logs a warning on
+    every start: only for code you trust.
+
+    Args:
+        host: Where to listen; a non-loopback address needs ``allow_remote``.
+        port: The port; 0 picks a free one (read ``base_url`` after start).
+        isolation: ``"bubblewrap"``, or ``"none"`` for no isolation at all (see above).
+        heartbeat_interval: Seconds between heartbeat frames on idle exec and process streams.
+        transition_delay: How long transitional states (creating, pausing, resuming, forking,
+            destroying) stay visible.
+        api_key: The default account's key (default: a random one).
+        auto_pause_scale: Multiplies auto-pause timeouts (tests use e.g. 0.001: 60 s -> 60 ms).
+        allow_remote: Allow a non-loopback ``host``: anyone who can reach the port can run
+            commands.
+        state_dir: Parent of the temporary state directory (default: /dev/shm when it is a
+            roomy tmpfs, else the system temp dir).
+        detached_buffered_exec: Let a buffered (non-stream) exec run to its end when its client
+            disconnects, as a service might (WIRE §11 promises the kill on disconnect for
+            streams only); by default the emulator kills it, like a stream's.
+        max_processes: Processes (and threads) one sandbox may run at once, where cgroups
+            allow enforcing it.
+
+    Raises:
+        ValueError: A bad argument, or a non-loopback ``host`` without ``allow_remote``.
+        TypeError: ``max_processes`` or ``detached_buffered_exec`` has the wrong type.
+        IsolationUnavailableError: On start, bubblewrap is missing or cannot create namespaces
+            here; the message says how to install it or opt out.
+
+    Example:
+        ```python
+        async with LocalServer() as server, server.session() as session:
+            sb = await session.sandboxes.create(shape="s-1vcpu-256mb")
+            async with sb:
+                print((await sb.exec("uname", ["-a"])).stdout)
+        ```
     """
 
     def __init__(
@@ -139,6 +167,7 @@ class LocalServer:
 
     @property
     def isolation(self) -> str:
+        """``"bubblewrap"`` or ``"none"``, as given."""
         return self._isolation
 
     @property
@@ -153,15 +182,49 @@ class LocalServer:
         return self._emu
 
     def add_tenant(self) -> str:
-        """Create another account and return its API key (its sandboxes are invisible to others)."""
+        """Create another account and return its API key (its sandboxes are invisible to others).
+
+        Returns:
+            The new account's API key.
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
         return self._require().add_tenant()
 
     def request_count(self, method: str | None = None, path: str = "*") -> int:
-        """How many requests arrived, optionally filtered by method and an fnmatch path pattern."""
+        """How many requests arrived, optionally filtered by method and path.
+
+        Args:
+            method: Only this method (``"POST"``); None counts every method.
+            path: An ``fnmatch`` pattern on the path without the query (``*`` also matches
+                ``/``).
+
+        Returns:
+            The count since the server started.
+
+        Raises:
+            RuntimeError: The server is not running.
+
+        Example:
+            ```python
+            assert server.request_count("POST", "/v1/sandboxes") == 1
+            ```
+        """
         return self._require().request_count(method, path)
 
     def session(self, **kw: Any) -> AsyncSession:
-        """An AsyncSession pointed at this server with the default key (kwargs pass through)."""
+        """An ``AsyncSession`` pointed at this server with the default account's key.
+
+        Args:
+            **kw: ``AsyncSession`` keyword arguments (``retry=``, ``timeout=``, ...).
+
+        Returns:
+            A new session; close it (``async with``) before the server stops.
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
         from .. import AsyncSession  # lazy: the emulator never imports the client otherwise
 
         kw.setdefault("api_key", self.api_key)
@@ -171,7 +234,13 @@ class LocalServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Probe isolation, bind the port, and serve."""
+        """Probe isolation, bind the port, and serve. ``async with`` calls it.
+
+        Raises:
+            IsolationUnavailableError: bubblewrap is missing or cannot create namespaces here.
+            OSError: The port cannot be bound.
+            RuntimeError: Already started.
+        """
         if self._emu is not None:
             raise RuntimeError("LocalServer already started")
         parent = self._state_parent or _fast_tmp() or tempfile.gettempdir()
@@ -213,7 +282,10 @@ class LocalServer:
         self._emu = emu
 
     async def stop(self) -> None:
-        """Stop serving, kill every sandbox process, remove the state directory."""
+        """Stop serving, kill every sandbox process, remove the state directory.
+
+        Idempotent; ``async with`` calls it on exit.
+        """
         emu, runner, state_dir = self._emu, self._runner, self._state_dir
         if emu is None:
             return

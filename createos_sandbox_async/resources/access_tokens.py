@@ -21,7 +21,17 @@ __all__ = ["SandboxAccessToken"]
 
 
 class SandboxAccessToken:
-    """Create, inspect, rotate and revoke one sandbox's access token."""
+    """One sandbox's delegated access token: ``sb.access_token``.
+
+    The token lets someone else drive just this sandbox (commands, files, processes, pause,
+    resume, destroy), never the account. Use it as the API key of their session.
+
+    Example:
+        ```python
+        created = await sb.access_token.create()
+        worker = AsyncSession(created.token.get_secret_value())
+        ```
+    """
 
     __slots__ = ("_sandbox",)
 
@@ -37,23 +47,46 @@ class SandboxAccessToken:
         return created
 
     async def create(self) -> AccessTokenCreated:
-        """Mint the token; ``ValidationError`` (409) if one is already enabled (use ``rotate``)."""
+        """Mint the token. Its plaintext is returned only here and by ``rotate``.
+
+        Returns:
+            The token (a ``SecretStr``: ``token.get_secret_value()``) and its dates.
+
+        Raises:
+            ValidationError: A token is already enabled (409; use ``rotate``).
+            PermissionDeniedError: The session's key is itself a delegated token.
+        """
         data = await self._sandbox._transport.request("POST", self._sandbox._path("/access-token"))
         return self._minted(structure(data, AccessTokenCreated))
 
     async def get(self) -> AccessTokenInfo:
-        """Whether a token is enabled, with a redacted hint; never the token itself."""
+        """Whether a token is enabled, with a redacted hint; never the token itself.
+
+        Returns:
+            ``enabled`` and a ``token_hint``.
+        """
         data = await self._sandbox._transport.request("GET", self._sandbox._path("/access-token"))
         return structure(data, AccessTokenInfo)
 
     async def rotate(self) -> AccessTokenCreated:
-        """Replace the token (the old one stops working); ``NotFoundError`` if there is none."""
+        """Replace the token; the old one stops working.
+
+        Returns:
+            The new token.
+
+        Raises:
+            NotFoundError: There is no token to rotate.
+        """
         path = self._sandbox._path("/access-token/rotate")
         data = await self._sandbox._transport.request("POST", path)
         return self._minted(structure(data, AccessTokenCreated))
 
     async def revoke(self) -> AccessTokenInfo:
-        """Disable the token; succeeds when there is none. Immediate in the sandbox's region."""
+        """Disable the token; succeeds when there is none. Immediate in the sandbox's region.
+
+        Returns:
+            The token's state afterwards.
+        """
         path = self._sandbox._path("/access-token")
         data = await self._sandbox._transport.request("DELETE", path)
         return structure(data, AccessTokenInfo)

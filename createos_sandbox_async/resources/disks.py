@@ -37,7 +37,7 @@ def _credentials(access_key: object, secret_key: object) -> dict[str, str]:
 
 
 class Disks:
-    """Register, inspect, re-key and delete S3 disks (``session.disks``).
+    """S3 buckets registered as disks that sandboxes mount: ``session.disks``.
 
     Any call may raise ``ServerError`` 503 "disks API not configured": a server setting, not a
     transient failure.
@@ -64,7 +64,22 @@ class Disks:
     ) -> Disk:
         """Register a bucket as a disk; the server checks it is reachable with these keys.
 
-        ``name``: lowercase letters, digits and ``-``, 1-63 characters, starting alphanumeric.
+        Args:
+            name: Lowercase letters, digits and ``-``, 1-63 characters, starting alphanumeric.
+            bucket: The bucket's name.
+            endpoint: The S3 endpoint URL.
+            access_key: The access key id.
+            secret_key: The secret key (a secret: never logged or shown in an error).
+            region: The bucket's region.
+            use_path_style: Address the bucket path-style instead of virtual-host style.
+
+        Returns:
+            The disk.
+
+        Raises:
+            ValueError: A bad ``name`` or other argument.
+            ValidationError: The bucket is not reachable with these keys, or the name is taken.
+            ServerError: 503 when the server has no disks API configured.
         """
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValueError(
@@ -93,7 +108,15 @@ class Disks:
         return structure(data, Disk)
 
     def list(self, *, limit: int | None = None, page_size: int | None = None) -> Pager[Disk]:
-        """Every disk of the account, fetched lazily page by page."""
+        """Every disk of the account, fetched lazily page by page.
+
+        Args:
+            limit: Yield at most this many.
+            page_size: Disks per request.
+
+        Returns:
+            An async iterator of ``Disk``.
+        """
 
         def convert(item: Any) -> Disk:
             return structure(item, Disk)
@@ -108,16 +131,50 @@ class Disks:
         )
 
     async def get(self, disk: str) -> Disk:
-        """One disk, by id (``disk_…``) or name."""
+        """One disk.
+
+        Args:
+            disk: Its id (``disk_...``) or name.
+
+        Returns:
+            The disk.
+
+        Raises:
+            NotFoundError: No such disk.
+        """
         return structure(await self._transport.request("GET", _disk_path(disk)), Disk)
 
     async def rotate_credentials(self, disk: str, *, access_key: str, secret_key: str) -> Disk:
-        """Replace the stored keys; running sandboxes pick them up on their next resume."""
+        """Replace the stored keys; running sandboxes pick them up on their next resume.
+
+        Args:
+            disk: Its id or name.
+            access_key: The new access key id.
+            secret_key: The new secret key.
+
+        Returns:
+            The disk.
+
+        Raises:
+            NotFoundError: No such disk.
+            ValidationError: The bucket is not reachable with the new keys.
+        """
         body = {"credentials": _credentials(access_key, secret_key)}
         data = await self._transport.request("PATCH", _disk_path(disk), json=body)
         return structure(data, Disk)
 
     async def delete(self, disk: str) -> bool:
-        """Forget a disk (bucket contents are untouched); ``ValidationError`` while attached."""
+        """Forget a disk; the bucket's contents are untouched.
+
+        Args:
+            disk: Its id or name.
+
+        Returns:
+            True when the server says it deleted it.
+
+        Raises:
+            ValidationError: It is still mounted in a sandbox (409).
+            NotFoundError: No such disk.
+        """
         data = await self._transport.request("DELETE", _disk_path(disk))
         return bool(data.get("deleted")) if isinstance(data, dict) else True

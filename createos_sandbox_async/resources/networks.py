@@ -23,7 +23,10 @@ def _network_path(network_id: object) -> str:
 
 
 class Networks:
-    """Create, list, inspect and delete overlay networks (``session.networks``)."""
+    """Private overlay networks of the account: ``session.networks``.
+
+    Sandboxes join with ``create(networks=[...])`` or ``sb.attach_network(id)``.
+    """
 
     __slots__ = ("_transport",)
 
@@ -34,14 +37,33 @@ class Networks:
         return "Networks()"
 
     async def create(self, name: str) -> Network:
-        """Create a network; sandboxes in it reach each other by name."""
+        """Create a network; sandboxes in it reach each other by name.
+
+        Args:
+            name: The network's name.
+
+        Returns:
+            The network.
+
+        Raises:
+            ValidationError: A bad or taken name.
+            PaymentRequiredError: The account has no credit.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError("name must be a non-empty str")
         data = await self._transport.request("POST", "/v1/networks", json={"name": name})
         return structure(data, Network)
 
     def list(self, *, limit: int | None = None, page_size: int | None = None) -> Pager[Network]:
-        """Every network of the account (with ``member_count``), fetched lazily page by page."""
+        """Every network of the account (with ``member_count``), fetched lazily page by page.
+
+        Args:
+            limit: Yield at most this many.
+            page_size: Networks per request.
+
+        Returns:
+            An async iterator of ``Network``.
+        """
 
         def convert(item: Any) -> Network:
             return structure(item, Network)
@@ -49,7 +71,17 @@ class Networks:
         return Pager(self._transport, "/v1/networks", convert, limit=limit, page_size=page_size)
 
     async def get(self, network_id: str) -> Network:
-        """One network with its ``members``."""
+        """One network with its ``members``.
+
+        Args:
+            network_id: The network's id.
+
+        Returns:
+            The network.
+
+        Raises:
+            NotFoundError: No such network.
+        """
         data = await self._transport.request("GET", _network_path(network_id))
         return structure(data, Network)
 
@@ -58,5 +90,12 @@ class Networks:
 
         ``ValidationError`` (409) while it has members, also for a few seconds after they were
         destroyed: retry after a short delay.
+
+        Args:
+            network_id: The network's id.
+
+        Raises:
+            ValidationError: It still has members.
+            NotFoundError: No such network.
         """
         await self._transport.request("DELETE", _network_path(network_id))

@@ -17,13 +17,16 @@ from ..models import DiskAttachment, NetworkEntry, SandboxStatus, SandboxView, v
 from ..sandbox import Sandbox
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from .._reap import ReapResult
     from ..session import AsyncSession
 
 __all__ = ["Sandboxes"]
 
 
 class Sandboxes:
-    """``session.sandboxes``: create, get, look up by IP and list."""
+    """``session.sandboxes``: create a sandbox, get one by id or IP, list them."""
 
     __slots__ = ("_session",)
 
@@ -53,8 +56,55 @@ class Sandboxes:
         """Create a sandbox; returns once it is running (the server holds the request until then).
 
         Arguments are checked before anything is sent. A create is a POST: it is resent only when
-        the server answered 429 or 503 (it provably did nothing); ``retry=False`` never resends
-        (for callers with their own backoff, such as ``SandboxPool``).
+        the server answered 429 or 503 (it provably did nothing).
+
+        Args:
+            shape: The machine size, e.g. ``"s-1vcpu-256mb"`` (see ``session.shapes()``).
+            rootfs: The root filesystem, e.g. ``"devbox:1"`` or a template id (default: the
+                catalog's default, see ``session.rootfs()``).
+            name: A name, unique among your live sandboxes (default: generated).
+            disk_mib: Disk size in MiB (default: the shape's).
+            ssh_pubkeys: OpenSSH public keys allowed to log in.
+            envs: Environment variables of every command (at most 64; keys like
+                ``[A-Za-z_][A-Za-z0-9_]*``; 4 KiB per value, 64 KiB in total). Values are
+                treated as secrets: never logged or put in an error message.
+            ingress_enabled: Give the sandbox public URLs (``preview_url(port)``).
+            networks: Private networks to join: ids or names, or ``NetworkEntry`` objects.
+            disks: Disks to mount: ``DiskAttachment`` objects or mappings with ``disk_id``,
+                ``mount_path`` and optionally ``sub_path``.
+            egress: The egress allowlist (default: everything allowed).
+            auto_pause_after_seconds: Pause after this many idle seconds (60 to 86400).
+            host_id: Place on this worker host (administrators).
+            region: Must equal the server's region when given.
+            node_selector: Host labels the placement must match.
+            timeout: Seconds for the whole call, resends included (default: the session's
+                request timeout, per attempt).
+            retry: False never resends (for callers with their own backoff, such as
+                ``SandboxPool``).
+
+        Returns:
+            A handle on the new, running sandbox. Use it with ``async with`` to destroy it at
+            the end.
+
+        Raises:
+            TypeError: An argument has the wrong type.
+            ValueError: An argument has a wrong value (named in the message, never its value).
+            ValidationError: The server refused the request (unknown shape or rootfs, a name
+                in use, ...).
+            PaymentRequiredError: The account has no credit.
+            RateLimitError: 429 after every resend; ``retry_after`` says when to try again.
+            ServerError: 5xx (503: no capacity) after the resends a POST is allowed.
+            APIConnectionError: No answer (a create is never resent after that: it may exist).
+            APITimeoutError: ``timeout`` expired.
+
+        Example:
+            ```python
+            sb = await session.sandboxes.create(
+                shape="s-1vcpu-256mb", envs={"API_TOKEN": "..."}, auto_pause_after_seconds=600
+            )
+            async with sb:
+                ...
+            ```
         """
         body = build_create_body(
             shape=shape,
@@ -79,13 +129,38 @@ class Sandboxes:
         return Sandbox(self._session, structure(view, SandboxView))
 
     async def get(self, sandbox_id: str, *, timeout: float | None = None) -> Sandbox:
-        """The sandbox with this id (404 -> ``NotFoundError``, also for another tenant's id)."""
+        """A handle on the sandbox with this id, with its current view.
+
+        Args:
+            sandbox_id: The sandbox's id.
+            timeout: Seconds for the request, retries included (default: the session's).
+
+        Returns:
+            The handle.
+
+        Raises:
+            NotFoundError: No such sandbox, or it belongs to another account.
+            ValueError: ``sandbox_id`` is blank.
+            APIError: Another error status.
+        """
         path = "/v1/sandboxes/" + id_segment("sandbox_id", sandbox_id)
         data = await self._session._transport.request("GET", path, timeout=timeout)
         return Sandbox(self._session, structure(data, SandboxView))
 
     async def by_ip(self, ip: str, *, timeout: float | None = None) -> Sandbox:
-        """The sandbox whose private IP is ``ip``."""
+        """A handle on the sandbox whose private IP is ``ip``.
+
+        Args:
+            ip: A private IP address (``sb.data.ip`` of some sandbox).
+            timeout: Seconds for the request, retries included (default: the session's).
+
+        Returns:
+            The handle.
+
+        Raises:
+            NotFoundError: None of your sandboxes has this IP.
+            APIError: Another error status.
+        """
         path = "/v1/sandboxes/by-ip/" + id_segment("ip", ip)
         data = await self._session._transport.request("GET", path, timeout=timeout)
         return Sandbox(self._session, structure(data, SandboxView))
@@ -98,10 +173,29 @@ class Sandboxes:
         page_size: int | None = None,
         timeout: float | None = None,
     ) -> Pager[Sandbox]:
-        """Async iterator over your sandboxes, pages fetched lazily.
+        """Iterate over your sandboxes; pages are fetched as you iterate.
 
-        ``status`` filters server-side; ``limit`` caps the number of sandboxes yielded;
-        ``page_size`` is the per-request page size (server default 50, max 500).
+        Nothing is sent until the first iteration. Use ``async for`` or ``await ....to_list()``.
+
+        Args:
+            status: Only sandboxes in this state (filtered by the server).
+            limit: Yield at most this many sandboxes.
+            page_size: Sandboxes per request (server default 50, at most 500).
+            timeout: Seconds for each page's request (default: the session's).
+
+        Returns:
+            An async iterator of ``Sandbox`` handles.
+
+        Raises:
+            TypeError: ``status`` is not a str.
+            ValueError: ``status`` is not a sandbox state.
+            APIError: A page request failed (raised while iterating).
+
+        Example:
+            ```python
+            async for sb in session.sandboxes.list(status="running"):
+                print(sb.id, sb.data.name)
+            ```
         """
         params: dict[str, object] = {}
         if status is not None:
@@ -119,4 +213,36 @@ class Sandboxes:
             limit=limit,
             page_size=page_size,
             timeout=timeout,
+        )
+
+    async def reap(
+        self,
+        prefix: str | None = None,
+        *,
+        run_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        older_than: float | timedelta | None = None,
+        match_all: bool = False,
+        dry_run: bool = False,
+        concurrency: int = 16,
+    ) -> ReapResult:
+        """Destroy the live sandboxes a crashed run left behind; see docs/crash-safety.md.
+
+        Filters (all must hold): ``prefix`` (the name starts with it), ``run_id`` (a name of the
+        ``naming`` convention with this run id), ``status`` (one or more live statuses),
+        ``older_than`` (seconds or a timedelta since creation); or ``match_all=True``.
+        ``dry_run=True`` destroys nothing and returns what would go; otherwise every match is
+        destroyed (``concurrency`` at a time), failures reported per sandbox, never raised.
+        """
+        from .._reap import reap
+
+        return await reap(
+            self._session,
+            prefix,
+            run_id=run_id,
+            status=status,
+            older_than=older_than,
+            match_all=match_all,
+            dry_run=dry_run,
+            concurrency=concurrency,
         )

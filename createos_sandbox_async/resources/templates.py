@@ -64,6 +64,11 @@ class TemplateLogStream(BodyStream):
     stream before the final frame; the build status is then read with ``GET`` and, if the build is
     over, a final event is made up from it (``extra={"synthesized": True}``); if it is still
     running, :class:`StreamInterruptedError` is raised (follow again, or poll ``get``).
+
+    Raises:
+        StreamInterruptedError: The stream ended while the build was still running.
+        StreamStalledError: ``idle_timeout`` was given and nothing arrived for that long.
+        NotFoundError: No such template (raised on the first iteration).
     """
 
     def __init__(
@@ -149,7 +154,19 @@ class TemplateLogStream(BodyStream):
 
 
 class Templates:
-    """Template builds of the account (``session.templates``)."""
+    """Template builds of the account: ``session.templates``.
+
+    A template is a root filesystem built from a Dockerfile; create sandboxes from it with
+    ``create(rootfs=template.id)``.
+
+    Example:
+        ```python
+        tpl = await session.templates.create("py-tools", "FROM devbox:1\nRUN pip install rich")
+        with anyio.fail_after(900):
+            tpl = await session.templates.wait(tpl.id)
+        sb = await session.sandboxes.create(shape="s-1vcpu-256mb", rootfs=tpl.id)
+        ```
+    """
 
     __slots__ = ("_transport",)
 
@@ -164,6 +181,19 @@ class Templates:
 
         The Dockerfile must have a single ``FROM`` of an allowed base and no ``COPY``/``ADD``
         (the server answers ``ValidationError`` otherwise). ``base`` picks the base rootfs.
+
+        Args:
+            name: The template's name.
+            dockerfile: The Dockerfile's text.
+            base: The base rootfs.
+
+        Returns:
+            The template, ``pending``.
+
+        Raises:
+            ValidationError: The Dockerfile is refused, or the name is taken.
+            PaymentRequiredError: The account has no credit.
+            APIError: Another error status (a POST is resent only after 429/503).
         """
         if not isinstance(name, str) or not name:
             raise ValueError("name must be a non-empty str")
@@ -178,7 +208,15 @@ class Templates:
         return structure(data, Template)
 
     def list(self, *, limit: int | None = None, page_size: int | None = None) -> Pager[Template]:
-        """Every template of the account, fetched page by page as you iterate."""
+        """Every template of the account, fetched page by page as you iterate.
+
+        Args:
+            limit: Yield at most this many.
+            page_size: Templates per request.
+
+        Returns:
+            An async iterator of ``Template`` (``await ....to_list()`` for a list).
+        """
 
         def convert(item: Any) -> Template:
             return structure(item, Template)
@@ -193,19 +231,49 @@ class Templates:
         )
 
     async def get(self, template_id: str, *, include_dockerfile: bool = False) -> Template:
-        """One template; ``include_dockerfile=True`` also returns its Dockerfile."""
+        """One template.
+
+        Args:
+            template_id: The template's id.
+            include_dockerfile: Also return its Dockerfile.
+
+        Returns:
+            The template, with its build ``status``.
+
+        Raises:
+            NotFoundError: No such template.
+        """
         params = {"include": "dockerfile"} if include_dockerfile else None
         data = await self._transport.request("GET", _template_path(template_id), params=params)
         return structure(data, Template)
 
     async def delete(self, template_id: str) -> None:
-        """Delete a template; sandboxes already built from it are unaffected."""
+        """Delete a template; sandboxes already built from it are unaffected.
+
+        Args:
+            template_id: The template's id.
+
+        Raises:
+            NotFoundError: No such template.
+        """
         await self._transport.request("DELETE", _template_path(template_id))
 
     async def logs(
         self, template_id: str, *, attempt: int | None = None, timeout: float | None = None
     ) -> str:
-        """The build log so far, as text (all attempts, or only ``attempt``)."""
+        """The build log so far, as text.
+
+        Args:
+            template_id: The template's id.
+            attempt: Only this build attempt (default: all of them).
+            timeout: Seconds for the whole call.
+
+        Returns:
+            The log.
+
+        Raises:
+            NotFoundError: No such template.
+        """
         params = {"attempt": _attempt(attempt)}
         path = _template_path(template_id, "/logs")
         parts: list[bytes] = []
@@ -236,6 +304,16 @@ class Templates:
         The server sends no heartbeats here, so there is no idle bound unless you pass
         ``idle_timeout`` (seconds; then :class:`StreamStalledError`). ``timeout`` bounds
         connecting and the response headers.
+
+        Args:
+            template_id: The template's id.
+            attempt: Only this build attempt.
+            idle_timeout: Seconds of silence before ``StreamStalledError`` (default: none).
+            timeout: Seconds for connecting and the response headers.
+
+        Returns:
+            A ``TemplateLogStream`` of ``TemplateLogEvent``; nothing is sent until it is
+            iterated.
         """
         _template_path(template_id)
         return TemplateLogStream(
@@ -250,6 +328,17 @@ class Templates:
         """Poll until the build is ``ready`` or ``failed`` and return the template.
 
         Bound it with ``anyio.fail_after``: builds can take many minutes.
+
+        Args:
+            template_id: The template's id.
+            poll_interval: Seconds between polls.
+
+        Returns:
+            The template, ``ready`` or ``failed`` (check ``status``; a failed build is not
+            raised).
+
+        Raises:
+            NotFoundError: No such template.
         """
         check_seconds("poll_interval", poll_interval)
         while True:
