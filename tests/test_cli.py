@@ -329,6 +329,8 @@ async def test_exec(server: LocalServer, session: Any, tmp_path: Path) -> None:
     }
     hidden = await cli(server, "exec", name, "--", "sh", "-c", 'test -n "$TOKEN"')
     assert hidden.code == 0  # the value reached the command, and cli() saw it nowhere in output
+    slow = await cli(server, "exec", name, "--timeout", "0.5", "--", "sleep", "30")
+    assert slow.code == 11 and slow.err.startswith("error:")
     not_started = await cli(server, "exec", name, "--", "/no/such/binary")
     assert not_started.code == 127 and not_started.err.startswith("error:")
     assert (await cli(server, "exec", name)).code == 2

@@ -373,6 +373,8 @@ async def _destroy_one(session: AsyncSession, ref: str) -> tuple[dict[str, Any],
 
 async def cmd_rm(ctx: Context, ns: argparse.Namespace) -> int:
     refs = [r for r in (s.strip() for s in ns.sandboxes) if r]
+    # `rm --all` with filters (dry run by default) belongs here once session.sandboxes.reap()
+    # exists (issue 15): it replaces `refs` by what reap selects.
     if not refs:
         usage_error("give at least one sandbox id or name (see: createos-sandbox ls)")
     what = f"sandbox {refs[0]}" if len(refs) == 1 else f"{len(refs)} sandboxes"

@@ -15,8 +15,6 @@ import os
 import select
 import signal
 import sys
-import termios
-import tty
 
 import anyio
 
@@ -141,6 +139,11 @@ async def _relay(sb: Sandbox, proc: ProcessView, fd: int) -> int:
 async def cmd_shell(ctx: Context, ns: argparse.Namespace) -> int:
     if ctx.out.json:
         usage_error("shell is interactive: --output json does not apply (use exec)")
+    if os.name != "posix":
+        usage_error("shell needs a POSIX terminal (Linux, macOS); use exec NAME -- CMD")
+    import termios  # POSIX only: imported here so the rest of the CLI works on Windows
+    import tty
+
     fd = sys.stdin.fileno()
     if not os.isatty(fd):
         usage_error("shell needs a terminal on stdin; for scripts use exec NAME -- CMD")
