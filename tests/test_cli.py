@@ -117,9 +117,14 @@ async def test_version_and_usage_errors(server: LocalServer) -> None:
     version = await cli(server, "--version")
     assert (version.code, version.out.strip()) == (0, f"createos-sandbox {__version__}")
     unknown = await cli(server, "frobnicate")
-    assert unknown.code == 2 and "invalid choice" in unknown.err
-    missing = await cli(server, "get")
-    assert missing.code == 2
+    assert (
+        unknown.code == 2 and unknown.err.startswith("error: ") and "invalid choice" in unknown.err
+    )
+    assert unknown.err.count("\n") == 1  # one line, not argparse's usage block
+    missing = await cli(server, "get", "-o", "json")
+    assert missing.code == 2 and missing.json()["error"]["exit_status"] == 2
+    late = await cli(server, "exec", "box", "--bogus", "--", "true")
+    assert late.code == 2 and "--bogus" in late.err
 
 
 # -- create ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from ._common import (
     CliError,
     Context,
     Handler,
+    Parser,
     add_common,
     error_message,
     exit_status,
@@ -29,7 +30,7 @@ _PASSTHROUGH = {"local": _local.run_local, "mcp": _local.run_mcp}
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree; each module registers its verbs."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="createos-sandbox",
         description="Drive CreateOS Sandbox (or the local emulator) from a shell. Sandboxes are "
         "named by id (sb_...) or by name; a name means your most recent sandbox with it.",
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"createos-sandbox {__version__}")
     add_common(parser, top=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     add_common(common, top=False)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (_lifecycle, _exec, _shell, _files, _catalog, _resources, _local):
@@ -69,6 +70,15 @@ def _report(ctx: Context | None, exc: BaseException) -> int:
     return status
 
 
+def _usage_context(args: list[str]) -> Context:
+    """A context for reporting a usage error, in JSON when the arguments asked for it."""
+    json_asked = any(
+        a in ("--output=json", "-ojson") or (a in ("-o", "--output") and b == "json")
+        for a, b in zip(args, [*args[1:], ""], strict=True)
+    )
+    return Context(argparse.Namespace(output="json" if json_asked else "text"))
+
+
 async def _run(handler: Handler, ctx: Context, ns: argparse.Namespace) -> int:
     try:
         return await handler(ctx, ns)
@@ -82,24 +92,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] and args[0] in _PASSTHROUGH:
         return _PASSTHROUGH[args[0]](args[1:])
-    ns = build_parser().parse_args(args)  # bad usage: argparse prints it and exits 2
-    fixup = getattr(ns, "fixup", None)
-    if fixup is not None:
-        fixup(ns)  # options written after NAME in `exec NAME [opts] -- CMD`
     ctx: Context | None = None
+    try:
+        ns = build_parser().parse_args(args)
+        fixup = getattr(ns, "fixup", None)
+        if fixup is not None:
+            fixup(ns)  # options written after NAME in `exec NAME [opts] -- CMD`
+    except CliError as mistake:  # nothing parsed: look for -o json by hand
+        return _report(_usage_context(args), mistake)
     try:
         ctx = Context(ns)
         return anyio.run(_run, ns.handler, ctx, ns)
     except KeyboardInterrupt:
         return INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (``| head``): stop quietly, like other Unix tools.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
     except BaseException as raised:  # every failure is one line, never a traceback
         exc = _leaf(raised)
         if isinstance(exc, KeyboardInterrupt):
             return INTERRUPTED
+        if isinstance(exc, BrokenPipeError):
+            # The reader went away (``| head``): stop quietly, like other Unix tools.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         if isinstance(exc, SystemExit):
             raise exc from None
         if os.environ.get("CREATEOS_CLI_DEBUG") == "1":

@@ -63,6 +63,13 @@ def usage_error(message: str) -> NoReturn:
     raise CliError(message, USAGE)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and a JSON document with --output json)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{self.prog}: {message} (see: {self.prog} --help)", USAGE)
+
+
 def exit_status(exc: BaseException) -> int:
     """The documented exit status of an exception (CLI, SDK or local OS error)."""
     if isinstance(exc, CliError):
@@ -165,8 +172,8 @@ class Context:
 
     def __init__(self, ns: argparse.Namespace) -> None:
         self.out = Output(getattr(ns, "output", "text"))
-        self._api_key: str | None = ns.api_key
-        self._base_url: str | None = ns.base_url
+        self._api_key: str | None = getattr(ns, "api_key", None)
+        self._base_url: str | None = getattr(ns, "base_url", None)
         self._session: AsyncSession | None = None
 
     @property

@@ -14,6 +14,7 @@ from ._common import (
     NOT_STARTED,
     OK,
     Context,
+    Parser,
     Subparsers,
     add_command,
     parse_env,
@@ -58,7 +59,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     e.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments (after --)")
     # Options written between NAME and `--` reach us inside `cmd` (REMAINDER takes everything
     # after NAME): a second parser with the same options reads them before the command runs.
-    late = argparse.ArgumentParser(prog="createos-sandbox exec", add_help=False, parents=[common])
+    late = Parser(prog="createos-sandbox exec", add_help=False, parents=[common])
     _exec_options(late)
     e.set_defaults(fixup=functools.partial(split_command, late))
 

@@ -20,7 +20,7 @@ import anyio
 
 from createos_sandbox_async import CreateosError, ProcessView, Sandbox
 
-from ._common import Context, Subparsers, add_command, resolve_sandbox, usage_error
+from ._common import Context, Parser, Subparsers, add_command, resolve_sandbox, usage_error
 from ._exec import split_command
 
 #: Largest chunk of keystrokes (or pasted text) sent in one input call.
@@ -41,7 +41,7 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     s.add_argument(
         "cmd", nargs=argparse.REMAINDER, help="program to run instead of a login shell (after --)"
     )
-    late = argparse.ArgumentParser(prog="createos-sandbox shell", add_help=False, parents=[common])
+    late = Parser(prog="createos-sandbox shell", add_help=False, parents=[common])
     s.set_defaults(fixup=functools.partial(split_command, late))
 
 
