@@ -172,7 +172,9 @@ async def cli(base_url: str, key: str, *args: str) -> str:
     env.pop("CREATEOS_API_KEY", None)
     cmd = [sys.executable, "-m", "createos_sandbox_async", *args]
     with anyio.fail_after(60):
-        proc = await anyio.run_process(cmd, env=env, check=False, stderr=subprocess.PIPE)
+        proc = await anyio.run_process(
+            cmd, env=env, check=False, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
     return proc.stdout.decode() + proc.stderr.decode()
 
 
@@ -253,8 +255,8 @@ async def test_emulator_session_leaks_no_secret(
             await cli(server.base_url, KEY, "ls"),
             await cli(server.base_url, KEY, "exec", sid, "--", "true"),
             await cli(server.base_url, KEY, "exec", sid, "--", "sh", "-c", "exit 4"),
-            await cli(server.base_url, tokens[1], "rm", "sb_nope"),
-            await cli(server.base_url, KEY, "rm", sid),
+            await cli(server.base_url, tokens[1], "rm", "sb_nope", "--force"),
+            await cli(server.base_url, KEY, "rm", sid, "--force"),
         ]
     blob = cap.blob(caplog, *printed)
     found = occurrences(blob, KEY, ENV_VALUE, *tokens)
@@ -404,7 +406,7 @@ async def test_hostile_server_echoing_everything_leaks_no_secret(
                 await cli(base_url, KEY, "whoami"),
                 await cli(base_url, KEY, "create", "--env", f"APP_SECRET={ENV_VALUE}"),
             ]
-            with_token.append(await cli(base_url, TOKEN, "rm", "sb_hostile"))
+            with_token.append(await cli(base_url, TOKEN, "rm", "sb_hostile", "--force"))
     blob = cap.blob(caplog)
     printed = "\n".join(with_key), "\n".join(with_token)
     found = (
