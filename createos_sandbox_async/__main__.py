@@ -1,4 +1,4 @@
-"""``python -m createos_sandbox_async`` runs the command line (see ``cli.py``)."""
+"""``python -m createos_sandbox_async`` runs the command line (see ``cli/``)."""
 
 from .cli import main
 
