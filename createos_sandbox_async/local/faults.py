@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._http import JSON_TYPE, dumps
+from ._http import JSON_TYPE, dumps, request_key
 
 _HTML_502 = (
     "<html>\r\n<head><title>{status} Bad Gateway</title></head>\r\n<body>\r\n"
@@ -71,6 +71,10 @@ class FaultHandle:
             f"FaultHandle({self.kind}, route={self.route!r}, method={self.method!r}, "
             f"times={self._times!r}, hits={self.hits})"
         )
+
+
+# The fault a request carries past the middleware (stall, truncate, slow act on its body).
+FAULT = request_key("fault", FaultHandle)
 
 
 class Faults:

@@ -24,7 +24,7 @@ from yarl import URL
 
 from createos_sandbox_async import AsyncSession
 from createos_sandbox_async.local import LocalServer
-from createos_sandbox_async.local import app as emulator_app
+from createos_sandbox_async.local import files as emulator_files
 from createos_sandbox_async.local.app import MAX_BUFFERED_OUTPUT
 
 pytestmark = pytest.mark.anyio
@@ -500,7 +500,7 @@ async def test_oversize_upload(emu: tuple[LocalServer, Raw], monkeypatch: Any) -
             writer.write(
                 f"PUT /v1/sandboxes/{sid}/files?path=/tmp/huge HTTP/1.1\r\nHost: x\r\n"
                 f"X-Api-Key: {server.api_key}\r\n"
-                f"Content-Length: {emulator_app.MAX_FILE_BYTES + 1}\r\n\r\n".encode()
+                f"Content-Length: {emulator_files.MAX_FILE_BYTES + 1}\r\n\r\n".encode()
             )
             await writer.drain()
             status_line = await asyncio.wait_for(reader.readline(), 30)
@@ -508,7 +508,7 @@ async def test_oversize_upload(emu: tuple[LocalServer, Raw], monkeypatch: Any) -
             writer.close()
         tally.escapes += status_line.split()[1] != b"400"
         assert status_line.split()[1] == b"400"
-        monkeypatch.setattr(emulator_app, "MAX_FILE_BYTES", 1 << 20)
+        monkeypatch.setattr(emulator_files, "MAX_FILE_BYTES", 1 << 20)
 
         async def chunks() -> AsyncIterator[bytes]:
             for _ in range(64):
