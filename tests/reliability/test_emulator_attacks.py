@@ -25,7 +25,7 @@ from yarl import URL
 from createos_sandbox_async import AsyncSession
 from createos_sandbox_async.local import LocalServer
 from createos_sandbox_async.local import files as emulator_files
-from createos_sandbox_async.local.app import MAX_BUFFERED_OUTPUT
+from createos_sandbox_async.local.exec import MAX_BUFFERED_OUTPUT
 
 pytestmark = pytest.mark.anyio
 
