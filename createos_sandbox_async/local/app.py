@@ -1,6 +1,8 @@
-"""The emulator's HTTP application: middleware (request ids, faults, auth, JSend errors) and the
-catalog routes. Sandboxes (create, lifecycle) live in sandboxes.py, exec in exec.py, files in
-files.py, account resources in resources.py, managed processes in processes.py."""
+"""The emulator's HTTP application: middleware (request ids, faults, auth, JSend errors), the
+`Emulator` state and `build_app`. Every route lives in a module that adds it with
+`register(app, emu)`: catalog.py (health, identity, shapes, hosts, metrics), sandboxes.py
+(create and lifecycle), exec.py, files.py, resources.py (tokens, policies, networks, disks,
+templates) and processes.py."""
 
 from __future__ import annotations
 
@@ -9,21 +11,18 @@ import collections
 import contextlib
 import fnmatch
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from . import _ids
+from . import _ids, catalog, exec, files, processes, resources, sandboxes
 from ._http import (
     JSON_TYPE,
     NDJSON_TYPE,
     ApiFail,
     error_response,
     fail,
-    ok,
-    page,
     request_key,
 )
 from .faults import (
@@ -39,9 +38,6 @@ from .faults import (
 )
 from .runtime import Runtime
 from .state import (
-    DEFAULT_ROOTFS,
-    ROOTFS,
-    SHAPES,
     AccessToken,
     Disk,
     Network,
@@ -50,7 +46,6 @@ from .state import (
     Tenant,
 )
 
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPEN_ROUTES = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -344,70 +339,6 @@ class Emulator:
         sb.transition = self.spawn_background(run())
         return sb.transition
 
-    # ----------------------------------------------------------------- catalog & identity
-
-    async def healthz(self, request: web.Request) -> web.StreamResponse:
-        return ok({"up": True})
-
-    async def readyz(self, request: web.Request) -> web.StreamResponse:
-        return ok({"ready": True, "scheduler_last_ok_ms_ago": 0})
-
-    async def whoami(self, request: web.Request) -> web.StreamResponse:
-        tenant = self.tenant(request)
-        mine = [s for s in self.sandboxes.values() if s.owner == tenant.user_id]
-        alive = [s for s in mine if s.status != "destroyed"]
-        running = sum(1 for s in alive if s.status == "running")
-        paused = sum(1 for s in alive if s.status == "paused")
-        return ok(
-            {
-                "user_id": tenant.user_id,
-                "stats": {
-                    "running": running,
-                    "paused": paused,
-                    "other": len(alive) - running - paused,
-                    "total": len(alive),
-                },
-            }
-        )
-
-    async def shapes(self, request: web.Request) -> web.StreamResponse:
-        return page(request, [s.view() for s in SHAPES])
-
-    async def rootfs(self, request: web.Request) -> web.StreamResponse:
-        return ok(
-            {
-                "rootfs": [r["name"] for r in ROOTFS],
-                "default": DEFAULT_ROOTFS,
-                "entries": list(ROOTFS),
-            }
-        )
-
-    async def hosts(self, request: web.Request) -> web.StreamResponse:
-        alive = sum(1 for s in self.sandboxes.values() if not s.terminal and s.runtime)
-        host = {
-            "id": "host-local-1",
-            "status": "active",
-            "free_mib": 65536,
-            "vm_count": alive,
-            "rootfses": [r["name"] for r in ROOTFS],
-        }
-        return page(request, [host])
-
-    async def metrics(self, request: web.Request) -> web.StreamResponse:
-        tenant = self.tenant(request)
-        mine = [s for s in self.sandboxes.values() if s.owner == tenant.user_id]
-        return ok(
-            {
-                "user_id": tenant.user_id,
-                "sandboxes": len(mine),
-                "running": sum(1 for s in mine if s.status == "running"),
-                "bandwidth_used_bytes": sum(s.bandwidth_used for s in mine),
-            }
-        )
-
-    async def metrics_timeseries(self, request: web.Request) -> web.StreamResponse:
-        return ok({"points": [], "note": "the local emulator keeps no history"})
-
     # ----------------------------------------------------------------- streams
 
     async def open_stream(
@@ -425,25 +356,11 @@ class Emulator:
 
 def build_app(emu: Emulator) -> web.Application:
     """The aiohttp application with every route of openapi.yaml."""
-    from . import exec, files, processes, resources, sandboxes
-
     app = web.Application(middlewares=[emu.middleware], client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emu
     app.on_response_prepare.append(emu.on_prepare)
-    r = app.router
-    r.add_get("/healthz", emu.healthz)
-    r.add_get("/readyz", emu.readyz)
-    r.add_get("/v1/whoami", emu.whoami)
-    r.add_get("/v1/shapes", emu.shapes)
-    r.add_get("/v1/rootfs", emu.rootfs)
-    r.add_get("/v1/hosts", emu.hosts)
-    r.add_get("/v1/metrics", emu.metrics)
-    r.add_get("/v1/metrics/timeseries", emu.metrics_timeseries)
-    sandboxes.register(app, emu)
-    exec.register(app, emu)
-    files.register(app, emu)
-    resources.register(app, emu)
-    processes.register(app, emu)
+    for module in (catalog, sandboxes, exec, files, resources, processes):
+        module.register(app, emu)
     return app
 
 
