@@ -37,56 +37,27 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ._cgroups import JOIN_SCRIPT, Cgroups, SandboxCgroup
 from ._fs import View, open_in_root
+from ._host import (
+    DEFAULT_PATH,
+    INIT_SCRIPT,
+    SANDBOX_MARKER,
+    SANDBOX_UID,
+    SYSTEM_LINKS,
+    chown_tree,
+    etc_dirs,
+    etc_entries,
+    remove_tree,
+)
 
 log = logging.getLogger("createos_sandbox_async.local")
 
 ISOLATIONS = ("bubblewrap", "none")
-SANDBOX_MARKER = "CREATEOS_LOCAL_SANDBOX"  # set on commands only with isolation "none"
-SANDBOX_UID = 65534  # "nobody": what sandboxes run as on the host when the emulator is root
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# pid 1 of every sandbox: its stdin is the lifeline (see the module docstring). `cat` blocks on
-# it; EOF (status 0, or 1 if unreadable) ends pid 1 and with it the whole namespace. A `cat`
-# killed by a signal (a tenant's `kill`) is restarted. `wait` reaps orphans meanwhile.
-_INIT_SCRIPT = (
-    'echo ready; exec 3<&0 >/dev/null 2>&1 </dev/null; trap "" TERM INT HUP; '
-    "while :; do cat <&3 >/dev/null & wait $!; [ $? -gt 128 ] || exit 0; done"
-)
 DEFAULT_MAX_PROCESSES = 4096  # per sandbox, where a pids cgroup can be made
 # Closes every descriptor above 2 except those listed in $0, then runs "$@" (same pid).
 _CLOSE_FDS_SCRIPT = (
     'for f in /proc/self/fd/*; do n=${f##*/}; case " $0 " in *" $n "*) continue;; esac; '
     '[ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$@"'
 )
-_SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-_ETC_FILES = (
-    "bash.bashrc",
-    "profile",
-    "inputrc",
-    "localtime",
-    "timezone",
-    "mime.types",
-    "debian_version",
-    "issue",
-    "lsb-release",
-    "os-release",
-    "protocols",
-    "services",
-    "host.conf",
-    "gai.conf",
-    "locale.alias",
-    "login.defs",
-    "shells",
-    "ld.so.conf",
-    "ld.so.cache",
-    "ca-certificates.conf",
-    "magic",
-    "magic.mime",
-    "environment",
-    "wgetrc",
-    "papersize",
-)
-# Bound read-only (each mount costs boot time, so only what common tools need).
-_ETC_DIRS = ("alternatives", "profile.d", "ssl/certs", "python3")
 _INSTALL_HINT = (
     "install it with `apt-get install bubblewrap` (Debian/Ubuntu; `dnf install bubblewrap` on "
     'Fedora), or opt out of isolation explicitly with LocalServer(isolation="none") / '
@@ -96,38 +67,6 @@ _INSTALL_HINT = (
 
 class IsolationUnavailableError(RuntimeError):
     """bubblewrap is missing or cannot create namespaces on this machine."""
-
-
-def _etc_entries() -> list[tuple[str, str, bytes | str]]:
-    """(relative path, kind, payload) of host /etc files worth copying into every sandbox."""
-    out: list[tuple[str, str, bytes | str]] = []
-    for name in _ETC_FILES:
-        path = f"/etc/{name}"
-        try:
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                out.append((f"etc/{name}", "link", os.readlink(path)))
-            elif stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH and st.st_size < 1 << 20:
-                with open(path, "rb") as fh:
-                    out.append((f"etc/{name}", "file", fh.read()))
-        except OSError:
-            continue
-    return out
-
-
-def _etc_dirs() -> list[str]:
-    """Host /etc directories bound read-only (world-readable, no secrets)."""
-    found = []
-    names = list(_ETC_DIRS)
-    with contextlib.suppress(OSError):
-        names += [n for n in os.listdir("/etc") if n.startswith("python3.")]
-    for name in names:
-        path = f"/etc/{name}"
-        with contextlib.suppress(OSError):
-            st = os.stat(path)
-            if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_IROTH:
-                found.append(name)
-    return found
 
 
 class Runtime:
@@ -147,11 +86,11 @@ class Runtime:
         self.nsenter = shutil.which("nsenter") or "nsenter"
         self.setpriv = shutil.which("setpriv") or "setpriv"
         self.disable_userns = False
-        self.etc_entries = _etc_entries()
-        self.etc_dirs = _etc_dirs()
+        self.etc_entries = etc_entries()
+        self.etc_dirs = etc_dirs()
         self.system_links: dict[str, str] = {}
         self.system_binds: list[str] = ["/usr"]
-        for name in _SYSTEM_LINKS:
+        for name in SYSTEM_LINKS:
             path = f"/{name}"
             if os.path.islink(path):
                 self.system_links[name] = os.readlink(path)
@@ -370,25 +309,6 @@ class Runtime:
                     await asyncio.shield(asyncio.to_thread(box.cgroup.remove))
             raise
         return box
-
-
-def remove_tree(path: str) -> None:
-    """rm -rf (blocking). Directories a command made read-only are made writable again first."""
-    shutil.rmtree(path, ignore_errors=True)
-    if os.path.lexists(path):
-        for dirpath, _dirs, _files in os.walk(path):
-            with contextlib.suppress(OSError):
-                os.chmod(dirpath, 0o700)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def chown_tree(root: str, owner: tuple[int, int]) -> None:
-    """Give a freshly built tree to the sandbox user (links themselves, never their targets)."""
-    uid, gid = owner
-    os.lchown(root, uid, gid)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
 def _launch(
@@ -630,7 +550,7 @@ class SandboxRuntime:
         life_r, self._lifeline = os.pipe()
         log_path = os.path.join(rt.state_dir, "logs", f"{self.sandbox_id}.stderr")
         try:
-            argv = rt._bwrap_argv(self.root, hostname, ["/bin/sh", "-c", _INIT_SCRIPT])
+            argv = rt._bwrap_argv(self.root, hostname, ["/bin/sh", "-c", INIT_SCRIPT])
             argv.insert(argv.index("--as-pid-1"), "--info-fd")
             argv.insert(argv.index("--as-pid-1"), str(info_w))
             self.init = _launch(self.join_argv() + argv, life_r, ready_w, log_path, info_w)

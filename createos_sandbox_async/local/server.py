@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ._host import remove_tree
 from .app import Emulator, build_app
 from .faults import Faults
-from .runtime import DEFAULT_MAX_PROCESSES, ISOLATIONS, Runtime, remove_tree
+from .runtime import DEFAULT_MAX_PROCESSES, ISOLATIONS, Runtime
 
 if TYPE_CHECKING:
     from .. import AsyncSession
