@@ -28,8 +28,9 @@ from ._http import (
     opt_str_map,
     query_bool,
 )
+from ._procs import kill_tree
 from .faults import StreamEnded
-from .runtime import SandboxRuntime, kill_tree
+from .runtime import SandboxRuntime
 from .state import Sandbox
 
 if TYPE_CHECKING:

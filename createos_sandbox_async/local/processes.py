@@ -34,9 +34,7 @@ from ._http import (
     prune,
     query_int,
 )
-from .faults import StreamEnded
-from .runtime import (
-    SandboxRuntime,
+from ._procs import (
     children,
     kill_command,
     kill_group,
@@ -44,6 +42,8 @@ from .runtime import (
     session_members,
     wait_exited,
 )
+from .faults import StreamEnded
+from .runtime import SandboxRuntime
 
 if TYPE_CHECKING:
     from .app import Emulator
