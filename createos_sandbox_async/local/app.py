@@ -2,7 +2,7 @@
 `Emulator` state and `build_app`. Every route lives in a module that adds it with
 `register(app, emu)`: catalog.py (health, identity, shapes, hosts, metrics), sandboxes.py
 (create and lifecycle), exec.py, files.py, resources.py (tokens, policies, networks, disks,
-templates) and processes.py."""
+templates), processes.py and admin.py (fault control over HTTP, outside the API)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import _ids, catalog, exec, files, processes, resources, sandboxes
+from . import _ids, admin, catalog, exec, files, processes, resources, sandboxes
 from ._http import (
     JSON_TYPE,
     NDJSON_TYPE,
@@ -93,8 +93,11 @@ class Emulator:
         transition_delay: float,
         auto_pause_scale: float = 1.0,
         detached_buffered_exec: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         self.runtime = runtime
+        # Opens the /__createos/ routes (admin.py); never a tenant's key, never logged.
+        self.admin_token = admin_token or _ids.secret("adm_local_")
         self.heartbeat_interval = heartbeat_interval
         self.transition_delay = transition_delay
         self.auto_pause_scale = auto_pause_scale
@@ -163,7 +166,10 @@ class Emulator:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Count, maybe fault, authenticate, run, and turn failures into JSend bodies."""
+        """Count, maybe fault, authenticate, run, and turn failures into JSend bodies. Admin
+        routes are neither counted nor faulted: they have their own guard (admin.py)."""
+        if admin.is_admin(request):
+            return await self._admin(request, handler)
         self.requests[(request.method, request.path)] += 1
         rule = self.faults.take(request.method, request.path)
         try:
@@ -182,14 +188,7 @@ class Emulator:
             except ApiFail as exc:
                 resp = error_response(exc)
             except web.HTTPException as exc:
-                if exc.status == 405:
-                    resp = error_response(ApiFail(405, f"method {request.method} not allowed"))
-                elif exc.status == 404:
-                    resp = error_response(ApiFail(404, f"no route for {request.path}"))
-                elif exc.status == 413:
-                    resp = error_response(ApiFail(400, "request body too large"))
-                else:
-                    resp = error_response(ApiFail(exc.status, exc.reason))
+                resp = _http_error(request, exc)
             if (
                 rule is not None
                 and isinstance(resp, web.Response)
@@ -208,6 +207,22 @@ class Emulator:
             # not a server error. The handler's own cleanup (killing its command) already ran.
             log.debug("client left %s %s mid-response: %r", request.method, request.path, exc)
             return web.Response(status=500)  # never sent: aiohttp drops it on the dead transport
+
+    async def _admin(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Guard (loopback peer, admin token), then run an admin route."""
+        try:
+            admin.check_admin(request, self.admin_token)
+            match = request.match_info
+            if match.http_exception is not None:
+                raise match.http_exception
+            resource = match.route.resource
+            if resource is None or not resource.canonical.startswith(admin.ADMIN_PREFIX):
+                fail(404, f"no admin route for {request.path}")
+            return await handler(request)
+        except ApiFail as exc:
+            return error_response(exc)
+        except web.HTTPException as exc:
+            return _http_error(request, exc)
 
     def _authenticate(self, request: web.Request) -> None:
         match = request.match_info
@@ -354,12 +369,23 @@ class Emulator:
         return resp, FrameWriter(resp, rule)
 
 
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (no route, wrong method, body too big) as JSend bodies."""
+    if exc.status == 405:
+        return error_response(ApiFail(405, f"method {request.method} not allowed"))
+    if exc.status == 404:
+        return error_response(ApiFail(404, f"no route for {request.path}"))
+    if exc.status == 413:
+        return error_response(ApiFail(400, "request body too large"))
+    return error_response(ApiFail(exc.status, exc.reason))
+
+
 def build_app(emu: Emulator) -> web.Application:
     """The aiohttp application with every route of openapi.yaml."""
     app = web.Application(middlewares=[emu.middleware], client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emu
     app.on_response_prepare.append(emu.on_prepare)
-    for module in (catalog, sandboxes, exec, files, resources, processes):
+    for module in (catalog, sandboxes, exec, files, resources, processes, admin):
         module.register(app, emu)
     return app
 

@@ -37,6 +37,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_admin_token(token: str | None, api_key: str | None) -> str | None:
+    """An admin token fit for an HTTP header and distinct from the API key, or None (random)."""
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise TypeError(f"admin_token must be a str, got {type(token).__name__}")
+    if not token or not token.isascii() or not token.isprintable() or " " in token:
+        raise ValueError("admin_token must be non-empty printable ASCII without spaces")
+    if token == api_key:
+        raise ValueError("admin_token must differ from api_key: tenants must not hold it")
+    return token
+
+
 class LocalServer:
     """The CreateOS Sandbox API on this machine, commands run for real under bubblewrap.
 
@@ -52,6 +65,8 @@ class LocalServer:
     0.001 so 60 s becomes 60 ms). `detached_buffered_exec=True` lets a buffered (non-stream)
     exec run to its end when its client disconnects, as a service might (WIRE §11 promises the
     kill on disconnect for streams only); by default the emulator kills it, like a stream's.
+    `admin_token` opens the fault-control routes under `/__createos/` to other processes
+    (loopback only; docs/fault-control.md); default: a random one, read it from `admin_token`.
     """
 
     def __init__(
@@ -68,6 +83,7 @@ class LocalServer:
         state_dir: str | None = None,
         detached_buffered_exec: bool = False,
         max_processes: int = DEFAULT_MAX_PROCESSES,
+        admin_token: str | None = None,
     ) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
@@ -99,6 +115,7 @@ class LocalServer:
             raise TypeError("detached_buffered_exec must be a bool")
         self._detached_exec = detached_buffered_exec
         self._wanted_key = api_key
+        self._admin_token = check_admin_token(admin_token, api_key)
         self._state_parent = state_dir
         self._emu: Emulator | None = None
         self._runner: web.AppRunner | None = None
@@ -125,6 +142,11 @@ class LocalServer:
         self._require()
         assert self._api_key is not None
         return self._api_key
+
+    @property
+    def admin_token(self) -> str:
+        """The token of the fault-control routes (`Authorization: Bearer <it>`); not an API key."""
+        return self._require().admin_token
 
     @property
     def faults(self) -> Faults:
@@ -188,6 +210,7 @@ class LocalServer:
                 transition_delay=self._transition,
                 auto_pause_scale=self._auto_pause_scale,
                 detached_buffered_exec=self._detached_exec,
+                admin_token=self._admin_token,
             )
             self._api_key = emu.add_tenant(self._wanted_key)
             runner = web.AppRunner(
