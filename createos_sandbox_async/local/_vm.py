@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import signal
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from ._cgroups import JOIN_SCRIPT, SandboxCgroup
 from ._fs import View, open_in_root
+from ._helper import PYTHON as HELPER_PYTHON
+from ._helper import CommandHelper, HelperGone, HelperProcess
 from ._host import DEFAULT_PATH, INIT_SCRIPT, SANDBOX_MARKER, remove_tree
 from ._procs import (
     children,
@@ -34,6 +37,16 @@ from ._procs import (
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+
+Command = asyncio.subprocess.Process | HelperProcess  # what run_command starts
+log = logging.getLogger("createos_sandbox_async.local")
+_HELPER_STARTS = 5  # per sandbox: a tenant that keeps killing its helper gets the slow path
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    """A helper that failed to start is logged at DEBUG; commands take the ordinary path."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("sandbox command helper did not start: %r", task.exception())
 
 
 class SandboxRuntime:
@@ -58,6 +71,10 @@ class SandboxRuntime:
         self.paused = False
         self.dead = False
         self._rootfd = -1
+        self.helper: CommandHelper | None = None  # forks exec commands inside (see _helper)
+        self._helper_task: asyncio.Task[None] | None = None
+        self._helper_starts = 0
+        self._execs = 0
 
     @property
     def rootfd(self) -> int:
@@ -283,6 +300,70 @@ class SandboxRuntime:
         self.groups.add(proc.pid)
         return proc
 
+    async def run_command(
+        self, argv: Sequence[str], env: Mapping[str, str], *, stdin: bool
+    ) -> Command:
+        """An exec's command: through the sandbox's helper once it runs (see `_helper`), else
+        entered the ordinary way. The second exec of a sandbox starts its helper in the
+        background (a sandbox that runs one command never pays for a helper)."""
+        self._execs += 1
+        helper = self.helper
+        if helper is not None and helper.ready and helper.disk_mib != self.disk_mib:
+            helper.close()  # resized: its children would inherit the old file-size cap
+        if helper is not None and helper.ready:
+            try:
+                proc = await helper.spawn(list(argv), dict(env), stdin=stdin)
+            except HelperGone:
+                pass
+            else:
+                self.groups.add(proc.pid)
+                return proc
+        if (helper is None or helper.dead) and self._helper_wanted():
+            self._start_helper()
+        return await self.spawn(
+            argv, env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL
+        )
+
+    def _helper_wanted(self) -> bool:
+        return (
+            self.runtime.isolation == "bubblewrap"
+            and not self.dead
+            and self._helper_task is None
+            and self._execs >= 2
+            and self._helper_starts < _HELPER_STARTS
+            and os.path.exists(HELPER_PYTHON)
+        )
+
+    def _start_helper(self) -> None:
+        """Start a helper in the background; until it runs, commands take the ordinary path."""
+        helper = CommandHelper(self)
+        self._helper_starts += 1
+
+        async def start() -> None:
+            try:
+                await helper.start()
+            except BaseException:
+                helper.close()
+                await helper.reap()
+                raise
+            finally:
+                self._helper_task = None
+            old, self.helper = self.helper, helper
+            if old is not None:
+                await old.reap()
+
+        self._helper_task = asyncio.ensure_future(start())
+        self._helper_task.add_done_callback(_consume)
+
+    async def _stop_helper(self) -> None:
+        task = self._helper_task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.helper is not None:
+            self.helper.close(final=True)
+            await self.helper.reap()
+
     def forget(self, pgid: int) -> None:
         """A command finished: stop tracking its process group."""
         self.groups.discard(pgid)
@@ -357,6 +438,7 @@ class SandboxRuntime:
             kill_group(pgid)
             kill_group(pgid, signal.SIGCONT)
         self.groups.clear()
+        await self._stop_helper()
         if self.init is not None:
             kill_group(self.init.pid)
             if self.init_pid:

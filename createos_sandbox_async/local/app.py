@@ -25,6 +25,7 @@ from ._http import (
     fail,
     request_key,
 )
+from ._vm import Command
 from .faults import (
     FAULT,
     ConnectionDropped,
@@ -141,9 +142,7 @@ class Emulator:
         task.add_done_callback(self.background.discard)
         return task
 
-    def reap_later(
-        self, proc: asyncio.subprocess.Process, helpers: Sequence[asyncio.Task[Any]] = ()
-    ) -> None:
+    def reap_later(self, proc: Command, helpers: Sequence[asyncio.Task[Any]] = ()) -> None:
         """Collect a killed command in the background (its handler may be cancelled), so no
         subprocess outlives the server's event loop. Once its (cancelled) helper tasks are done,
         its pipes are read to EOF: a pipe whose buffer filled up is paused and would never see

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiohttp import web
 
+from ._helper import HelperLost
 from ._http import (
     JSON_TYPE,
     argv_problem,
@@ -29,6 +30,7 @@ from ._http import (
     query_bool,
 )
 from ._procs import kill_tree
+from ._vm import Command
 from .faults import StreamEnded
 from .runtime import SandboxRuntime
 from .state import Sandbox
@@ -48,6 +50,11 @@ _ENCODE_INLINE = 256 << 10  # larger outputs are decoded and JSON-encoded in a w
 _ENCODE_SLOTS = threading.BoundedSemaphore(2)  # a thread lock: shared by every server's loop
 _QUEUED_CHUNKS = 16  # per exec stream: at most ~1 MiB of output read ahead of the client
 HEARTBEAT = b'{"hb":true}\n'
+# The sandbox's exec helper (_helper.py) vanished after it was asked to start the command.
+_LOST = (
+    "the command's start was not confirmed: the sandbox's exec helper died or stopped "
+    "answering (was it killed or stopped from inside the sandbox?); it may have run"
+)
 
 
 def exit_status(returncode: int | None) -> int:
@@ -141,9 +148,11 @@ class _Handlers:
         if problem is not None:
             result = {"stdout": "", "stderr": "", "exit_code": 127, "error": problem}
             return ok({"result": result, "exec_ms": 0.0})
-        proc = await runtime.spawn(
-            argv, env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL
-        )
+        try:
+            proc = await runtime.run_command(argv, env, stdin=bool(stdin))
+        except HelperLost:
+            result = {"stdout": "", "stderr": "", "exit_code": 137, "error": _LOST}
+            return ok({"result": result, "exec_ms": 0.0})
         finished = False
         try:
             out, err = await collect_output(proc, stdin.encode() if stdin else None)
@@ -164,16 +173,19 @@ class _Handlers:
         problem: str | None,
     ) -> web.StreamResponse:
         resp, writer = await self.emu.open_stream(request)
-        if problem is not None:
+        proc = None
+        if problem is None:
+            try:
+                proc = await runtime.run_command(argv, env, stdin=bool(stdin))
+            except HelperLost:
+                problem = _LOST
+        if proc is None:
             try:
                 await writer.final((dumps({"error": problem}) + "\n").encode())
                 await resp.write_eof()
             except StreamEnded:
                 pass
             return resp
-        proc = await runtime.spawn(
-            argv, env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL
-        )
         queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=_QUEUED_CHUNKS)
         tasks = [
             asyncio.ensure_future(_pump(proc.stdout, "stdout", queue)),
@@ -210,7 +222,7 @@ class _Handlers:
     def _end_command(
         self,
         runtime: SandboxRuntime,
-        proc: asyncio.subprocess.Process,
+        proc: Command,
         *,
         finished: bool,
         helpers: Sequence[asyncio.Task[None]] = (),
@@ -278,7 +290,7 @@ async def _read_capped(reader: asyncio.StreamReader | None, cap: int) -> Capture
 
 
 async def collect_output(
-    proc: asyncio.subprocess.Process, stdin: bytes | None, cap: int = MAX_BUFFERED_OUTPUT
+    proc: Command, stdin: bytes | None, cap: int = MAX_BUFFERED_OUTPUT
 ) -> tuple[Captured, Captured]:
     """`proc.communicate()` with a cap per channel (see MAX_BUFFERED_OUTPUT). Cancelled, its
     readers are stopped before it returns, so `reap_later` can drain the pipes alone."""
@@ -344,7 +356,7 @@ async def buffered_response(
     return web.Response(body=body, content_type=JSON_TYPE, charset="utf-8")
 
 
-async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+async def _feed(proc: Command, data: bytes) -> None:
     """Write stdin, then close it so the command sees EOF."""
     assert proc.stdin is not None
     with contextlib.suppress(ConnectionError, BrokenPipeError):
