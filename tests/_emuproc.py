@@ -22,6 +22,7 @@ class EmulatorProcess:
     proc: asyncio.subprocess.Process
     base_url: str
     api_key: str
+    admin_token: str  # of the fault-control routes (/__createos/)
 
     @property
     def pid(self) -> int:
@@ -67,10 +68,13 @@ async def emulator_process(*args: str) -> AsyncIterator[EmulatorProcess]:
             if line.startswith("export "):
                 name, _, value = line.removeprefix("export ").strip().partition("=")
                 env[name] = value
-            if "CREATEOS_SANDBOX_BASE_URL" in env and "CREATEOS_SANDBOX_API_KEY" in env:
+            if {"CREATEOS_SANDBOX_BASE_URL", "CREATEOS_LOCAL_ADMIN_TOKEN"} <= env.keys():
                 break
         yield EmulatorProcess(
-            proc, env["CREATEOS_SANDBOX_BASE_URL"], env["CREATEOS_SANDBOX_API_KEY"]
+            proc,
+            env["CREATEOS_SANDBOX_BASE_URL"],
+            env["CREATEOS_SANDBOX_API_KEY"],
+            env["CREATEOS_LOCAL_ADMIN_TOKEN"],
         )
     finally:
         if proc.returncode is None:

@@ -13,6 +13,7 @@ CREATEOS_REQUIRE_CONFORMANCE=1 (CI), where a missing SDK is a failure.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -163,6 +164,34 @@ async def test_official_sdks_ride_out_injected_faults(
     after = (count("GET", "/v1/whoami"), count("POST", "/v1/sandboxes"), count("POST", "*/exec"))
     # whoami and create each sent twice (one retry); exec 3 times: the 500 was NOT retried.
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 3]
+
+
+async def test_official_typescript_sdk_gets_faults_injected_over_http(
+    server: Any, other_tenant: str
+) -> None:
+    """Issue 15 §2: a process in another language injects faults over HTTP (/__createos/, with
+    the admin token) and the official TS SDK meets them: the 500 on its exec surfaces (a POST
+    is never retried), the 429 is retried once. The admin calls are never counted."""
+    node = _require_ts_sdk()
+    server.faults.clear()
+    count = server.request_count
+    before = (count("POST", "*/exec"), count(path="/__createos/*"))
+    env = {**_env(server, other_tenant), "CREATEOS_LOCAL_ADMIN_TOKEN": server.admin_token}
+    rc, out = await _run([node, str(HERE / "ts_official.mjs"), "fault-control"], env)
+    _report("TypeScript", "fault-control", rc, out)
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    seen = json.loads(line.removeprefix("RESULT "))
+    assert seen == {
+        "exec500": {"status": 500, "envelope": "error"},
+        "exec429Stdout": "after 429\n",
+        "hits": [1, 1],
+        "execCount": 3,  # the 500, the 429 and its retry
+        "tenantKeyStatus": 401,
+        "cleared": 2,
+    }
+    after = (count("POST", "*/exec"), count(path="/__createos/*"))
+    assert (after[0] - before[0], after[1]) == (3, 0)
+    assert server.faults.known() == []
 
 
 @pytest.mark.parametrize("scenario", PY_SCENARIOS)

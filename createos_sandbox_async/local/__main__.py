@@ -1,7 +1,8 @@
 """`python -m createos_sandbox_async.local`: run the emulator until Ctrl-C.
 
-Prints the base URL and the API key to use (as shell exports), binds to loopback only unless
-`--allow-remote` is given, and removes every sandbox on exit.
+Prints the base URL and the API key to use (as shell exports) and the admin token of the
+fault-control routes, binds to loopback only unless `--allow-remote` is given, and removes
+every sandbox on exit.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 
 from .runtime import DEFAULT_MAX_PROCESSES, ISOLATIONS, IsolationUnavailableError
-from .server import LocalServer, is_loopback
+from .server import LocalServer, check_admin_token, is_loopback
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_MAX_PROCESSES})",
     )
     p.add_argument(
+        "--admin-token",
+        default=os.environ.get("CREATEOS_LOCAL_ADMIN_TOKEN") or None,
+        help="token of the fault-control routes under /__createos/ (loopback only); default: "
+        "$CREATEOS_LOCAL_ADMIN_TOKEN, else a random one, printed at start",
+    )
+    p.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow binding a non-loopback address (anyone reaching it can run code)",
@@ -80,6 +88,7 @@ async def _serve(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote,
         detached_buffered_exec=args.detached_buffered_exec,
         max_processes=args.max_processes,
+        admin_token=args.admin_token,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -91,6 +100,12 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"export CREATEOS_SANDBOX_BASE_URL={server.base_url}", flush=True)
         print(f"export CREATEOS_SANDBOX_API_KEY={server.api_key}", flush=True)
         print(f"export CREATEOS_API_KEY={server.api_key}", flush=True)
+        print(f"export CREATEOS_LOCAL_ADMIN_TOKEN={server.admin_token}", flush=True)
+        print(
+            f"Fault control (loopback only): {server.base_url}/__createos/faults "
+            "with Authorization: Bearer $CREATEOS_LOCAL_ADMIN_TOKEN",
+            flush=True,
+        )
         print("Press Ctrl-C to stop (every sandbox is destroyed on exit).", flush=True)
         await stop.wait()
     print("stopped", flush=True)
@@ -107,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             "anyway.",
             file=sys.stderr,
         )
+        return 2
+    try:
+        check_admin_token(args.admin_token, args.api_key)
+    except ValueError as exc:
+        print(f"error: --admin-token: {exc}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_serve(args))

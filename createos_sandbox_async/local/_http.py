@@ -6,13 +6,14 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 from aiohttp import web
 
 JSON_TYPE = "application/json"
 NDJSON_TYPE = "application/x-ndjson"
 MAX_LIMIT = 500
+_T = TypeVar("_T")
 DEFAULT_LIMIT = 50
 
 _CODES = {
@@ -276,3 +277,13 @@ def page(request: web.Request, items: Sequence[object]) -> web.Response:
 def prune(view: dict[str, Any]) -> dict[str, Any]:
     """Drop None values: the audited server omits empty optional fields (WIRE §20.12)."""
     return {k: v for k, v in view.items() if v is not None}
+
+
+def request_key(name: str, kind: type[_T]) -> web.RequestKey[_T]:
+    """A typed request-storage key: `web.RequestKey` from aiohttp 3.14 on (which warns about plain
+    str keys); older aiohttp has no RequestKey and takes the plain str silently."""
+    key_class = getattr(web, "RequestKey", None)
+    if key_class is None:
+        return cast("web.RequestKey[_T]", name)
+    key: web.RequestKey[_T] = key_class(name, kind)
+    return key

@@ -1,65 +1,44 @@
-"""The emulator's HTTP application: middleware (request ids, faults, auth, JSend errors) and the
-sandbox, exec and files routes. Account resources live in resources.py, managed processes in
-processes.py."""
+"""The emulator's HTTP application: middleware (request ids, faults, auth, JSend errors), the
+`Emulator` state and `build_app`. Every route lives in a module that adds it with
+`register(app, emu)`: catalog.py (health, identity, shapes, hosts, metrics), sandboxes.py
+(create and lifecycle), exec.py, files.py, resources.py (tokens, policies, networks, disks,
+templates), processes.py and admin.py (fault control over HTTP, outside the API)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
-import errno
 import fnmatch
-import json
 import logging
-import os
-import re
-import stat
-import threading
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any
 
 from aiohttp import web
 
-from . import _ids
-from ._fs import open_in_root, validate_guest_path
+from . import _ids, admin, catalog, exec, files, processes, resources, sandboxes
 from ._http import (
     JSON_TYPE,
     NDJSON_TYPE,
     ApiFail,
-    argv_problem,
-    check_no_nul,
-    dumps,
     error_response,
     fail,
-    json_body,
-    ok,
-    opt_bool,
-    opt_int,
-    opt_str,
-    opt_str_list,
-    opt_str_map,
-    page,
-    query_bool,
+    request_key,
 )
+from ._vm import Command
 from .faults import (
+    FAULT,
     ConnectionDropped,
     FaultHandle,
     Faults,
     FrameWriter,
-    StreamEnded,
     abort_connection,
     body_fault,
     reset_after_headers,
     status_response,
 )
-from .runtime import Runtime, SandboxRuntime, kill_tree
+from .runtime import Runtime
 from .state import (
-    DEFAULT_ROOTFS,
-    REGION,
-    ROOTFS,
-    SHAPES,
-    STATUSES,
     AccessToken,
     Disk,
     Network,
@@ -68,20 +47,6 @@ from .state import (
     Tenant,
 )
 
-MAX_FILE_BYTES = 524_288_000
-# A buffered exec keeps at most this much of each of stdout and stderr (the rest is read and
-# dropped): one command printing 200 MB must not grow the emulator by gigabytes or freeze it.
-MAX_BUFFERED_OUTPUT = 4 << 20
-_TRUNCATED_MARK = (
-    "\n[createos-local: {kind} truncated: {n} more bytes dropped after the first {cap} "
-    "(buffered exec keeps at most that much per channel); stream the exec or redirect to a "
-    "file for the rest]\n"
-)
-_ENCODE_INLINE = 256 << 10  # larger outputs are decoded and JSON-encoded in a worker thread
-_ENCODE_SLOTS = threading.BoundedSemaphore(2)  # a thread lock: shared by every server's loop
-_QUEUED_CHUNKS = 16  # per exec stream: at most ~1 MiB of output read ahead of the client
-HEARTBEAT = b'{"hb":true}\n'
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPEN_ROUTES = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -101,7 +66,6 @@ _TOKEN_ROUTES = (
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("createos_sandbox_async.local")
-_T = TypeVar("_T")
 EMULATOR: web.AppKey[Emulator] = web.AppKey("emulator")
 
 
@@ -115,26 +79,8 @@ class TokenPrincipal:
         self.sandbox_id = sandbox_id
 
 
-def _request_key(name: str, kind: type[_T]) -> web.RequestKey[_T]:
-    """A typed request-storage key: `web.RequestKey` from aiohttp 3.14 on (which warns about plain
-    str keys); older aiohttp has no RequestKey and takes the plain str silently."""
-    key_class = getattr(web, "RequestKey", None)
-    if key_class is None:
-        return cast("web.RequestKey[_T]", name)
-    key: web.RequestKey[_T] = key_class(name, kind)
-    return key
-
-
-TENANT = _request_key("tenant", Tenant)
-TOKEN = _request_key("token", TokenPrincipal)
-FAULT = _request_key("fault", FaultHandle)
-
-
-def exit_status(returncode: int | None) -> int:
-    """A shell-style exit status: 128 + signal number for a command killed by a signal."""
-    if returncode is None:
-        return -1
-    return 128 - returncode if returncode < 0 else returncode
+TENANT = request_key("tenant", Tenant)
+TOKEN = request_key("token", TokenPrincipal)
 
 
 class Emulator:
@@ -148,8 +94,11 @@ class Emulator:
         transition_delay: float,
         auto_pause_scale: float = 1.0,
         detached_buffered_exec: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         self.runtime = runtime
+        # Opens the /__createos/ routes (admin.py); never a tenant's key, never logged.
+        self.admin_token = admin_token or _ids.secret("adm_local_")
         self.heartbeat_interval = heartbeat_interval
         self.transition_delay = transition_delay
         self.auto_pause_scale = auto_pause_scale
@@ -165,7 +114,7 @@ class Emulator:
         self.background: set[asyncio.Task[Any]] = set()
         self.reaping: set[asyncio.Task[Any]] = set()
         self.closing = False
-        self._ip_counter = 0
+        self.ip_counter = 0
         self._tenant_counter = 0
 
     # ----------------------------------------------------------------- tenants & bookkeeping
@@ -178,11 +127,15 @@ class Emulator:
         return key
 
     def request_count(self, method: str | None = None, path: str = "*") -> int:
-        """Requests received so far (fnmatch on the path)."""
+        """Requests received so far (fnmatch on the path).
+
+        Safe to call from another thread than the server's (the pytest plugin runs the server on
+        its own thread): it iterates over a copy, which the server's inserts cannot disturb.
+        """
         want = method.upper() if method else None
         return sum(
             n
-            for (m, p), n in self.requests.items()
+            for (m, p), n in list(self.requests.items())
             if (want is None or m == want) and fnmatch.fnmatchcase(p, path)
         )
 
@@ -193,9 +146,7 @@ class Emulator:
         task.add_done_callback(self.background.discard)
         return task
 
-    def reap_later(
-        self, proc: asyncio.subprocess.Process, helpers: Sequence[asyncio.Task[Any]] = ()
-    ) -> None:
+    def reap_later(self, proc: Command, helpers: Sequence[asyncio.Task[Any]] = ()) -> None:
         """Collect a killed command in the background (its handler may be cancelled), so no
         subprocess outlives the server's event loop. Once its (cancelled) helper tasks are done,
         its pipes are read to EOF: a pipe whose buffer filled up is paused and would never see
@@ -218,7 +169,10 @@ class Emulator:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Count, maybe fault, authenticate, run, and turn failures into JSend bodies."""
+        """Count, maybe fault, authenticate, run, and turn failures into JSend bodies. Admin
+        routes are neither counted nor faulted: they have their own guard (admin.py)."""
+        if admin.is_admin(request):
+            return await self._admin(request, handler)
         self.requests[(request.method, request.path)] += 1
         rule = self.faults.take(request.method, request.path)
         try:
@@ -237,14 +191,7 @@ class Emulator:
             except ApiFail as exc:
                 resp = error_response(exc)
             except web.HTTPException as exc:
-                if exc.status == 405:
-                    resp = error_response(ApiFail(405, f"method {request.method} not allowed"))
-                elif exc.status == 404:
-                    resp = error_response(ApiFail(404, f"no route for {request.path}"))
-                elif exc.status == 413:
-                    resp = error_response(ApiFail(400, "request body too large"))
-                else:
-                    resp = error_response(ApiFail(exc.status, exc.reason))
+                resp = _http_error(request, exc)
             if (
                 rule is not None
                 and isinstance(resp, web.Response)
@@ -263,6 +210,22 @@ class Emulator:
             # not a server error. The handler's own cleanup (killing its command) already ran.
             log.debug("client left %s %s mid-response: %r", request.method, request.path, exc)
             return web.Response(status=500)  # never sent: aiohttp drops it on the dead transport
+
+    async def _admin(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Guard (loopback peer, admin token), then run an admin route."""
+        try:
+            admin.check_admin(request, self.admin_token)
+            match = request.match_info
+            if match.http_exception is not None:
+                raise match.http_exception
+            resource = match.route.resource
+            if resource is None or not resource.canonical.startswith(admin.ADMIN_PREFIX):
+                fail(404, f"no admin route for {request.path}")
+            return await handler(request)
+        except ApiFail as exc:
+            return error_response(exc)
+        except web.HTTPException as exc:
+            return _http_error(request, exc)
 
     def _authenticate(self, request: web.Request) -> None:
         match = request.match_info
@@ -336,6 +299,18 @@ class Emulator:
             fail(409, f"sandbox {sb.id} is {sb.status}")
         return sb
 
+    def network_by_ref(self, owner: str, ref: str) -> Network:
+        for net in self.networks.values():
+            if net.owner == owner and ref in (net.id, net.name):
+                return net
+        fail(404, f"network {ref} not found")
+
+    def disk_by_ref(self, owner: str, ref: str) -> Disk:
+        for disk in self.disks.values():
+            if disk.owner == owner and ref in (disk.id, disk.name):
+                return disk
+        fail(404, f"disk {ref} not found")
+
     # ----------------------------------------------------------------- auto-pause
 
     def touch(self, sb: Sandbox) -> None:
@@ -354,364 +329,9 @@ class Emulator:
         if sb.busy:
             self.touch(sb)
             return
-        self._begin_pause(sb)
+        self.begin_pause(sb)
 
-    # ----------------------------------------------------------------- catalog & identity
-
-    async def healthz(self, request: web.Request) -> web.StreamResponse:
-        return ok({"up": True})
-
-    async def readyz(self, request: web.Request) -> web.StreamResponse:
-        return ok({"ready": True, "scheduler_last_ok_ms_ago": 0})
-
-    async def whoami(self, request: web.Request) -> web.StreamResponse:
-        tenant = self.tenant(request)
-        mine = [s for s in self.sandboxes.values() if s.owner == tenant.user_id]
-        alive = [s for s in mine if s.status != "destroyed"]
-        running = sum(1 for s in alive if s.status == "running")
-        paused = sum(1 for s in alive if s.status == "paused")
-        return ok(
-            {
-                "user_id": tenant.user_id,
-                "stats": {
-                    "running": running,
-                    "paused": paused,
-                    "other": len(alive) - running - paused,
-                    "total": len(alive),
-                },
-            }
-        )
-
-    async def shapes(self, request: web.Request) -> web.StreamResponse:
-        return page(request, [s.view() for s in SHAPES])
-
-    async def rootfs(self, request: web.Request) -> web.StreamResponse:
-        return ok(
-            {
-                "rootfs": [r["name"] for r in ROOTFS],
-                "default": DEFAULT_ROOTFS,
-                "entries": list(ROOTFS),
-            }
-        )
-
-    async def hosts(self, request: web.Request) -> web.StreamResponse:
-        alive = sum(1 for s in self.sandboxes.values() if not s.terminal and s.runtime)
-        host = {
-            "id": "host-local-1",
-            "status": "active",
-            "free_mib": 65536,
-            "vm_count": alive,
-            "rootfses": [r["name"] for r in ROOTFS],
-        }
-        return page(request, [host])
-
-    async def metrics(self, request: web.Request) -> web.StreamResponse:
-        tenant = self.tenant(request)
-        mine = [s for s in self.sandboxes.values() if s.owner == tenant.user_id]
-        return ok(
-            {
-                "user_id": tenant.user_id,
-                "sandboxes": len(mine),
-                "running": sum(1 for s in mine if s.status == "running"),
-                "bandwidth_used_bytes": sum(s.bandwidth_used for s in mine),
-            }
-        )
-
-    async def metrics_timeseries(self, request: web.Request) -> web.StreamResponse:
-        return ok({"points": [], "note": "the local emulator keeps no history"})
-
-    async def sandbox_metrics(self, request: web.Request) -> web.StreamResponse:
-        sb = self.sandbox(request)
-        procs = len(sb.runtime.namespace_pids()) if sb.runtime is not None else 0
-        return ok(
-            {
-                "id": sb.id,
-                "status": sb.status,
-                "processes": procs,
-                "cpu_pct": 0.0,
-                "mem_used_mib": 0,
-            }
-        )
-
-    # ----------------------------------------------------------------- sandboxes CRUD
-
-    def _validate_envs(self, envs: dict[str, str] | None, key: str = "envs") -> dict[str, str]:
-        envs = envs or {}
-        if len(envs) > 64:
-            fail(400, f"{key}: at most 64 entries", fields={key: "at most 64 entries"})
-        total = 0
-        for name, value in envs.items():
-            if not _ENV_KEY.match(name):
-                fail(400, f"{key}: invalid variable name {name!r}", fields={key: "invalid name"})
-            check_no_nul(key, value)
-            size = len(value.encode())
-            if size > 4096:
-                fail(400, f"{key}: value of {name} exceeds 4 KiB", fields={key: "value too long"})
-            total += size
-        if total > 65536:
-            fail(400, f"{key}: values exceed 64 KiB in total", fields={key: "too large"})
-        return envs
-
-    def _validate_auto_pause(self, value: int | None, key: str) -> int | None:
-        if value is not None and not 60 <= value <= 86400:
-            fail(400, f"{key} must be between 60 and 86400", fields={key: "out of range"})
-        return value
-
-    def _unique_name(self, owner: str, wanted: str | None) -> str:
-        taken = {s.name for s in self.sandboxes.values() if s.owner == owner and not s.terminal}
-        if wanted is not None:
-            if wanted in taken:
-                fail(409, f"a sandbox named {wanted!r} already exists", fields={"name": "taken"})
-            return wanted
-        for _ in range(20):
-            name = _ids.friendly_name()
-            if name not in taken:
-                return name
-        n = 2
-        while f"{name}-{n}" in taken:
-            n += 1
-        return f"{name}-{n}"
-
-    def _rootfs_ok(self, owner: str, rootfs: str) -> str:
-        if rootfs in {r["name"] for r in ROOTFS}:
-            return rootfs
-        for tpl in self.templates.values():
-            if tpl.owner == owner and rootfs in (tpl.id, tpl.name):
-                if tpl.status != "ready":
-                    fail(400, f"template {rootfs!r} is not ready (status {tpl.status})")
-                return rootfs
-        fail(400, f"unknown rootfs {rootfs!r}", fields={"rootfs": "unknown"})
-
-    def _validate_egress(self, rules: list[str] | None) -> list[str] | None:
-        if rules is None:
-            return None
-        for rule in rules:
-            if not re.fullmatch(r"\*|[A-Za-z0-9.\-:/\[\]]+(:\d{1,5})?", rule) or " " in rule:
-                fail(400, f"invalid egress rule {rule!r}", fields={"egress": "invalid rule"})
-        return [] if rules == ["*"] else rules
-
-    @staticmethod
-    def _validate_keys(keys: list[str] | None) -> list[str]:
-        out: list[str] = []
-        for key in keys or []:
-            parts = key.split()
-            if len(parts) < 2 or not (
-                parts[0].startswith(("ssh-", "ecdsa-", "sk-")) and len(parts[1]) >= 16
-            ):
-                fail(400, "invalid OpenSSH public key", fields={"ssh_pubkeys": "invalid key"})
-            if key not in out:
-                out.append(key)
-        return out
-
-    async def create_sandbox(self, request: web.Request) -> web.StreamResponse:
-        tenant = self.tenant(request)
-        body = await json_body(request)
-        shape_id = opt_str(body, "shape", required=True)
-        shape = next((s for s in SHAPES if s.id == shape_id), None)
-        if shape is None:
-            fail(400, f"unknown shape {shape_id!r}", fields={"shape": "unknown"})
-        region = opt_str(body, "region")
-        if region is not None and region != REGION:
-            fail(
-                400,
-                f"region {region!r} is not served here (this is {REGION!r})",
-                fields={"region": "mismatch"},
-            )
-        quota = opt_int(body, "bandwidth_quota_bytes")
-        if quota:
-            fail(
-                400,
-                "bandwidth_quota_bytes cannot be set at create; recharge instead",
-                fields={"bandwidth_quota_bytes": "not accepted"},
-            )
-        rootfs = self._rootfs_ok(tenant.user_id, opt_str(body, "rootfs") or DEFAULT_ROOTFS)
-        disk_mib = opt_int(body, "disk_mib") or shape.default_disk_mib
-        if disk_mib < 0:
-            fail(400, "disk_mib must not be negative", fields={"disk_mib": "negative"})
-        envs = self._validate_envs(opt_str_map(body, "envs"))
-        auto_pause = self._validate_auto_pause(
-            opt_int(body, "auto_pause_after_seconds"), "auto_pause_after_seconds"
-        )
-        egress = self._validate_egress(opt_str_list(body, "egress"))
-        keys = self._validate_keys(opt_str_list(body, "ssh_pubkeys"))
-        ingress = bool(opt_bool(body, "ingress_enabled"))
-        host_id = opt_str(body, "host_id")
-        if host_id is not None and host_id != "host-local-1":
-            fail(503, f"host {host_id!r} cannot fit this sandbox")
-        networks = self._resolve_networks(tenant.user_id, body.get("networks"))
-        mounts = self._resolve_disk_mounts(tenant.user_id, body.get("disks"))
-        name = self._unique_name(tenant.user_id, opt_str(body, "name"))
-        self._ip_counter += 1
-        sb = Sandbox(
-            id=_ids.new_id("sb"),
-            owner=tenant.user_id,
-            name=name,
-            shape=shape,
-            rootfs=rootfs,
-            ip=_ids.fake_ip(self._ip_counter),
-            disk_mib=disk_mib,
-            envs=envs,
-            egress=egress,
-            ssh_pubkeys=keys,
-            ingress_enabled=ingress,
-            auto_pause_after_seconds=auto_pause,
-        )
-        self.sandboxes[sb.id] = sb
-        for net in networks:
-            net.members.append(sb.id)
-            sb.networks.append(net.id)
-        sb.disks.extend(mounts)
-        # The boot finishes even if the client goes away, like a real control plane.
-        await asyncio.shield(self.spawn_background(self._boot(sb)))
-        if sb.status != "running":
-            fail(500, f"sandbox {sb.id} failed to start")
-        return ok(sb.create_view())
-
-    async def _boot(self, sb: Sandbox, *, source_root: str | None = None) -> None:
-        t0 = time.perf_counter()
-        root = os.path.join(self.runtime.state_dir, "sandboxes", sb.id)
-        try:
-            if source_root is None:
-                self.runtime.prepare_tree(root, sb.name)
-            else:
-                await SandboxRuntime.copy_tree(source_root, root)
-            sb.runtime = await self.runtime.start(
-                sb.id, root, sb.name, mem_mib=sb.shape.mem_mib, disk_mib=sb.disk_mib
-            )
-            sb.runtime.on_death = lambda: self._vm_died(sb)
-            if self.transition_delay:
-                await asyncio.sleep(self.transition_delay)
-        except Exception:
-            sb.status = "failed"
-            if sb.runtime is not None:
-                await sb.runtime.stop()
-            await asyncio.to_thread(SandboxRuntime(self.runtime, sb.id, root).remove_tree)
-            raise
-        if sb.status in ("creating", "forking"):
-            sb.spawn_ms = round((time.perf_counter() - t0) * 1000, 3)
-            sb.status = "running"
-            sb.running_at = _ids.now()
-            self.touch(sb)
-
-    def _vm_died(self, sb: Sandbox) -> None:
-        """The sandbox's VM process ended without a destroy: the sandbox is `failed`."""
-        if sb.status in ("destroying", "destroyed") or self.closing:
-            return
-        sb.status = "failed"
-        if sb.auto_pause_timer is not None:
-            sb.auto_pause_timer.cancel()
-            sb.auto_pause_timer = None
-        for proc in sb.processes.values():
-            proc.kill()
-
-    def _resolve_networks(self, owner: str, raw: object) -> list[Network]:
-        if raw is None:
-            return []
-        if not isinstance(raw, list):
-            fail(400, "networks must be a list of {id}", fields={"networks": "must be a list"})
-        out = []
-        for entry in raw:
-            ref = entry.get("id") if isinstance(entry, dict) else entry
-            if not isinstance(ref, str):
-                fail(400, "networks entries need an id", fields={"networks": "missing id"})
-            out.append(self.network_by_ref(owner, ref))
-        return out
-
-    def network_by_ref(self, owner: str, ref: str) -> Network:
-        for net in self.networks.values():
-            if net.owner == owner and ref in (net.id, net.name):
-                return net
-        fail(404, f"network {ref} not found")
-
-    def disk_by_ref(self, owner: str, ref: str) -> Disk:
-        for disk in self.disks.values():
-            if disk.owner == owner and ref in (disk.id, disk.name):
-                return disk
-        fail(404, f"disk {ref} not found")
-
-    def _resolve_disk_mounts(self, owner: str, raw: object) -> list[Any]:
-        from .resources import parse_attachment
-
-        if raw is None:
-            return []
-        if not isinstance(raw, list):
-            fail(400, "disks must be a list", fields={"disks": "must be a list"})
-        return [parse_attachment(self, owner, entry) for entry in raw]
-
-    async def list_sandboxes(self, request: web.Request) -> web.StreamResponse:
-        tenant = self.tenant(request)
-        status = request.query.get("status") or None
-        if status is not None and status not in STATUSES:
-            fail(400, f"unknown status filter {status!r}", fields={"status": "unknown"})
-        rows = [
-            s.view()
-            for s in self.sandboxes.values()
-            if s.owner == tenant.user_id and (status is None or s.status == status)
-        ]
-        return page(request, rows)
-
-    async def get_sandbox(self, request: web.Request) -> web.StreamResponse:
-        return ok(self.sandbox(request).view())
-
-    async def by_ip(self, request: web.Request) -> web.StreamResponse:
-        tenant = self.tenant(request)
-        ip = request.match_info["ip"]
-        for sb in reversed(self.sandboxes.values()):
-            if sb.owner == tenant.user_id and sb.ip == ip and not sb.terminal:
-                return ok(sb.view())
-        fail(404, f"no sandbox with ip {ip}")
-
-    async def patch_sandbox(self, request: web.Request) -> web.StreamResponse:
-        sb = self.live(request)
-        body = await json_body(request)
-        ingress = opt_bool(body, "ingress_enabled")
-        seconds = self._validate_auto_pause(
-            opt_int(body, "auto_pause_after_seconds"), "auto_pause_after_seconds"
-        )
-        disable = opt_bool(body, "disable_auto_pause")
-        if ingress is not None:
-            sb.ingress_enabled = ingress
-        if disable:
-            sb.auto_pause_after_seconds = None
-        elif seconds is not None:
-            sb.auto_pause_after_seconds = seconds
-        self.touch(sb)
-        return ok(sb.view())
-
-    async def resize_sandbox(self, request: web.Request) -> web.StreamResponse:
-        sb = self.live(request)
-        body = await json_body(request)
-        disk_mib = opt_int(body, "disk_mib")
-        if disk_mib is None:
-            fail(400, "disk_mib is required", fields={"disk_mib": "required"})
-        if disk_mib <= sb.disk_mib:
-            fail(
-                400,
-                f"disk_mib must exceed the current size ({sb.disk_mib})",
-                fields={"disk_mib": "grow only"},
-            )
-        sb.disk_mib = disk_mib
-        if sb.runtime is not None:
-            sb.runtime.disk_mib = disk_mib  # the next commands may write bigger files
-        return ok({"id": sb.id, "disk_mib": sb.disk_mib})
-
-    # ----------------------------------------------------------------- lifecycle
-
-    def _later(self, sb: Sandbox, step: Callable[[], None]) -> None:
-        """Apply `step` after transition_delay (or now), so waiters see transitional states."""
-        if not self.transition_delay:
-            step()
-            return
-
-        async def run() -> None:
-            await asyncio.sleep(self.transition_delay)
-            step()
-
-        if sb.transition is not None:
-            sb.transition.cancel()
-        sb.transition = self.spawn_background(run())
-
-    def _begin_pause(self, sb: Sandbox) -> asyncio.Task[Any]:
+    def begin_pause(self, sb: Sandbox) -> asyncio.Task[Any]:
         """Freeze the sandbox now; it reads `paused` once frozen and transition_delay passed."""
         sb.status = "pausing"
         if sb.auto_pause_timer is not None:
@@ -737,221 +357,7 @@ class Emulator:
         sb.transition = self.spawn_background(run())
         return sb.transition
 
-    async def pause(self, request: web.Request) -> web.StreamResponse:
-        sb = self.sandbox(request)
-        if sb.status != "running":
-            fail(409, f"cannot pause sandbox {sb.id} in status {sb.status}")
-        task = self._begin_pause(sb)
-        if not self.transition_delay:
-            await asyncio.shield(task)
-        return ok(sb.view())
-
-    async def resume(self, request: web.Request) -> web.StreamResponse:
-        sb = self.sandbox(request)
-        if sb.status not in ("paused", "error"):
-            fail(409, f"cannot resume sandbox {sb.id} in status {sb.status}")
-        sb.status = "resuming"
-        if sb.runtime is not None:
-            sb.runtime.resume()
-
-        def done() -> None:
-            if sb.status == "resuming":
-                sb.status = "running"
-                sb.last_resumed_at = _ids.now()
-                sb.paused_at = None
-                self.touch(sb)
-
-        self._later(sb, done)
-        return ok(sb.view())
-
-    async def fork(self, request: web.Request) -> web.StreamResponse:
-        source = self.sandbox(request)
-        body = await json_body(request, required=False)
-        if source.status != "paused" or source.runtime is None:
-            fail(409, f"cannot fork sandbox {source.id} in status {source.status}; pause it first")
-        start_paused = bool(opt_bool(body, "start_paused"))
-        keys = opt_str_list(body, "ssh_pubkeys")
-        egress = self._validate_egress(opt_str_list(body, "egress"))
-        ingress = opt_bool(body, "ingress_enabled")
-        envs = opt_str_map(body, "envs")
-        if envs is not None:
-            self._validate_envs(envs)
-        self._ip_counter += 1
-        child = Sandbox(
-            id=_ids.new_id("sb"),
-            owner=source.owner,
-            name=self._unique_name(source.owner, None),
-            shape=source.shape,
-            rootfs=source.rootfs,
-            ip=_ids.fake_ip(self._ip_counter),
-            disk_mib=source.disk_mib,
-            status="forking",
-            envs=dict(source.envs if envs is None else envs),
-            egress=source.egress if egress is None else egress,
-            ssh_pubkeys=list(source.ssh_pubkeys) if keys is None else self._validate_keys(keys),
-            ingress_enabled=source.ingress_enabled if ingress is None else ingress,
-            auto_pause_after_seconds=source.auto_pause_after_seconds,
-            forked_from=source.id,
-        )
-        self.sandboxes[child.id] = child
-        task = self.spawn_background(self._fork_child(source, child, start_paused))
-        if not self.transition_delay:
-            await asyncio.shield(task)
-            if child.status == "failed":
-                fail(500, f"fork of {source.id} failed")
-        return ok(child.view())
-
-    async def _fork_child(self, source: Sandbox, child: Sandbox, start_paused: bool) -> None:
-        assert source.runtime is not None
-        await self._boot(child, source_root=source.runtime.root)
-        if child.status != "running":
-            return
-        if start_paused:
-            child.status = "pausing"
-            assert child.runtime is not None
-            child.runtime.pause()
-            await child.runtime.wait_stopped()
-            child.status = "paused"
-            child.paused_at = _ids.now()
-            return
-        if self.transition_delay:
-            child.status = "resuming"
-            await asyncio.sleep(self.transition_delay)
-            if child.status == "resuming":
-                child.status = "running"
-        child.last_resumed_at = _ids.now()
-
-    async def destroy(self, request: web.Request) -> web.StreamResponse:
-        sb = self.sandbox(request)
-        if sb.status in ("destroyed", "failed") and sb.runtime is None:
-            return ok({"id": sb.id, "status": "destroyed"})
-        if sb.status == "destroying":
-            return ok({"id": sb.id, "status": "destroying"})
-        inline = sb.status in ("paused", "error") or not self.transition_delay
-        sb.status = "destroying"
-        teardown = self.spawn_background(self._teardown(sb, delay=not inline))
-        if inline:
-            await asyncio.shield(teardown)
-        return ok({"id": sb.id, "status": sb.status})
-
-    async def _teardown(self, sb: Sandbox, *, delay: bool) -> None:
-        """Kill everything in the sandbox, forget its links, remove its tree."""
-        if sb.transition is not None:
-            sb.transition.cancel()
-            sb.transition = None
-        if sb.auto_pause_timer is not None:
-            sb.auto_pause_timer.cancel()
-            sb.auto_pause_timer = None
-        if sb.access_token is not None:
-            self.tokens.pop(sb.access_token.token, None)
-            sb.access_token = None
-        for proc in sb.processes.values():
-            proc.kill()
-        for net_id in sb.networks:
-            net = self.networks.get(net_id)
-            if net is not None and sb.id in net.members:
-                net.members.remove(sb.id)
-        sb.networks.clear()
-        sb.disks.clear()
-        runtime = sb.runtime
-        if runtime is not None:
-            await runtime.stop()
-        if delay:
-            await asyncio.sleep(self.transition_delay)
-        sb.status = "destroyed"
-        sb.destroyed_at = _ids.now()
-        sb.runtime = None
-        if runtime is not None:
-            await asyncio.to_thread(runtime.remove_tree)
-
-    # ----------------------------------------------------------------- exec
-
-    def _exec_env(self, sb: Sandbox, overrides: dict[str, str] | None) -> dict[str, str]:
-        assert sb.runtime is not None
-        env = sb.runtime.base_env()
-        env.update(sb.envs)
-        for key, value in (overrides or {}).items():
-            if key not in sb.envs:
-                fail(
-                    400,
-                    f"env key {key!r} was not declared in the sandbox's create-time envs",
-                    fields={"env": f"undeclared key {key}"},
-                )
-            check_no_nul("env", value)
-            env[key] = value
-        return env
-
-    async def exec(self, request: web.Request) -> web.StreamResponse:
-        sb = self.running(request)
-        body = await json_body(request)
-        cmd = opt_str(body, "cmd", required=True)
-        assert cmd is not None
-        args = opt_str_list(body, "args") or []
-        check_no_nul("cmd", cmd)
-        check_no_nul("args", *args)
-        stdin = opt_str(body, "stdin")
-        env = self._exec_env(sb, opt_str_map(body, "env"))
-        stream = query_bool(request, "stream") or bool(opt_bool(body, "stream"))
-        runtime = sb.runtime
-        assert runtime is not None
-        problem = runtime.resolve_command(cmd, env) or argv_problem(
-            runtime.command_argv([cmd, *args]), env
-        )
-        sb.busy += 1
-        self.touch(sb)
-        try:
-            if stream:
-                return await self._exec_stream(
-                    request, sb, runtime, [cmd, *args], env, stdin, problem
-                )
-            run = self._exec_buffered(runtime, [cmd, *args], env, stdin, problem)
-            if self.detached_buffered_exec:
-                return await self._detached(sb, run)
-            return await run
-        finally:
-            sb.busy -= 1
-            self.touch(sb)
-
-    async def _detached(
-        self, sb: Sandbox, run: Awaitable[web.StreamResponse]
-    ) -> web.StreamResponse:
-        """A buffered exec that outlives its client, as a service that does not kill on
-        disconnect would run it (WIRE §11 promises the kill for streams only). The command runs
-        to its end in a background task; the emulator's stop still cancels it (and so kills it)."""
-
-        async def to_the_end() -> web.StreamResponse:
-            sb.busy += 1
-            try:
-                return await run
-            finally:
-                sb.busy -= 1
-                self.touch(sb)
-
-        return await asyncio.shield(self.spawn_background(to_the_end()))
-
-    async def _exec_buffered(
-        self,
-        runtime: SandboxRuntime,
-        argv: list[str],
-        env: dict[str, str],
-        stdin: str | None,
-        problem: str | None,
-    ) -> web.StreamResponse:
-        t0 = time.perf_counter()
-        if problem is not None:
-            result = {"stdout": "", "stderr": "", "exit_code": 127, "error": problem}
-            return ok({"result": result, "exec_ms": 0.0})
-        proc = await runtime.spawn(
-            argv, env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL
-        )
-        finished = False
-        try:
-            out, err = await collect_output(proc, stdin.encode() if stdin else None)
-            finished = True
-        finally:
-            self._end_command(runtime, proc, finished=finished)
-        exec_ms = round((time.perf_counter() - t0) * 1000, 3)
-        return await buffered_response(out, err, exit_status(proc.returncode), exec_ms)
+    # ----------------------------------------------------------------- streams
 
     async def open_stream(
         self, request: web.Request, content_type: str = NDJSON_TYPE
@@ -965,435 +371,25 @@ class Emulator:
         rule: FaultHandle | None = request.get(FAULT)
         return resp, FrameWriter(resp, rule)
 
-    async def _exec_stream(
-        self,
-        request: web.Request,
-        sb: Sandbox,
-        runtime: SandboxRuntime,
-        argv: list[str],
-        env: dict[str, str],
-        stdin: str | None,
-        problem: str | None,
-    ) -> web.StreamResponse:
-        resp, writer = await self.open_stream(request)
-        if problem is not None:
-            try:
-                await writer.final((dumps({"error": problem}) + "\n").encode())
-                await resp.write_eof()
-            except StreamEnded:
-                pass
-            return resp
-        proc = await runtime.spawn(
-            argv, env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL
-        )
-        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=_QUEUED_CHUNKS)
-        tasks = [
-            asyncio.ensure_future(_pump(proc.stdout, "stdout", queue)),
-            asyncio.ensure_future(_pump(proc.stderr, "stderr", queue)),
-        ]
-        if stdin:
-            tasks.append(asyncio.ensure_future(_feed(proc, stdin.encode())))
-        finished = False
-        try:
-            open_channels = 2
-            while open_channels:
-                try:
-                    kind, data = await asyncio.wait_for(queue.get(), self.heartbeat_interval)
-                except TimeoutError:
-                    await writer.heartbeat(HEARTBEAT)
-                    continue
-                if not data:
-                    open_channels -= 1
-                    continue
-                await writer.frame((dumps({kind: data.decode("utf-8", "replace")}) + "\n").encode())
-                self.touch(sb)
-            code = await proc.wait()
-            finished = True
-            await writer.final((dumps({"exit_code": exit_status(code)}) + "\n").encode())
-            await resp.write_eof()
-        except StreamEnded:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            self._end_command(runtime, proc, finished=finished, helpers=tasks)
-        return resp
 
-    def _end_command(
-        self,
-        runtime: SandboxRuntime,
-        proc: asyncio.subprocess.Process,
-        *,
-        finished: bool,
-        helpers: Sequence[asyncio.Task[None]] = (),
-    ) -> None:
-        """An exec's request is over. Unless the command ran to the end (its pipes closed), kill
-        its whole tree - the leader may have exited while a child still holds the pipes - and
-        collect it in the background."""
-        if not finished:
-            kill_tree(proc.pid)
-            self.reap_later(proc, helpers)
-        runtime.forget(proc.pid)
-
-    # ----------------------------------------------------------------- files
-
-    async def put_file(self, request: web.Request) -> web.StreamResponse:
-        sb = self.running(request)
-        path = self._guest_path(request)
-        declared = request.content_length
-        if declared is not None and declared > MAX_FILE_BYTES:
-            fail(
-                400, f"file too large: at most {MAX_FILE_BYTES} bytes", fields={"body": "too large"}
-            )
-        runtime = sb.runtime
-        assert runtime is not None
-        parent_fd, name = self._open_parent(runtime, path)
-        tmp = f".{name}.upload-{_ids.ulid()}"
-        written = 0
-        sb.busy += 1
-        try:
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=parent_fd
-            )
-            try:
-                owner = self.runtime.owner
-                if owner is not None:
-                    os.fchown(fd, *owner)
-                async for chunk in request.content.iter_chunked(1 << 20):
-                    written += len(chunk)
-                    if written > MAX_FILE_BYTES:
-                        fail(
-                            400,
-                            f"file too large: at most {MAX_FILE_BYTES} bytes",
-                            fields={"body": "too large"},
-                        )
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-            except BaseException:
-                os.close(fd)
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=parent_fd)
-                raise
-            os.close(fd)
-            try:
-                os.rename(tmp, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=parent_fd)
-                fail(400, f"cannot write {path}: {exc.strerror}", fields={"path": "not writable"})
-        finally:
-            os.close(parent_fd)
-            sb.busy -= 1
-            self.touch(sb)
-        return ok({"path": path, "bytes": written})
-
-    @staticmethod
-    def _guest_path(request: web.Request) -> str:
-        try:
-            return validate_guest_path(request.query.get("path"))
-        except ValueError as exc:
-            fail(400, f"path: {exc}", fields={"path": str(exc)})
-
-    def _open_parent(self, runtime: SandboxRuntime, path: str) -> tuple[int, str]:
-        """A descriptor of the upload's parent directory inside the tree (created as needed)."""
-        parent, _, name = path.rpartition("/")
-        if not name:
-            fail(400, "path must name a file", fields={"path": "is a directory"})
-        try:
-            canon = runtime.view.canonical(runtime.rootfd, parent or "/")
-        except OSError as exc:
-            fail(400, f"cannot resolve {parent}: {exc.strerror}", fields={"path": "unresolvable"})
-        if runtime.view.is_virtual(canon):
-            fail(
-                400,
-                f"{path} is on a kernel filesystem (/proc, /dev); use exec for it",
-                fields={"path": "special filesystem"},
-            )
-        if runtime.view.ro_host_path(canon) is not None:
-            fail(
-                400,
-                f"{path} is on a read-only system directory of the emulator",
-                fields={"path": "read-only"},
-            )
-        owner = self.runtime.owner
-        fd = os.dup(runtime.rootfd)
-        try:
-            for part in [p for p in canon.split("/") if p]:
-                try:
-                    nxt = open_in_root(fd, part, os.O_PATH | os.O_DIRECTORY)
-                except FileNotFoundError:
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                    if owner is not None:
-                        os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
-                    nxt = open_in_root(fd, part, os.O_PATH | os.O_DIRECTORY)
-                os.close(fd)
-                fd = nxt
-            rel = os.path.relpath(os.readlink(f"/proc/self/fd/{fd}"), runtime.root)
-            inside = "/" if rel == "." else "/" + rel
-            if runtime.view.ro_host_path(inside) is not None or runtime.view.is_virtual(inside):
-                fail(
-                    400,
-                    f"{path} is on a read-only system directory of the emulator",
-                    fields={"path": "read-only"},
-                )
-            # Re-open the resolved directory relative to the tree root, then use a real dirfd.
-            dirfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-            return dirfd, name
-        except NotADirectoryError:
-            fail(400, f"a parent of {path} is not a directory", fields={"path": "not a directory"})
-        except OSError as exc:
-            fail(
-                400,
-                f"cannot create parents of {path}: {exc.strerror}",
-                fields={"path": "not writable"},
-            )
-        finally:
-            os.close(fd)
-
-    async def get_file(self, request: web.Request) -> web.StreamResponse:
-        sb = self.running(request)
-        path = self._guest_path(request)
-        runtime = sb.runtime
-        assert runtime is not None
-        fd = self._open_for_read(runtime, path)
-        sb.busy += 1
-        try:
-            st = os.fstat(fd)
-            if stat.S_ISDIR(st.st_mode):
-                fail(400, f"{path} is a directory", fields={"path": "is a directory"})
-            if not stat.S_ISREG(st.st_mode):
-                fail(400, f"{path} is not a regular file", fields={"path": "not a file"})
-            resp = web.StreamResponse(
-                status=200, headers={"Content-Type": "application/octet-stream"}
-            )
-            resp.content_length = st.st_size
-            await resp.prepare(request)
-            writer = FrameWriter(resp, request.get(FAULT))
-            try:
-                sent = 0
-                while sent < st.st_size:
-                    chunk = os.read(fd, min(1 << 18, st.st_size - sent))
-                    if not chunk:
-                        break
-                    sent += len(chunk)
-                    await writer.frame(chunk)
-                await resp.write_eof()
-            except StreamEnded:
-                abort_connection(request)
-            return resp
-        finally:
-            os.close(fd)
-            sb.busy -= 1
-            self.touch(sb)
-
-    def _open_for_read(self, runtime: SandboxRuntime, path: str) -> int:
-        """A descriptor for a download. O_NONBLOCK: opening a FIFO a sandbox made would otherwise
-        block the whole emulator until some writer appeared (the caller then refuses it, since
-        it is not a regular file)."""
-        flags = os.O_RDONLY | os.O_NONBLOCK
-        try:
-            canon = runtime.view.canonical(runtime.rootfd, path)
-            if runtime.view.is_virtual(canon):
-                fail(
-                    400,
-                    f"{path} is on a kernel filesystem (/proc, /dev); use exec for it",
-                    fields={"path": "special filesystem"},
-                )
-            host = runtime.view.ro_host_path(canon)
-            if host is not None:
-                st = os.stat(host)
-                if not st.st_mode & stat.S_IROTH:
-                    raise PermissionError(errno.EACCES, "permission denied")
-                return os.open(host, flags | os.O_CLOEXEC | os.O_NOFOLLOW)
-            return open_in_root(runtime.rootfd, canon, flags)
-        except (FileNotFoundError, NotADirectoryError):
-            fail(404, f"file {path} not found")
-        except OSError as exc:
-            fail(400, f"cannot read {path}: {exc.strerror}", fields={"path": "unreadable"})
-
-    # ----------------------------------------------------------------- not supported here
-
-    async def not_supported(self, request: web.Request) -> web.StreamResponse:
-        """Computer (desktop) and raw-socket routes: checked like any route, then a clear 501."""
-        if "id" in request.match_info:
-            self.running(request)
-        what = "computer (desktop)" if "/computer" in request.path else "raw socket (tunnel/shell)"
-        fail(
-            501,
-            f"the {what} API is not supported by the local emulator: it runs commands in "
-            "bubblewrap with no display server or agent sockets; use managed processes "
-            "(PTY mode) for terminals, or a real CreateOS sandbox",
-            code="not_supported_here",
-        )
-
-
-async def _pump(
-    reader: asyncio.StreamReader | None, kind: str, queue: asyncio.Queue[tuple[str, bytes]]
-) -> None:
-    """Forward a pipe to the frame queue as UTF-8-safe chunks; b'' marks its end. The queue is
-    bounded, so a client that reads slowly slows the command down instead of filling memory.
-    Cancelled, it just stops (nothing is waiting for the end marker any more)."""
-    decoder_tail = b""
-    with contextlib.suppress(Exception):  # a failed pipe ends like a closed one
-        while reader is not None and (chunk := await reader.read(65536)):
-            chunk = decoder_tail + chunk
-            cut = _utf8_boundary(chunk)
-            decoder_tail = chunk[cut:]
-            if cut:
-                await queue.put((kind, chunk[:cut]))
-    if decoder_tail:
-        await queue.put((kind, decoder_tail))
-    await queue.put((kind, b""))
-
-
-def _utf8_boundary(data: bytes) -> int:
-    """Length of the longest prefix that does not end inside a UTF-8 sequence."""
-    n = len(data)
-    for back in range(1, min(4, n) + 1):
-        byte = data[n - back]
-        if byte & 0xC0 == 0x80:  # continuation byte: keep looking for the lead byte
-            continue
-        if byte < 0x80:
-            return n
-        need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4
-        return n - back if back < need else n
-    return n
-
-
-class Captured(NamedTuple):
-    """What a buffered exec kept of one output channel, and how many bytes it threw away."""
-
-    data: bytearray
-    dropped: int
-
-
-async def _read_capped(reader: asyncio.StreamReader | None, cap: int) -> Captured:
-    """Keep the first `cap` bytes of a pipe; read and discard the rest until EOF, so the command
-    never blocks on a full pipe and the emulator's memory does not grow with its output."""
-    kept = bytearray()
-    dropped = 0
-    while reader is not None and (chunk := await reader.read(1 << 16)):
-        room = cap - len(kept)
-        if room > 0:
-            kept += chunk[:room]
-        dropped += max(0, len(chunk) - max(room, 0))
-    return Captured(kept, dropped)
-
-
-async def collect_output(
-    proc: asyncio.subprocess.Process, stdin: bytes | None, cap: int = MAX_BUFFERED_OUTPUT
-) -> tuple[Captured, Captured]:
-    """`proc.communicate()` with a cap per channel (see MAX_BUFFERED_OUTPUT). Cancelled, its
-    readers are stopped before it returns, so `reap_later` can drain the pipes alone."""
-    tasks: list[asyncio.Task[Any]] = [
-        asyncio.ensure_future(_read_capped(proc.stdout, cap)),
-        asyncio.ensure_future(_read_capped(proc.stderr, cap)),
-    ]
-    if stdin:
-        tasks.append(asyncio.ensure_future(_feed(proc, stdin)))
-    try:
-        await asyncio.gather(*tasks)
-        await proc.wait()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
-    return tasks[0].result(), tasks[1].result()
-
-
-def _channel_text(kind: str, captured: Captured) -> str:
-    data = captured.data
-    if captured.dropped:  # appended in place: no second copy of a large output
-        mark = _TRUNCATED_MARK.format(kind=kind, n=captured.dropped, cap=MAX_BUFFERED_OUTPUT)
-        data += mark.encode()
-    return data.decode("utf-8", "replace")
-
-
-def _buffered_body(out: Captured, err: Captured, code: int, exec_ms: float) -> bytes:
-    """The JSend body of a buffered exec; a truncated channel carries a marker line and a
-    `<channel>_truncated_bytes` count (omitted when nothing was dropped). Each channel is decoded
-    and JSON-encoded on its own (ASCII escapes), so only one large string exists at a time."""
-    extra: dict[str, Any] = {"exit_code": code}
-    if out.dropped:
-        extra["stdout_truncated_bytes"] = out.dropped
-    if err.dropped:
-        extra["stderr_truncated_bytes"] = err.dropped
-    parts = [b'{"status":"success","data":{"result":{"stdout":']
-    parts.append(json.dumps(_channel_text("stdout", out)).encode("ascii"))
-    parts.append(b',"stderr":')
-    parts.append(json.dumps(_channel_text("stderr", err)).encode("ascii"))
-    parts.append(b"," + dumps(extra)[1:-1].encode() + b'},"exec_ms":')
-    parts.append(dumps(exec_ms).encode() + b"}}")
-    return b"".join(parts)
-
-
-def _buffered_body_in_turn(out: Captured, err: Captured, code: int, exec_ms: float) -> bytes:
-    """_buffered_body in a worker thread, at most two at a time: encoding briefly takes several
-    times the output's size (binary output decodes to replacement characters and escapes), so
-    many floods at once must not multiply that peak."""
-    with _ENCODE_SLOTS:
-        return _buffered_body(out, err, code, exec_ms)
-
-
-async def buffered_response(
-    out: Captured, err: Captured, code: int, exec_ms: float
-) -> web.Response:
-    """Decode and JSON-encode a buffered exec's output; a large one in a worker thread, so the
-    event loop keeps serving other clients meanwhile (the cap bounds the work either way)."""
-    if len(out.data) + len(err.data) > _ENCODE_INLINE:
-        body = await asyncio.to_thread(_buffered_body_in_turn, out, err, code, exec_ms)
-    else:
-        body = _buffered_body(out, err, code, exec_ms)
-    return web.Response(body=body, content_type=JSON_TYPE, charset="utf-8")
-
-
-async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
-    """Write stdin, then close it so the command sees EOF."""
-    assert proc.stdin is not None
-    with contextlib.suppress(ConnectionError, BrokenPipeError):
-        proc.stdin.write(data)
-        await proc.stdin.drain()
-        proc.stdin.close()
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (no route, wrong method, body too big) as JSend bodies."""
+    if exc.status == 405:
+        return error_response(ApiFail(405, f"method {request.method} not allowed"))
+    if exc.status == 404:
+        return error_response(ApiFail(404, f"no route for {request.path}"))
+    if exc.status == 413:
+        return error_response(ApiFail(400, "request body too large"))
+    return error_response(ApiFail(exc.status, exc.reason))
 
 
 def build_app(emu: Emulator) -> web.Application:
     """The aiohttp application with every route of openapi.yaml."""
-    from . import processes, resources
-
     app = web.Application(middlewares=[emu.middleware], client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emu
     app.on_response_prepare.append(emu.on_prepare)
-    r = app.router
-    sb = "/v1/sandboxes/{id}"
-    r.add_get("/healthz", emu.healthz)
-    r.add_get("/readyz", emu.readyz)
-    r.add_get("/v1/whoami", emu.whoami)
-    r.add_get("/v1/shapes", emu.shapes)
-    r.add_get("/v1/rootfs", emu.rootfs)
-    r.add_get("/v1/hosts", emu.hosts)
-    r.add_get("/v1/metrics", emu.metrics)
-    r.add_get("/v1/metrics/timeseries", emu.metrics_timeseries)
-    r.add_post("/v1/sandboxes", emu.create_sandbox)
-    r.add_get("/v1/sandboxes", emu.list_sandboxes)
-    r.add_get("/v1/sandboxes/by-ip/{ip}", emu.by_ip)
-    r.add_get(sb, emu.get_sandbox)
-    r.add_patch(sb, emu.patch_sandbox)
-    r.add_delete(sb, emu.destroy)
-    r.add_post(sb + "/pause", emu.pause)
-    r.add_post(sb + "/resume", emu.resume)
-    r.add_post(sb + "/fork", emu.fork)
-    r.add_post(sb + "/resize", emu.resize_sandbox)
-    r.add_post(sb + "/exec", emu.exec)
-    r.add_put(sb + "/files", emu.put_file)
-    r.add_get(sb + "/files", emu.get_file)
-    r.add_get(sb + "/metrics", emu.sandbox_metrics)
-    r.add_post(sb + "/tunnel/{port}", emu.not_supported)
-    r.add_post(sb + "/shell", emu.not_supported)
-    r.add_get(sb + "/shell-ws", emu.not_supported)
-    r.add_route("*", sb + "/computer/{tail:.*}", emu.not_supported)
-    resources.register(app, emu)
-    processes.register(app, emu)
+    for module in (catalog, sandboxes, exec, files, resources, processes, admin):
+        module.register(app, emu)
     return app
 
 

@@ -25,8 +25,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ._http import JSON_TYPE, dumps
+from . import _ids
+from ._http import JSON_TYPE, dumps, request_key
 
+_KNOWN_SPENT = 1024  # rules remembered by id (for their hit counts) before old spent ones go
 _HTML_502 = (
     "<html>\r\n<head><title>{status} Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>{status} Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -37,7 +39,7 @@ _HTML_502 = (
 class FaultHandle:
     """One injected fault rule. `hits` counts the requests it has been applied to."""
 
-    __slots__ = ("_times", "hits", "kind", "method", "params", "route")
+    __slots__ = ("_times", "hits", "id", "kind", "method", "params", "route")
 
     def __init__(
         self, kind: str, route: str, method: str | None, times: int | None, params: dict[str, Any]
@@ -46,12 +48,18 @@ class FaultHandle:
             raise ValueError(f"times must be >= 1 or None, got {times!r}")
         if not route:
             raise ValueError("route must be a non-empty fnmatch pattern such as '*'")
+        self.id = _ids.new_id("flt")  # how the admin routes name it (admin.py)
         self.kind = kind
         self.route = route
         self.method = method.upper() if method else None
         self._times = times
         self.params = params
         self.hits = 0
+
+    @property
+    def times(self) -> int | None:
+        """How many requests it applies to (None: until cleared)."""
+        return self._times
 
     @property
     def active(self) -> bool:
@@ -73,17 +81,26 @@ class FaultHandle:
         )
 
 
+# The fault a request carries past the middleware (stall, truncate, slow act on its body).
+FAULT = request_key("fault", FaultHandle)
+
+
 class Faults:
     """The `server.faults` API (see the module docstring)."""
 
     def __init__(self) -> None:
         self._rules: list[FaultHandle] = []
+        self._known: dict[str, FaultHandle] = {}  # by id, spent ones too, until clear()
 
     def _add(
         self, kind: str, route: str, method: str | None, times: int | None, **params: Any
     ) -> FaultHandle:
         handle = FaultHandle(kind, route, method, times, params)
         self._rules.append(handle)
+        self._known[handle.id] = handle
+        if len(self._known) > _KNOWN_SPENT:  # a long run that never clears: forget old spent ones
+            for old in [h for h in self._known.values() if not h.active][: len(self._known) // 2]:
+                del self._known[old.id]
         return handle
 
     def status(
@@ -168,6 +185,22 @@ class Faults:
     def clear(self) -> None:
         """Remove every rule (handles keep their hit counts)."""
         self._rules.clear()
+        self._known.clear()
+
+    def get(self, fault_id: str) -> FaultHandle | None:
+        """A rule added since the last clear(), active or spent, by its id."""
+        return self._known.get(fault_id)
+
+    def remove(self, fault_id: str) -> FaultHandle | None:
+        """Remove one rule (its handle keeps its hit count); None if no such rule."""
+        handle = self._known.pop(fault_id, None)
+        if handle is not None and handle in self._rules:
+            self._rules.remove(handle)
+        return handle
+
+    def known(self) -> list[FaultHandle]:
+        """Every rule added since the last clear(), in the order added, spent ones included."""
+        return list(self._known.values())
 
     def take(self, method: str, path: str) -> FaultHandle | None:
         """The first active rule matching a request, counted as a hit."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from . import _ids
+from ._bodies import validate_envs
 from ._http import (
     argv_problem,
     check_no_nul,
@@ -33,9 +34,7 @@ from ._http import (
     prune,
     query_int,
 )
-from .faults import StreamEnded
-from .runtime import (
-    SandboxRuntime,
+from ._procs import (
     children,
     kill_command,
     kill_group,
@@ -43,6 +42,8 @@ from .runtime import (
     session_members,
     wait_exited,
 )
+from .faults import StreamEnded
+from .runtime import SandboxRuntime
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -395,7 +396,7 @@ class _Handlers:
         check_no_nul("args", *args)
         check_no_nul("cwd", cwd or "")
         overrides = opt_str_map(body, "env") or {}
-        self.emu._validate_envs(overrides, "env")
+        validate_envs(overrides, "env")
         pty = body.get("pty")
         if pty is not None and not isinstance(pty, dict):
             fail(400, "pty must be an object {rows, cols}", fields={"pty": "must be an object"})

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from . import _ids
+from ._bodies import parse_attachment, validate_egress, validate_keys
 from ._http import (
     dumps,
     fail,
@@ -25,7 +26,7 @@ from ._http import (
     query_int,
 )
 from .faults import StreamEnded
-from .state import AccessToken, Disk, DiskMount, Network, Template
+from .state import AccessToken, Disk, Network, Template
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -36,30 +37,6 @@ _FROM = re.compile(
     r"(?:\s+AS\s+\S+)?\s*$",
     re.IGNORECASE,
 )
-
-
-def parse_attachment(emu: Emulator, owner: str, entry: object) -> DiskMount:
-    """A DiskAttachment body -> DiskMount (400 on bad fields, 404 on an unknown disk)."""
-    if not isinstance(entry, dict):
-        fail(400, "disk attachment must be an object", fields={"disks": "must be objects"})
-    ref = opt_str(entry, "disk_id", required=True)
-    mount_path = opt_str(entry, "mount_path", required=True)
-    sub_path = opt_str(entry, "sub_path")
-    assert ref is not None and mount_path is not None
-    if not mount_path.startswith("/") or ".." in mount_path.split("/"):
-        fail(
-            400,
-            "mount_path must be an absolute path without '..'",
-            fields={"mount_path": "invalid"},
-        )
-    if sub_path and (sub_path.startswith("/") or ".." in sub_path.split("/")):
-        fail(
-            400,
-            "sub_path must be relative and must not contain '..'",
-            fields={"sub_path": "invalid"},
-        )
-    disk = emu.disk_by_ref(owner, ref)
-    return DiskMount(disk_id=disk.id, mount_path=mount_path, sub_path=sub_path or None)
 
 
 def register(app: web.Application, emu: Emulator) -> None:
@@ -112,7 +89,7 @@ class _Handlers:
         keys = opt_str_list(body, "keys")
         if not keys:
             fail(400, "keys must be a non-empty list", fields={"keys": "required"})
-        for key in self.emu._validate_keys(keys):
+        for key in validate_keys(keys):
             if key not in sb.ssh_pubkeys:
                 sb.ssh_pubkeys.append(key)
         return ok({"count": len(sb.ssh_pubkeys)})
@@ -124,7 +101,7 @@ class _Handlers:
     async def put_egress(self, request: web.Request) -> web.StreamResponse:
         sb = self.emu.live(request)
         body = await json_body(request, required=False)
-        sb.egress = self.emu._validate_egress(opt_str_list(body, "egress")) or None
+        sb.egress = validate_egress(opt_str_list(body, "egress")) or None
         return ok({"id": sb.id, "egress": list(sb.egress or [])})
 
     async def get_bandwidth(self, request: web.Request) -> web.StreamResponse:

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ._host import remove_tree
 from .app import Emulator, build_app
 from .faults import Faults
-from .runtime import DEFAULT_MAX_PROCESSES, ISOLATIONS, Runtime, remove_tree
+from .runtime import DEFAULT_MAX_PROCESSES, ISOLATIONS, Runtime
 
 if TYPE_CHECKING:
     from .. import AsyncSession
@@ -34,6 +35,19 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_admin_token(token: str | None, api_key: str | None) -> str | None:
+    """An admin token fit for an HTTP header and distinct from the API key, or None (random)."""
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise TypeError(f"admin_token must be a str, got {type(token).__name__}")
+    if not token or not token.isascii() or not token.isprintable() or " " in token:
+        raise ValueError("admin_token must be non-empty printable ASCII without spaces")
+    if token == api_key:
+        raise ValueError("admin_token must differ from api_key: tenants must not hold it")
+    return token
 
 
 class LocalServer:
@@ -65,6 +79,9 @@ class LocalServer:
             streams only); by default the emulator kills it, like a stream's.
         max_processes: Processes (and threads) one sandbox may run at once, where cgroups
             allow enforcing it.
+        admin_token: Opens the fault-control routes under ``/__createos/`` to other processes
+            (loopback only; see docs/fault-control.md). Default: a random one, read it from
+            ``admin_token``; it must differ from ``api_key``.
 
     Raises:
         ValueError: A bad argument, or a non-loopback ``host`` without ``allow_remote``.
@@ -95,6 +112,7 @@ class LocalServer:
         state_dir: str | None = None,
         detached_buffered_exec: bool = False,
         max_processes: int = DEFAULT_MAX_PROCESSES,
+        admin_token: str | None = None,
     ) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
@@ -126,6 +144,7 @@ class LocalServer:
             raise TypeError("detached_buffered_exec must be a bool")
         self._detached_exec = detached_buffered_exec
         self._wanted_key = api_key
+        self._admin_token = check_admin_token(admin_token, api_key)
         self._state_parent = state_dir
         self._emu: Emulator | None = None
         self._runner: web.AppRunner | None = None
@@ -152,6 +171,11 @@ class LocalServer:
         self._require()
         assert self._api_key is not None
         return self._api_key
+
+    @property
+    def admin_token(self) -> str:
+        """The token of the fault-control routes (`Authorization: Bearer <it>`); not an API key."""
+        return self._require().admin_token
 
     @property
     def faults(self) -> Faults:
@@ -256,6 +280,7 @@ class LocalServer:
                 transition_delay=self._transition,
                 auto_pause_scale=self._auto_pause_scale,
                 detached_buffered_exec=self._detached_exec,
+                admin_token=self._admin_token,
             )
             self._api_key = emu.add_tenant(self._wanted_key)
             runner = web.AppRunner(

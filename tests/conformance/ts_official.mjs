@@ -461,6 +461,42 @@ async function scenarioFaults(box) {
   });
 }
 
+/** One call to the emulator's fault-control routes (docs/fault-control.md), as any app could. */
+async function admin(method, path, body, token = process.env.CREATEOS_LOCAL_ADMIN_TOKEN) {
+  const base = process.env.CREATEOS_SANDBOX_BASE_URL.replace(/\/+$/, "");
+  const res = await fetch(`${base}/__createos/${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, data: (await res.json()).data };
+}
+
+async function scenarioFaultControl(box) {
+  // This process injects faults over HTTP itself; tests/test_conformance.py checks RESULT.
+  const seen = {};
+  await withSandbox(box, {}, async (sb) => {
+    const route = `/v1/sandboxes/${sb.id}/exec`;
+    const first = await admin("POST", "faults", { kind: "status", status: 500, route, method: "POST" });
+    eq(first.status, 201, "fault added over HTTP");
+    const err = await expectStatus(500, () => sb.runCommand("true", [], REQ), "exec answered 500");
+    seen.exec500 = { status: err.statusCode, envelope: err.envelope.status };
+    const second = await admin("POST", "faults", {
+      kind: "status", status: 429, route, method: "POST", retry_after: 0,
+    });
+    seen.exec429Stdout = (await sb.runCommand("echo", ["after 429"], REQ)).result.stdout;
+    seen.hits = [
+      (await admin("GET", `faults/${first.data.id}`)).data.hits,
+      (await admin("GET", `faults/${second.data.id}`)).data.hits,
+    ];
+    const counts = await admin("GET", `requests?method=POST&path=${encodeURIComponent(route)}`);
+    seen.execCount = counts.data.count;
+    seen.tenantKeyStatus = (await admin("GET", "faults", undefined, process.env.CREATEOS_SANDBOX_API_KEY)).status;
+    seen.cleared = (await admin("DELETE", "faults")).data.cleared;
+  });
+  console.log(`RESULT ${JSON.stringify(seen)}`);
+}
+
 const SCENARIOS = {
   catalog: scenarioCatalog,
   sandboxes: scenarioSandboxes,
@@ -470,11 +506,15 @@ const SCENARIOS = {
   extras: scenarioExtras,
   resources: scenarioResources,
   faults: scenarioFaults,
+  "fault-control": scenarioFaultControl,
 };
 
 async function main(argv) {
-  // "faults" only makes sense with the faults the pytest wrapper arms.
-  const names = argv.length ? argv : Object.keys(SCENARIOS).filter((n) => n !== "faults");
+  // "faults" only makes sense with the faults the pytest wrapper arms; "fault-control" needs the
+  // admin token (CREATEOS_LOCAL_ADMIN_TOKEN).
+  const names = argv.length
+    ? argv
+    : Object.keys(SCENARIOS).filter((n) => n !== "faults" && n !== "fault-control");
   const unknown = names.filter((n) => !(n in SCENARIOS));
   if (unknown.length) {
     console.error(`unknown scenario(s): ${unknown}; known: ${Object.keys(SCENARIOS)}`);

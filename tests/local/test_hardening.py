@@ -18,7 +18,7 @@ from _emuproc import HealthPoller, emulator_process
 
 from createos_sandbox_async import AsyncSession
 from createos_sandbox_async.local import LocalServer
-from createos_sandbox_async.local.app import MAX_BUFFERED_OUTPUT
+from createos_sandbox_async.local.exec import MAX_BUFFERED_OUTPUT
 
 pytestmark = pytest.mark.anyio
 

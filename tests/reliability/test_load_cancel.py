@@ -347,12 +347,16 @@ async def test_emulator_cancelled_commands_stop_and_nothing_is_left(
 
                 def commands() -> list[int]:
                     """Processes of the sandbox other than its init: pid 1 and the lifeline
-                    reader it keeps (a `cat` child). An orphan of a killed command is also a
-                    child of pid 1, so the reader is matched by parent and command line both."""
+                    reader it keeps (a `cat` child), and its exec helper (local/_helper.py). An
+                    orphan of a killed command is also a child of pid 1, so the reader is
+                    matched by parent and command line both."""
                     runtime = record.runtime
                     init = runtime.init_pid
+                    helper = runtime.helper
 
                     def machinery(p: int) -> bool:
+                        if helper is not None and "createos-local exec helper" in _cmdline(p):
+                            return _ppid(p) == helper._proc.pid  # its nsenter, on the host side
                         return p == init or (_ppid(p) == init and _cmdline(p) == "cat")
 
                     return [p for p in runtime.namespace_pids() if not machinery(p)]
