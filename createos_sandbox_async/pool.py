@@ -45,9 +45,7 @@ error (402, 403, ...) is raised as itself either way, once.
 
 from __future__ import annotations
 
-import inspect
 import logging
-import re
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -71,11 +69,11 @@ from ._pool_stats import Counters, PoolStats
 from ._pool_supply import Supply
 from ._pool_tasks import Background
 from ._progress import ProgressBar, Reporter
-from ._requests import build_create_body
+from ._requests import CREATE_FIELDS, CreateSandboxRequest
 from ._retry import RetryPolicy
 from ._validate import check_bool, check_int, check_optional_seconds, check_seconds, check_str
 from .errors import PoolCleanupError
-from .naming import check_run_id, new_run_id
+from .naming import check_prefix, check_run_id, new_run_id
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
@@ -90,13 +88,9 @@ logger = logging.getLogger("createos_sandbox_async.pool")
 T = TypeVar("T")
 R = TypeVar("R")
 
-_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 
-
-def _check_callable(name: str, value: object, *, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if not callable(value):
+def _check_callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
         raise TypeError(f"{name} must be an async callable, got {type(value).__name__}")
 
 
@@ -139,10 +133,10 @@ class SandboxPool:
             ``0-9`` and ``-``.
         run_id: The run id in every name (random by default), so
             ``session.sandboxes.reap(run_id=...)`` finds a crashed run's sandboxes.
-        **create_kwargs: Passed to ``session.sandboxes.create`` (``envs=``, ``disk_mib=``,
-            ``egress=``, ...); the pool owns ``name``, which it uses to find sandboxes whose
-            create answer was lost. ``auto_pause_after_seconds`` is 1800 unless given (None
-            disables it), so a crashed batch stops burning compute.
+        **create_kwargs: The other fields of the ``CreateSandboxRequest`` every create sends
+            (``envs=``, ``disk_mib=``, ``egress=``, ...); the pool owns ``name``, which it uses
+            to find sandboxes whose create answer was lost. ``auto_pause_after_seconds`` is 1800
+            unless given (None disables it), so a crashed batch stops burning compute.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -188,8 +182,6 @@ class SandboxPool:
             raise TypeError(f"session must be an AsyncSession, got {type(session).__name__}")
         if not check_str("shape", shape, allow_empty=True):
             raise ValueError("shape must be a non-empty string, e.g. 's-1vcpu-256mb'")
-        if rootfs is not None and not check_str("rootfs", rootfs, allow_empty=True):
-            raise ValueError("rootfs must be a non-empty string or None")
         if strategy not in ("fresh", "fork"):
             raise ValueError(f"strategy must be 'fresh' or 'fork', got {strategy!r}")
         check_bool("reuse", reuse)
@@ -200,10 +192,7 @@ class SandboxPool:
             raise ValueError("reset is only used with reuse=True (a sandbox serving many items)")
         if not isinstance(progress, bool | ProgressBar):
             raise TypeError("progress must be a bool or a ProgressBar")
-        if not isinstance(name_prefix, str) or not _PREFIX_RE.match(name_prefix):
-            raise ValueError(
-                "name_prefix must be 1-30 chars of a-z, 0-9 and '-', starting with a letter/digit"
-            )
+        check_prefix(name_prefix, "name_prefix")
         for reserved in ("name", "retry", "timeout"):
             if reserved in create_kwargs:
                 raise ValueError(
@@ -223,12 +212,12 @@ class SandboxPool:
         base = check_seconds("backoff", backoff, finite=True)
         cap = check_seconds("backoff_cap", backoff_cap, finite=True)
         self._report = Reporter(on_progress, progress, interval)
+        for key in create_kwargs:
+            if key not in CREATE_FIELDS:
+                raise TypeError(f"SandboxPool got an unexpected keyword argument {key!r}")
         # A crashed batch stops burning compute: pool sandboxes auto-pause unless told otherwise.
         create_kwargs.setdefault("auto_pause_after_seconds", POOL_AUTO_PAUSE_SECONDS)
-        self._create_kwargs: dict[str, Any] = {"shape": shape, **create_kwargs}
-        if rootfs is not None:
-            self._create_kwargs["rootfs"] = rootfs
-        self._check_create_kwargs()
+        self._request = CreateSandboxRequest(shape=shape, rootfs=rootfs, **create_kwargs)
         # The run id makes the prefix unique to this pool: the orphan sweep destroys by prefix,
         # and names follow the convention of ``naming`` so that ``reap(run_id=...)`` finds them.
         self._run_id = new_run_id() if run_id is None else check_run_id(run_id)
@@ -254,7 +243,7 @@ class SandboxPool:
             reset=reset,
             warm=warm,
             create_timeout=create_timeout,
-            create_kwargs=self._create_kwargs,
+            request=self._request,
         )
         self._cleanup_failed: tuple[str, ...] = ()
         self._runs: set[Run] = set()
@@ -263,17 +252,9 @@ class SandboxPool:
         self._state = "new"
         self._counts = Counters()
 
-    def _check_create_kwargs(self) -> None:
-        """Check create arguments with the SDK's own validator, before any network call."""
-        known = set(inspect.signature(build_create_body).parameters)
-        for key in self._create_kwargs:
-            if key not in known:
-                raise TypeError(f"SandboxPool got an unexpected keyword argument {key!r}")
-        build_create_body(**self._create_kwargs)  # raises ValueError/TypeError naming the argument
-
     def __repr__(self) -> str:
         return (
-            f"<SandboxPool {self._state} shape={self._create_kwargs['shape']!r} "
+            f"<SandboxPool {self._state} shape={self._request.shape!r} "
             f"max_concurrency={self._max} alive={len(self._ledger.live)}>"
         )
 
@@ -317,7 +298,7 @@ class SandboxPool:
         self._tg = tg
         self._state = "open"
         if self._supply.warm:
-            self._spawn_background(self._supply.filler)
+            self._background.spawn(tg, self._supply.filler)
         return self
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
@@ -444,7 +425,8 @@ class SandboxPool:
         run = self._new_run(job, items, stop_on_error=False)
         send, recv = anyio.create_memory_object_stream[tuple[Any, Any]](0)
         run.sink = send
-        self._spawn_background(lambda: self._drive_into(run, send))
+        assert self._tg is not None  # open: checked by _new_run
+        self._background.spawn(self._tg, lambda: self._drive_into(run, send))
         try:
             async with recv:
                 async for pair in recv:
@@ -611,8 +593,3 @@ class SandboxPool:
                 run.break_(exc)
             if not self._runs:
                 raise exc
-
-    def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> None:
-        """Start a child of the pool's task group, cancellable on its own, counted for exit."""
-        assert self._tg is not None
-        self._background.spawn(self._tg, fn)

@@ -17,16 +17,14 @@ import anyio
 import attrs
 
 from ._convert import structure
-from ._requests import status_arg
+from ._requests import fork_body, status_arg
 from ._sandbox_commands import SandboxCommands
 from ._sandbox_network import SandboxNetwork
 from ._validate import (
     check_auto_pause,
     check_bool,
-    check_envs,
     check_int,
     check_seconds,
-    check_str_list,
 )
 from .errors import APITimeoutError, NotFoundError, SandboxStateError
 from .models import (
@@ -247,7 +245,8 @@ class Sandbox(SandboxCommands, SandboxNetwork):
     ) -> Sandbox:
         """Clone this ``paused`` sandbox into a new one; the source stays paused.
 
-        Every argument left None is inherited from the source.
+        Every argument left None is inherited from the source; those a create takes too are
+        checked as ``CreateSandboxRequest`` checks them.
 
         Args:
             start_paused: Leave the child ``paused`` instead of resuming it.
@@ -280,21 +279,14 @@ class Sandbox(SandboxCommands, SandboxNetwork):
             ```
         """
         check_seconds("wait_timeout", wait_timeout)
-        body: dict[str, Any] = {}
-        if start_paused is not None:
-            body["start_paused"] = check_bool("start_paused", start_paused)
-        if ssh_pubkeys is not None:
-            body["ssh_pubkeys"] = check_str_list("ssh_pubkeys", ssh_pubkeys)
-        if egress is not None:
-            body["egress"] = check_str_list("egress", egress)
-        if ingress_enabled is not None:
-            body["ingress_enabled"] = check_bool("ingress_enabled", ingress_enabled)
-        if envs is not None:
-            body["envs"] = check_envs("envs", envs)
-        if bandwidth_quota_bytes is not None:
-            body["bandwidth_quota_bytes"] = check_int(
-                "bandwidth_quota_bytes", bandwidth_quota_bytes
-            )
+        body = fork_body(
+            start_paused=start_paused,
+            ssh_pubkeys=ssh_pubkeys,
+            egress=egress,
+            ingress_enabled=ingress_enabled,
+            envs=envs,
+            bandwidth_quota_bytes=bandwidth_quota_bytes,
+        )
         path = self._base + "/fork"
         data = await self._transport.request("POST", path, json=body, timeout=timeout, retry=retry)
         child = Sandbox(self._session, structure(data, SandboxView))
