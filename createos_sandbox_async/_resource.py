@@ -9,14 +9,20 @@ included (None: the session's default).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._validate import id_segment
+import anyio
+
+from ._validate import check_timeout, id_segment
+from .errors import APITimeoutError
 
 if TYPE_CHECKING:
     from ._transport import Transport
 
 __all__ = ["Resource"]
+
+T = TypeVar("T")
 
 
 class Resource:
@@ -39,3 +45,17 @@ class Resource:
     async def _request(self, method: str, suffix: str = "", **kwargs: Any) -> Any:
         """Send ``method`` to ``<base><suffix>`` through the transport (JSend ``data`` back)."""
         return await self._transport.request(method, self._base + suffix, **kwargs)
+
+    @staticmethod
+    async def _within(timeout: float | None, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """``call()`` (a wait of many requests) with ``timeout=`` bounding the whole of it.
+
+        None leaves it unbounded (each request keeps the session's timeout); when ``timeout``
+        runs out, ``APITimeoutError`` naming ``what``.
+        """
+        bound = check_timeout("timeout", timeout)
+        if bound is None:
+            return await call()
+        with anyio.move_on_after(bound):
+            return await call()
+        raise APITimeoutError(f"{what} did not finish within {timeout} s")

@@ -20,8 +20,8 @@ from ._desktop import _screen_params as screen_params
 from ._desktop_windows import Screens, Windows
 from ._idle import IdleTimer
 from ._resource_models import Point, ScreenSize
-from ._validate import check_int, check_str, check_timeout
-from .errors import APIError, APITimeoutError, ProtocolError
+from ._validate import check_int, check_str
+from .errors import APIError, ProtocolError
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -169,11 +169,8 @@ class Computer(Desktop):
             APITimeoutError: ``timeout`` expired before the desktop answered.
             APIError: An error other than "not there yet" (``AuthError``, ...).
         """
-        if timeout is None:
-            return await self._poll_ready(screen_id, poll_interval)
-        with anyio.move_on_after(check_timeout("timeout", timeout)):
-            return await self._poll_ready(screen_id, poll_interval)
-        raise APITimeoutError(f"the desktop did not answer within {timeout} s")
+        poll = lambda: self._poll_ready(screen_id, poll_interval)  # noqa: E731
+        return await self._within(timeout, poll, "waiting for the desktop")
 
     async def _poll_ready(self, screen_id: str | None, poll_interval: float) -> ScreenSize:
         while True:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .._convert import structure
 from .._pagination import Pager
 from .._requests import CreateSandboxRequest, status_arg
+from .._resource import Resource
 from .._validate import id_segment
 from ..models import DiskAttachment, NetworkEntry, SandboxStatus, SandboxView, view_from_create
 from ..sandbox import Sandbox
@@ -25,12 +26,13 @@ if TYPE_CHECKING:
 __all__ = ["Sandboxes"]
 
 
-class Sandboxes:
+class Sandboxes(Resource):
     """``session.sandboxes``: create a sandbox, get one by id or IP, list them."""
 
     __slots__ = ("_session",)
 
     def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session._transport, "/v1/sandboxes")
         self._session = session
 
     async def create(
@@ -153,9 +155,7 @@ class Sandboxes:
         """
         if not isinstance(request, CreateSandboxRequest):
             raise TypeError(f"request must be a CreateSandboxRequest, got {type(request).__name__}")
-        data = await self._session._transport.request(
-            "POST", "/v1/sandboxes", json=request.to_wire(), timeout=timeout, retry=retry
-        )
+        data = await self._request("POST", json=request.to_wire(), timeout=timeout, retry=retry)
         view = view_from_create(data, ingress_enabled=bool(request.ingress_enabled))
         return Sandbox(self._session, structure(view, SandboxView))
 
@@ -174,8 +174,9 @@ class Sandboxes:
             ValueError: ``sandbox_id`` is blank.
             APIError: Another error status.
         """
-        path = "/v1/sandboxes/" + id_segment("sandbox_id", sandbox_id)
-        data = await self._session._transport.request("GET", path, timeout=timeout)
+        data = await self._transport.request(
+            "GET", self._item("sandbox_id", sandbox_id), timeout=timeout
+        )
         return Sandbox(self._session, structure(data, SandboxView))
 
     async def by_ip(self, ip: str, *, timeout: float | None = None) -> Sandbox:
@@ -192,8 +193,8 @@ class Sandboxes:
             NotFoundError: None of your sandboxes has this IP.
             APIError: Another error status.
         """
-        path = "/v1/sandboxes/by-ip/" + id_segment("ip", ip)
-        data = await self._session._transport.request("GET", path, timeout=timeout)
+        path = self._path("/by-ip/") + id_segment("ip", ip)
+        data = await self._transport.request("GET", path, timeout=timeout)
         return Sandbox(self._session, structure(data, SandboxView))
 
     def list(
@@ -237,8 +238,8 @@ class Sandboxes:
             return Sandbox(session, structure(item, SandboxView))
 
         return Pager(
-            session._transport,
-            "/v1/sandboxes",
+            self._transport,
+            self._base,
             convert,
             params=params,
             limit=limit,
