@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import Limits, Timeouts
 from ._hooks import CompleteEvent, Hooks, RequestEvent, ResponseEvent, RetryEvent
 from ._jsonable import to_dict
+from ._requests import CreateSandboxRequest
 from ._retry import RetryPolicy
 from ._version import __version__
 from .errors import (
@@ -123,6 +124,7 @@ __all__ = [
     "Bandwidth",
     "CommandError",
     "CompleteEvent",
+    "CreateSandboxRequest",
     "CreateosError",
     "DestroyResult",
     "Disk",

@@ -10,9 +10,10 @@ handed out and resumed if it was paused.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from ._requests import CreateSandboxRequest
     from .sandbox import Sandbox
 
 __all__ = ["PARKED_CHECK_AFTER", "POOL_AUTO_PAUSE_SECONDS", "wake_if_parked"]
@@ -24,10 +25,10 @@ PARKED_CHECK_AFTER: Final = 1.0
 
 
 async def wake_if_parked(
-    sb: Sandbox, parked_at: float | None, create_kwargs: dict[str, Any]
+    sb: Sandbox, parked_at: float | None, request: CreateSandboxRequest
 ) -> None:
     """Resume ``sb`` if it auto-paused while it waited in the pool (a no-op without auto-pause)."""
-    if parked_at is None or create_kwargs.get("auto_pause_after_seconds") is None:
+    if parked_at is None or request.auto_pause_after_seconds is None:
         return
     if time.monotonic() - parked_at < PARKED_CHECK_AFTER:
         return

@@ -84,7 +84,8 @@ def coerce_timeouts(timeout: Timeouts | float | None) -> Timeouts:
     if isinstance(timeout, Timeouts):
         return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a Timeouts, a number of seconds or None, got {timeout!r}")
+        kind = type(timeout).__name__
+        raise TypeError(f"timeout must be a Timeouts, a number of seconds or None, got {kind}")
     return Timeouts(request=check_seconds("timeout", timeout))
 
 

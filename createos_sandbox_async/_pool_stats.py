@@ -1,4 +1,4 @@
-"""``PoolStats``, the snapshot a ``SandboxPool`` reports, and the percentiles in it.
+"""``PoolStats``, the snapshot a ``SandboxPool`` reports, the counters and percentiles behind it.
 
 Apart from the pool so that the progress bar (``_progress``), which only reads a snapshot, does not
 import the pool: data flows from the pool to the bar, never back.
@@ -6,11 +6,14 @@ import the pool: data flows from the pool to the bar, never back.
 
 from __future__ import annotations
 
+import collections
 import math
+import time
+from typing import Any
 
 import attrs
 
-__all__ = ["TIMES_KEPT", "PoolStats", "percentile"]
+__all__ = ["TIMES_KEPT", "Counters", "PoolStats", "percentile"]
 
 #: Item durations kept for p50/p95 (a ring: recent items, bounded memory).
 TIMES_KEPT = 4096
@@ -66,3 +69,44 @@ def percentile(ordered: list[float], q: float) -> float | None:
         return None
     k = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
     return ordered[k]
+
+
+class Counters:
+    """The item counters of a pool, and the ``PoolStats`` snapshot built from them."""
+
+    __slots__ = ("completed", "failed", "running", "t_first", "times", "total")
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.failed = 0
+        self.running = 0
+        self.total: int | None = 0
+        self.times: collections.deque[float] = collections.deque(maxlen=TIMES_KEPT)
+        self.t_first: float | None = None
+
+    def add_run(self, total: int | None) -> None:
+        """A run of ``total`` items (None: unknown) starts; the pool's total follows."""
+        if self.total is not None:
+            self.total = None if total is None else self.total + total
+
+    def started(self) -> None:
+        """A run starts driving: the clock of ``rate`` and ``elapsed`` starts with the first."""
+        if self.t_first is None:
+            self.t_first = time.perf_counter()
+
+    def snapshot(self, **others: Any) -> PoolStats:
+        """``PoolStats`` of these counters plus ``others`` (sandbox, gate and cleanup fields)."""
+        ordered = sorted(self.times)
+        elapsed = time.perf_counter() - self.t_first if self.t_first is not None else 0.0
+        done = self.completed + self.failed
+        return PoolStats(
+            total=self.total,
+            completed=self.completed,
+            failed=self.failed,
+            running=self.running,
+            rate=done / elapsed if elapsed > 0 else 0.0,
+            p50=percentile(ordered, 0.50),
+            p95=percentile(ordered, 0.95),
+            elapsed=elapsed,
+            **others,
+        )

@@ -12,15 +12,17 @@ import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
+import attrs
 
 from ._autopause import wake_if_parked
 from ._pool_gate import CreateGate, CreationStopped
 from ._pool_ledger import Ledger
 
 if TYPE_CHECKING:
+    from ._requests import CreateSandboxRequest
     from .sandbox import Sandbox
     from .session import AsyncSession
 
@@ -47,7 +49,7 @@ class Supply:
         reset: Callable[[Sandbox], Awaitable[object]] | None,
         warm: int,
         create_timeout: float | None,
-        create_kwargs: dict[str, Any],
+        request: CreateSandboxRequest,
     ) -> None:
         self._session = session
         self._gate = gate
@@ -58,7 +60,7 @@ class Supply:
         self._reset = reset
         self.warm = warm
         self._create_timeout = create_timeout
-        self._create_kwargs = create_kwargs
+        self._request = request
         self.ready: collections.deque[Sandbox] = collections.deque()
         self._parked: dict[str, float] = {}  # ready sandboxes' id -> when they went idle
         self.closing = False
@@ -78,7 +80,7 @@ class Supply:
             sb = self.ready.popleft()
             if self.warm:
                 self._wake_filler()
-            await wake_if_parked(sb, self._parked.pop(sb.id, None), self._create_kwargs)
+            await wake_if_parked(sb, self._parked.pop(sb.id, None), self._request)
             return sb
         if self._gate.fatal is not None:
             raise CreationStopped(self._gate.fatal)
@@ -137,8 +139,9 @@ class Supply:
 
     def _create_call(self, name: str) -> Awaitable[Sandbox]:
         """One create attempt: the transport's retries are off, the pool decides (module doc)."""
-        return self._session.sandboxes.create(
-            name=name, retry=False, timeout=self._create_timeout, **self._create_kwargs
+        request = attrs.evolve(self._request, name=name)
+        return self._session.sandboxes.create_from(
+            request, retry=False, timeout=self._create_timeout
         )
 
     async def release(self, sb: Sandbox) -> None:

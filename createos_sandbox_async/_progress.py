@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from ._pool_stats import PoolStats
 
-__all__ = ["ProgressBar", "format_stats"]
+__all__ = ["ProgressBar", "Reporter", "format_stats"]
 
 
 def _seconds(value: float | None) -> str:
@@ -112,3 +113,46 @@ class ProgressBar:
             self._last_text = line
             self._file.write(line + "\n")
             self._file.flush()
+
+
+class Reporter:
+    """A pool's progress: feeds ``on_progress`` and the bar, at most every ``interval`` seconds."""
+
+    __slots__ = ("_bar", "_interval", "_last", "_on_progress", "active")
+
+    def __init__(
+        self,
+        on_progress: Callable[[PoolStats], object] | None,
+        progress: bool | ProgressBar,
+        interval: float,
+    ) -> None:
+        self._on_progress = on_progress
+        self._bar = progress if isinstance(progress, ProgressBar) else None
+        if progress is True:
+            self._bar = ProgressBar()
+        self._interval = interval
+        self._last = 0.0
+        #: Anyone listening; when not, the pool skips building snapshots.
+        self.active = on_progress is not None or self._bar is not None
+
+    def tick(self, stats: Callable[[], PoolStats], final: bool) -> Exception | None:
+        """Report ``stats()`` when due (``final``: the end of a run: always, ending the bar's line).
+
+        Returns what ``on_progress`` raised, for the pool to stop its runs with.
+        """
+        now = time.perf_counter()
+        if not final and now - self._last < self._interval:
+            return None
+        self._last = now
+        snapshot = stats()
+        if self._bar is not None:
+            if final:
+                self._bar.close(snapshot)
+            else:
+                self._bar.update(snapshot)
+        if self._on_progress is not None:
+            try:
+                self._on_progress(snapshot)
+            except Exception as exc:
+                return exc
+        return None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
@@ -23,8 +22,9 @@ import aiohttp
 from yarl import URL
 
 from ._config import Limits, Timeouts
-from ._credentials import merge_headers, redact_headers, request_secrets
+from ._credentials import merge_headers, request_secrets
 from ._hooks import CompleteEvent, Hook, Hooks, RequestEvent, ResponseEvent, RetryEvent
+from ._observe import after, before, completed_call, completed_stream, retrying
 from ._response import (
     MAX_BODY,
     decode_jsend,
@@ -279,15 +279,6 @@ class Transport:
             raise ValueError(f"path must start with '/', got {path!r}")
         return URL(self._prefix + path, encoded=True)
 
-    async def _fire(self, name: str, hook: Hook, event: object) -> None:
-        """Run one hook; whatever it raises is logged and swallowed (observers never break I/O)."""
-        try:
-            result = hook(event)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.warning("createos_sandbox_async: %s hook raised; ignored", name, exc_info=True)
-
     def _map_exception(
         self, exc: BaseException, method: str, path: str, secrets: tuple[str, ...] = ()
     ) -> APIConnectionError | APITimeoutError:
@@ -336,18 +327,7 @@ class Transport:
         hook = self._hooks.on_complete
         if hook is None:
             return await call
-        started = asyncio.get_running_loop().time()
-        error: str | None = None
-        try:
-            return await call
-        except BaseException as exc:
-            error = type(exc).__name__
-            raise
-        finally:
-            elapsed = asyncio.get_running_loop().time() - started
-            await self._fire(
-                "on_complete", hook, CompleteEvent(method, path, False, elapsed, error)
-            )
+        return await completed_call(method, path, call, hook)
 
     async def _request(
         self,
@@ -435,7 +415,9 @@ class Transport:
                 send = bound_after_upload(send, attempt_scope, after_body)
                 client_timeout = self._stream_timeout
             if observe:
-                started = await self._before(method, path, hdrs, attempt, body_size(body))
+                started = await before(
+                    self._hooks, self._secrets, method, path, hdrs, attempt, body_size(body)
+                )
             error: APIError | APIConnectionError | APITimeoutError
             retry_after: float | None = None
             status: int | None = None
@@ -454,7 +436,7 @@ class Transport:
                 ):
                     status = resp.status
                     if observe:
-                        await self._after(method, path, resp, attempt, started, secrets)
+                        await after(self._hooks, method, path, resp, attempt, started, secrets)
                     if 200 <= status < 300:
                         raw = await read_capped(resp, method, path)
                         if decode is not None:
@@ -491,67 +473,10 @@ class Transport:
                 raise error  # the wait would cross the call's deadline: give up now
             attempt += 1
             if self._hooks.on_retry is not None or logger.isEnabledFor(logging.DEBUG):
-                await self._on_retry(method, path, attempt, delay, status, error)
+                await retrying(self._hooks, method, path, attempt, delay, status, error)
             await asyncio.sleep(delay)
             if deadline is not None and loop.time() >= deadline:
                 raise error  # overslept the deadline: the last answer stands
-
-    async def _before(
-        self,
-        method: str,
-        path: str,
-        hdrs: Mapping[str, str],
-        attempt: int,
-        size: int | None = None,
-    ) -> float:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("request %s %s attempt=%d", method, path, attempt)
-        hook = self._hooks.on_request
-        if hook is not None:
-            event = RequestEvent(method, path, redact_headers(hdrs, self._secrets), attempt, size)
-            await self._fire("on_request", hook, event)
-        return asyncio.get_running_loop().time()
-
-    async def _after(
-        self,
-        method: str,
-        path: str,
-        resp: aiohttp.ClientResponse,
-        attempt: int,
-        started: float,
-        secrets: tuple[str, ...] = (),
-    ) -> None:
-        elapsed = asyncio.get_running_loop().time() - started
-        rid = request_id_of(resp, secrets or self._secrets)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "response %s %s -> %d in %.1f ms request_id=%s",
-                method,
-                path,
-                resp.status,
-                elapsed * 1000,
-                rid,
-            )
-        hook = self._hooks.on_response
-        if hook is not None:
-            event = ResponseEvent(
-                method, path, resp.status, rid, elapsed, attempt, resp.content_length
-            )
-            await self._fire("on_response", hook, event)
-
-    async def _on_retry(
-        self, method: str, path: str, attempt: int, delay: float, status: int | None, error: object
-    ) -> None:
-        text = str(error)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "retry %d of %s %s in %.3f s after: %s", attempt, method, path, delay, text
-            )
-        hook = self._hooks.on_retry
-        if hook is not None:
-            await self._fire(
-                "on_retry", hook, RetryEvent(method, path, attempt, delay, status, text)
-            )
 
     # -- streams -----------------------------------------------------------------------------------
 
@@ -575,33 +500,7 @@ class Transport:
         """
         inner = self._stream(method, path, params, json, data, headers, timeout, auth)
         hook = self._hooks.on_complete
-        return inner if hook is None else self._completing(method, path, inner, hook)
-
-    @contextlib.asynccontextmanager
-    async def _completing(
-        self,
-        method: str,
-        path: str,
-        inner: AbstractAsyncContextManager[aiohttp.ClientResponse],
-        hook: Hook,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A stream, then ``on_complete`` once it is closed (with the body bytes read)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        error: str | None = None
-        received: int | None = None
-        try:
-            async with inner as resp:
-                try:
-                    yield resp
-                finally:
-                    received = getattr(resp.content, "total_bytes", None)
-        except BaseException as exc:
-            error = type(exc).__name__
-            raise
-        finally:
-            event = CompleteEvent(method, path, True, loop.time() - started, error, received)
-            await self._fire("on_complete", hook, event)
+        return inner if hook is None else completed_stream(method, path, inner, hook)
 
     @contextlib.asynccontextmanager
     async def _stream(
@@ -633,7 +532,10 @@ class Transport:
         hdrs = with_content_length(self._headers(auth, is_json, headers), body)
         query = query_params(params) if params else None
         observe = self._observed or logger.isEnabledFor(logging.DEBUG)
-        started = await self._before(method, path, hdrs, 0, body_size(body)) if observe else 0.0
+        started = 0.0
+        if observe:
+            size = body_size(body)
+            started = await before(self._hooks, self._secrets, method, path, hdrs, 0, size)
         try:
             async with asyncio.timeout(deadline):
                 resp = await session.request(
@@ -651,7 +553,7 @@ class Transport:
             raise self._map_exception(exc, method, path, secrets) from exc
         try:
             if observe:
-                await self._after(method, path, resp, 0, started, secrets)
+                await after(self._hooks, method, path, resp, 0, started, secrets)
             if not 200 <= resp.status < 300:
                 try:
                     async with asyncio.timeout(deadline):

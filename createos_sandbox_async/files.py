@@ -26,6 +26,7 @@ import anyio
 import anyio.to_thread
 
 from ._body import BodyStream
+from ._resource import Resource
 from ._tar import safe_extract, tar_directory
 from ._validate import check_int, check_remote_path, check_timeout
 from .errors import APITimeoutError, StreamInterruptedError
@@ -197,7 +198,7 @@ class DownloadStream(BodyStream):
         return chunk
 
 
-class Files:
+class Files(Resource):
     """Upload and download files in one sandbox: ``sandbox.files``.
 
     Guest paths are absolute and must not contain ``..`` (``ValueError`` otherwise, before
@@ -214,6 +215,7 @@ class Files:
     __slots__ = ("_sandbox",)
 
     def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(sandbox._transport, sandbox._path("/files"))
         self._sandbox = sandbox
 
     def __repr__(self) -> str:

@@ -58,13 +58,13 @@ class SandboxName:
         return f"{self.prefix}-{self.run_id}-"
 
 
-def check_prefix(prefix: object) -> str:
-    """A name prefix of the convention, or TypeError / ValueError naming ``prefix``."""
+def check_prefix(prefix: object, argument: str = "prefix") -> str:
+    """A name prefix of the convention, or TypeError / ValueError naming ``argument``."""
     if not isinstance(prefix, str):
-        raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        raise TypeError(f"{argument} must be a str, got {type(prefix).__name__}")
     if not _PREFIX_RE.match(prefix):
         raise ValueError(
-            "prefix must be 1-30 chars of a-z, 0-9 and '-', starting with a letter or digit, "
+            f"{argument} must be 1-30 chars of a-z, 0-9 and '-', starting with a letter or digit, "
             f"got {prefix!r}"
         )
     return prefix

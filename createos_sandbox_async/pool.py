@@ -45,10 +45,7 @@ error (402, 403, ...) is raised as itself either way, once.
 
 from __future__ import annotations
 
-import collections
-import inspect
 import logging
-import re
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -68,14 +65,15 @@ from ._autopause import POOL_AUTO_PAUSE_SECONDS
 from ._pool_gate import CreateGate, CreationStopped
 from ._pool_ledger import Ledger
 from ._pool_run import Run, new_run
-from ._pool_stats import TIMES_KEPT, PoolStats, percentile
+from ._pool_stats import Counters, PoolStats
 from ._pool_supply import Supply
-from ._progress import ProgressBar
-from ._requests import build_create_body
+from ._pool_tasks import Background
+from ._progress import ProgressBar, Reporter
+from ._requests import CREATE_FIELDS, CreateSandboxRequest
 from ._retry import RetryPolicy
 from ._validate import check_bool, check_int, check_optional_seconds, check_seconds, check_str
 from .errors import PoolCleanupError
-from .naming import check_run_id, new_run_id
+from .naming import check_prefix, check_run_id, new_run_id
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
@@ -90,13 +88,9 @@ logger = logging.getLogger("createos_sandbox_async.pool")
 T = TypeVar("T")
 R = TypeVar("R")
 
-_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 
-
-def _check_callable(name: str, value: object, *, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if not callable(value):
+def _check_callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
         raise TypeError(f"{name} must be an async callable, got {type(value).__name__}")
 
 
@@ -139,10 +133,10 @@ class SandboxPool:
             ``0-9`` and ``-``.
         run_id: The run id in every name (random by default), so
             ``session.sandboxes.reap(run_id=...)`` finds a crashed run's sandboxes.
-        **create_kwargs: Passed to ``session.sandboxes.create`` (``envs=``, ``disk_mib=``,
-            ``egress=``, ...); the pool owns ``name``, which it uses to find sandboxes whose
-            create answer was lost. ``auto_pause_after_seconds`` is 1800 unless given (None
-            disables it), so a crashed batch stops burning compute.
+        **create_kwargs: The other fields of the ``CreateSandboxRequest`` every create sends
+            (``envs=``, ``disk_mib=``, ``egress=``, ...); the pool owns ``name``, which it uses
+            to find sandboxes whose create answer was lost. ``auto_pause_after_seconds`` is 1800
+            unless given (None disables it), so a crashed batch stops burning compute.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -188,8 +182,6 @@ class SandboxPool:
             raise TypeError(f"session must be an AsyncSession, got {type(session).__name__}")
         if not check_str("shape", shape, allow_empty=True):
             raise ValueError("shape must be a non-empty string, e.g. 's-1vcpu-256mb'")
-        if rootfs is not None and not check_str("rootfs", rootfs, allow_empty=True):
-            raise ValueError("rootfs must be a non-empty string or None")
         if strategy not in ("fresh", "fork"):
             raise ValueError(f"strategy must be 'fresh' or 'fork', got {strategy!r}")
         check_bool("reuse", reuse)
@@ -200,10 +192,7 @@ class SandboxPool:
             raise ValueError("reset is only used with reuse=True (a sandbox serving many items)")
         if not isinstance(progress, bool | ProgressBar):
             raise TypeError("progress must be a bool or a ProgressBar")
-        if not isinstance(name_prefix, str) or not _PREFIX_RE.match(name_prefix):
-            raise ValueError(
-                "name_prefix must be 1-30 chars of a-z, 0-9 and '-', starting with a letter/digit"
-            )
+        check_prefix(name_prefix, "name_prefix")
         for reserved in ("name", "retry", "timeout"):
             if reserved in create_kwargs:
                 raise ValueError(
@@ -219,20 +208,16 @@ class SandboxPool:
         attempts = check_int("create_attempts", create_attempts, 1)
         create_timeout = check_optional_seconds("create_timeout", create_timeout, finite=True)
         self._cleanup_timeout = check_seconds("cleanup_timeout", cleanup_timeout, finite=True)
-        self._interval = check_seconds("progress_interval", progress_interval, finite=True)
+        interval = check_seconds("progress_interval", progress_interval, finite=True)
         base = check_seconds("backoff", backoff, finite=True)
         cap = check_seconds("backoff_cap", backoff_cap, finite=True)
-        self._on_progress = on_progress
-        self._bar: ProgressBar | None = (
-            progress if isinstance(progress, ProgressBar) else (ProgressBar() if progress else None)
-        )
-        self._observed = on_progress is not None or self._bar is not None
+        self._report = Reporter(on_progress, progress, interval)
+        for key in create_kwargs:
+            if key not in CREATE_FIELDS:
+                raise TypeError(f"SandboxPool got an unexpected keyword argument {key!r}")
         # A crashed batch stops burning compute: pool sandboxes auto-pause unless told otherwise.
         create_kwargs.setdefault("auto_pause_after_seconds", POOL_AUTO_PAUSE_SECONDS)
-        self._create_kwargs: dict[str, Any] = {"shape": shape, **create_kwargs}
-        if rootfs is not None:
-            self._create_kwargs["rootfs"] = rootfs
-        self._check_create_kwargs()
+        self._request = CreateSandboxRequest(shape=shape, rootfs=rootfs, **create_kwargs)
         # The run id makes the prefix unique to this pool: the orphan sweep destroys by prefix,
         # and names follow the convention of ``naming`` so that ``reap(run_id=...)`` finds them.
         self._run_id = new_run_id() if run_id is None else check_run_id(run_id)
@@ -258,35 +243,18 @@ class SandboxPool:
             reset=reset,
             warm=warm,
             create_timeout=create_timeout,
-            create_kwargs=self._create_kwargs,
+            request=self._request,
         )
         self._cleanup_failed: tuple[str, ...] = ()
         self._runs: set[Run] = set()
         self._tg: TaskGroup | None = None
-        self._bg_scopes: set[anyio.CancelScope] = set()
-        self._children = 0
-        self._children_done: anyio.Event | None = None
+        self._background = Background()
         self._state = "new"
-        # counters
-        self._completed = 0
-        self._failed = 0
-        self._running = 0
-        self._total: int | None = 0
-        self._times: collections.deque[float] = collections.deque(maxlen=TIMES_KEPT)
-        self._t_first: float | None = None
-        self._last_tick = 0.0
-
-    def _check_create_kwargs(self) -> None:
-        """Check create arguments with the SDK's own validator, before any network call."""
-        known = set(inspect.signature(build_create_body).parameters)
-        for key in self._create_kwargs:
-            if key not in known:
-                raise TypeError(f"SandboxPool got an unexpected keyword argument {key!r}")
-        build_create_body(**self._create_kwargs)  # raises ValueError/TypeError naming the argument
+        self._counts = Counters()
 
     def __repr__(self) -> str:
         return (
-            f"<SandboxPool {self._state} shape={self._create_kwargs['shape']!r} "
+            f"<SandboxPool {self._state} shape={self._request.shape!r} "
             f"max_concurrency={self._max} alive={len(self._ledger.live)}>"
         )
 
@@ -309,15 +277,7 @@ class SandboxPool:
     @property
     def stats(self) -> PoolStats:
         """A consistent snapshot of counters, rates and item-time percentiles (``PoolStats``)."""
-        ordered = sorted(self._times)
-        now = time.perf_counter()
-        elapsed = now - self._t_first if self._t_first is not None else 0.0
-        done = self._completed + self._failed
-        return PoolStats(
-            total=self._total,
-            completed=self._completed,
-            failed=self._failed,
-            running=self._running,
+        return self._counts.snapshot(
             queued=sum(run.queued() for run in self._runs),
             created=self._ledger.created,
             destroyed=self._ledger.destroyed,
@@ -325,10 +285,6 @@ class SandboxPool:
             retries=self._gate.retries,
             rate_limited=self._gate.rate_limited,
             create_limit=int(self._gate.window),
-            rate=done / elapsed if elapsed > 0 else 0.0,
-            p50=percentile(ordered, 0.50),
-            p95=percentile(ordered, 0.95),
-            elapsed=elapsed,
             cleanup_failed=self._cleanup_failed,
         )
 
@@ -342,7 +298,7 @@ class SandboxPool:
         self._tg = tg
         self._state = "open"
         if self._supply.warm:
-            self._spawn_background(self._supply.filler)
+            self._background.spawn(tg, self._supply.filler)
         return self
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
@@ -366,7 +322,7 @@ class SandboxPool:
                     exc.add_note(str(error))
             tg, self._tg = self._tg, None
             if tg is not None:
-                if self._children:  # the deadline ran out while they stopped: force them
+                if self._background.count:  # the deadline ran out while they stopped: force them
                     tg.cancel_scope.cancel()
                 await tg.__aexit__(None, None, None)
         if error is not None and exc is None:
@@ -377,11 +333,7 @@ class SandboxPool:
         closed = RuntimeError("the SandboxPool was closed while this call was running")
         for run in list(self._runs):
             run.break_(closed)
-        for scope in list(self._bg_scopes):
-            scope.cancel()
-        if self._children:
-            self._children_done = anyio.Event()
-            await self._children_done.wait()
+        await self._background.stop()
 
     @overload
     async def map(
@@ -473,7 +425,8 @@ class SandboxPool:
         run = self._new_run(job, items, stop_on_error=False)
         send, recv = anyio.create_memory_object_stream[tuple[Any, Any]](0)
         run.sink = send
-        self._spawn_background(lambda: self._drive_into(run, send))
+        assert self._tg is not None  # open: checked by _new_run
+        self._background.spawn(self._tg, lambda: self._drive_into(run, send))
         try:
             async with recv:
                 async for pair in recv:
@@ -533,8 +486,7 @@ class SandboxPool:
     def _new_run(self, job: Any, items: object, *, stop_on_error: bool) -> Run:
         self._check_open()
         run = new_run(job, items, self._max, stop_on_error)
-        if self._total is not None:
-            self._total = None if run.total is None else self._total + run.total
+        self._counts.add_run(run.total)
         return run
 
     def _raise_run_problem(self, run: Run) -> None:
@@ -546,8 +498,7 @@ class SandboxPool:
     async def _drive(self, run: Run) -> None:
         """Run the workers (and a feeder for async input) until the input is done or stopped."""
         self._runs.add(run)
-        if self._t_first is None:
-            self._t_first = time.perf_counter()
+        self._counts.started()
         try:
             with run.scope:
                 async with anyio.create_task_group() as tg:
@@ -562,7 +513,7 @@ class SandboxPool:
         finally:
             if run.recv is not None:
                 run.recv.close()
-            if self._observed:
+            if self._report.active:
                 self._tick(final=True)
             self._runs.discard(run)
 
@@ -596,7 +547,7 @@ class SandboxPool:
                 return
             finally:
                 limiter.release_on_behalf_of(token)
-            if self._observed:
+            if self._report.active:
                 self._tick()
             if run.sink is not None:
                 try:
@@ -611,7 +562,8 @@ class SandboxPool:
 
     async def _one(self, job: Callable[[Any, Any], Awaitable[Any]], item: Any) -> tuple[bool, Any]:
         """One item: sandbox in, job, sandbox out. Job errors become (False, exc)."""
-        self._running += 1
+        counts = self._counts
+        counts.running += 1
         t0 = time.perf_counter()
         try:
             sb = await self._supply.checkout()
@@ -620,62 +572,24 @@ class SandboxPool:
             except BaseException:
                 await self._ledger.discard(sb)
                 raise
-            self._times.append(time.perf_counter() - t0)
+            counts.times.append(time.perf_counter() - t0)
             await self._supply.release(sb)
         except CreationStopped:
             raise
         except Exception as exc:
-            self._failed += 1
-            self._times.append(time.perf_counter() - t0)
+            counts.failed += 1
+            counts.times.append(time.perf_counter() - t0)
             return False, exc
         finally:
-            self._running -= 1
-        self._completed += 1
+            counts.running -= 1
+        counts.completed += 1
         return True, value
 
     def _tick(self, final: bool = False) -> None:
-        """Feed ``on_progress`` and the bar, at most every ``progress_interval`` seconds.
-
-        ``final``: the end of a run: always report, and end the bar's line.
-        """
-        now = time.perf_counter()
-        if not final and now - self._last_tick < self._interval:
-            return
-        self._last_tick = now
-        stats = self.stats
-        if self._bar is not None:
-            if final:
-                self._bar.close(stats)
-            else:
-                self._bar.update(stats)
-        if self._on_progress is not None:
-            try:
-                self._on_progress(stats)
-            except Exception as exc:
-                for run in list(self._runs):
-                    run.break_(exc)
-                if not self._runs:
-                    raise
-
-    # -- background tasks -------------------------------------------------------------------------
-
-    def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> None:
-        """Start a child of the pool's task group, cancellable on its own, counted for exit."""
-        assert self._tg is not None
-        scope = anyio.CancelScope()
-        self._bg_scopes.add(scope)
-        self._children += 1
-
-        async def runner() -> None:
-            try:
-                with scope:
-                    await fn()
-            except Exception:  # pragma: no cover - a bug; never take the user's task down
-                logger.exception("SandboxPool background task failed")
-            finally:
-                self._bg_scopes.discard(scope)
-                self._children -= 1
-                if not self._children and self._children_done is not None:
-                    self._children_done.set()
-
-        self._tg.start_soon(runner)
+        """Report progress when due; an ``on_progress`` that raised stops the runs."""
+        exc = self._report.tick(lambda: self.stats, final)
+        if exc is not None:
+            for run in list(self._runs):
+                run.break_(exc)
+            if not self._runs:
+                raise exc

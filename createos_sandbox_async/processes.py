@@ -23,6 +23,7 @@ import anyio
 from ._body import BodyStream
 from ._convert import structure
 from ._ndjson import NDJSONDecoder
+from ._resource import Resource
 from ._resource_models import PROCESS_SIGNALS, ProcessEvent, ProcessView
 from ._validate import (
     check_args,
@@ -330,7 +331,7 @@ class ProcessOutput(BodyStream):
         return b"".join(out), b"".join(err), self.exit_code
 
 
-class Processes:
+class Processes(Resource):
     """Start and drive managed processes in one sandbox: ``sandbox.processes``.
 
     A managed process keeps running when nobody is connected, and its output is numbered and
@@ -350,15 +351,15 @@ class Processes:
     __slots__ = ("_sandbox",)
 
     def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(sandbox._transport, sandbox._path("/processes"))
         self._sandbox = sandbox
 
     def __repr__(self) -> str:
         return f"Processes(sandbox={self._sandbox.id!r})"
 
-    def _path(self, process: object = None, suffix: str = "") -> str:
-        if process is None:
-            return self._sandbox._path("/processes")
-        return self._sandbox._path(f"/processes/{quote(_process_id(process), safe='')}{suffix}")
+    def _process(self, process: object, suffix: str = "") -> str:
+        """``.../processes/<id><suffix>`` for a process id or view."""
+        return self._item("process", _process_id(process), suffix)
 
     async def create(
         self,
@@ -368,6 +369,7 @@ class Processes:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         pty: tuple[int, int] | bool | None = None,
+        timeout: float | None = None,
     ) -> ProcessView:
         """Start ``cmd args...`` (no shell) as a managed process and return its view.
 
@@ -381,6 +383,7 @@ class Processes:
             env: Variables for this process only (values are kept secret).
             cwd: Its working directory, an absolute guest path.
             pty: ``(rows, cols)`` or ``True`` (24x80) to run on a terminal.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The process's view: ``process_id``, ``kind``, ``pid``, ``state``, ...
@@ -414,11 +417,14 @@ class Processes:
                 "rows": check_int("pty rows", rows, 1),
                 "cols": check_int("pty cols", cols, 1),
             }
-        data = await self._sandbox._transport.request("POST", self._path(), json=body)
+        data = await self._transport.request("POST", self._base, json=body, timeout=timeout)
         return structure(data, ProcessView)
 
-    async def list(self) -> list[ProcessView]:
+    async def list(self, *, timeout: float | None = None) -> list[ProcessView]:
         """Every process the server still retains (running and recently exited).
+
+        Args:
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             Their views.
@@ -427,7 +433,7 @@ class Processes:
             APIError: An error status.
             ProtocolError: The answer has no process list.
         """
-        data = await self._sandbox._transport.request("GET", self._path())
+        data = await self._transport.request("GET", self._base, timeout=timeout)
         items = data.get("processes") if isinstance(data, dict) else data
         if items is None:
             return []
@@ -435,11 +441,12 @@ class Processes:
             raise ProtocolError("process list response has no 'processes' array")
         return [structure(item, ProcessView) for item in items]
 
-    async def get(self, process: ProcessRef) -> ProcessView:
+    async def get(self, process: ProcessRef, *, timeout: float | None = None) -> ProcessView:
         """The current view of one process.
 
         Args:
             process: Its id, or its ``ProcessView``.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The view: state, exit code, output window, ...
@@ -448,10 +455,12 @@ class Processes:
             NotFoundError: No such process.
             APIError: Another error status.
         """
-        data = await self._sandbox._transport.request("GET", self._path(process))
+        data = await self._transport.request("GET", self._process(process), timeout=timeout)
         return structure(data, ProcessView)
 
-    async def kill(self, process: ProcessRef, *, grace_ms: int | None = None) -> ProcessView:
+    async def kill(
+        self, process: ProcessRef, *, grace_ms: int | None = None, timeout: float | None = None
+    ) -> ProcessView:
         """Terminate the whole process tree and return its final view.
 
         The server sends a polite signal, waits ``grace_ms`` (server default when None), then
@@ -460,6 +469,7 @@ class Processes:
         Args:
             process: Its id, or its ``ProcessView``.
             grace_ms: Milliseconds between the polite signal and SIGKILL.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The final view.
@@ -471,10 +481,14 @@ class Processes:
         params: dict[str, object] = {}
         if grace_ms is not None:
             params["grace_ms"] = check_int("grace_ms", grace_ms, 0)
-        data = await self._sandbox._transport.request("DELETE", self._path(process), params=params)
+        data = await self._transport.request(
+            "DELETE", self._process(process), params=params, timeout=timeout
+        )
         return structure(data, ProcessView)
 
-    async def input(self, process: ProcessRef, data: bytes | str) -> int:
+    async def input(
+        self, process: ProcessRef, data: bytes | str, *, timeout: float | None = None
+    ) -> int:
         """Write to the process's stdin (or its terminal); returns the server's ``input_seq``.
 
         ``str`` is sent as UTF-8. Sent once: a POST is never resent after a failure.
@@ -482,6 +496,7 @@ class Processes:
         Args:
             process: Its id, or its ``ProcessView``.
             data: The input (bytes, or str sent as UTF-8).
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The server's ``input_seq`` for this write.
@@ -498,33 +513,39 @@ class Processes:
         else:
             raise TypeError(f"data must be bytes or str, got {type(data).__name__}")
         body = {"data_base64": base64.b64encode(raw).decode("ascii")}
-        result = await self._sandbox._transport.request(
-            "POST", self._path(process, "/input"), json=body
+        result = await self._transport.request(
+            "POST", self._process(process, "/input"), json=body, timeout=timeout
         )
         seq = result.get("input_seq") if isinstance(result, dict) else None
         if type(seq) is not int:  # no int() of server text: its error would quote the value
             raise ProtocolError("process input response has no integer input_seq")
         return seq
 
-    async def close_stdin(self, process: ProcessRef) -> None:
+    async def close_stdin(self, process: ProcessRef, *, timeout: float | None = None) -> None:
         """Close a pipe process's stdin, so it reads EOF.
 
         Args:
             process: Its id, or its ``ProcessView``.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Raises:
             NotFoundError: No such process.
             APIError: Another error status (e.g. a PTY process).
         """
-        await self._sandbox._transport.request("POST", self._path(process, "/stdin/close"))
+        await self._transport.request(
+            "POST", self._process(process, "/stdin/close"), timeout=timeout
+        )
 
-    async def resize(self, process: ProcessRef, rows: int, cols: int) -> None:
+    async def resize(
+        self, process: ProcessRef, rows: int, cols: int, *, timeout: float | None = None
+    ) -> None:
         """Change a PTY's size (the program gets SIGWINCH).
 
         Args:
             process: Its id, or its ``ProcessView``.
             rows: Terminal rows.
             cols: Terminal columns.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Raises:
             ValueError: A size below 1.
@@ -532,15 +553,20 @@ class Processes:
             APIError: Another error status (e.g. not a PTY).
         """
         body = {"rows": check_int("rows", rows, 1), "cols": check_int("cols", cols, 1)}
-        await self._sandbox._transport.request("POST", self._path(process, "/resize"), json=body)
+        await self._transport.request(
+            "POST", self._process(process, "/resize"), json=body, timeout=timeout
+        )
 
-    async def signal(self, process: ProcessRef, sig: str | _signal.Signals) -> None:
+    async def signal(
+        self, process: ProcessRef, sig: str | _signal.Signals, *, timeout: float | None = None
+    ) -> None:
         """Send a signal to the process.
 
         Args:
             process: Its id, or its ``ProcessView``.
             sig: One of SIGHUP SIGINT SIGQUIT SIGKILL SIGTERM SIGUSR1 SIGUSR2 SIGWINCH, as a
                 name (``"SIGTERM"``, ``"TERM"``) or a ``signal.Signals``.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Raises:
             TypeError: ``sig`` is neither a str nor a ``signal.Signals``.
@@ -548,7 +574,9 @@ class Processes:
             NotFoundError: No such process.
         """
         body = {"signal": _signal_name(sig)}
-        await self._sandbox._transport.request("POST", self._path(process, "/signal"), json=body)
+        await self._transport.request(
+            "POST", self._process(process, "/signal"), json=body, timeout=timeout
+        )
 
     async def wait(
         self,
@@ -556,6 +584,7 @@ class Processes:
         *,
         scope: Literal["leader", "tree"] = "leader",
         timeout_ms: int | None = None,
+        timeout: float | None = None,
     ) -> ProcessView:
         """Wait until the leader (or, with ``scope="tree"``, every process it started) exits.
 
@@ -568,6 +597,8 @@ class Processes:
             process: Its id, or its ``ProcessView``.
             scope: ``"leader"`` for the process itself, ``"tree"`` for every process it started.
             timeout_ms: Give up after this many milliseconds and return the current view.
+            timeout: Seconds for the whole call, every slice included; when it runs out,
+                ``APITimeoutError`` (``timeout_ms`` returns the view instead).
 
         Returns:
             The view at exit (or when ``timeout_ms`` ran out).
@@ -580,7 +611,11 @@ class Processes:
             raise ValueError(f"scope must be 'leader' or 'tree', got {scope!r}")
         if timeout_ms is not None:
             check_int("timeout_ms", timeout_ms, 1)
-        path = self._path(process, "/wait")
+        wait = lambda: self._wait(process, scope, timeout_ms)  # noqa: E731
+        return await self._within(timeout, wait, "waiting for the process")
+
+    async def _wait(self, process: ProcessRef, scope: str, timeout_ms: int | None) -> ProcessView:
+        path = self._process(process, "/wait")
         transport = self._sandbox._transport
         margin = transport.timeouts.request or 30.0
         deadline = None if timeout_ms is None else anyio.current_time() + timeout_ms / 1000

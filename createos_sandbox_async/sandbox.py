@@ -8,7 +8,7 @@ lazily, so this module stays small and importing the package stays fast.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -17,38 +17,25 @@ import anyio
 import attrs
 
 from ._convert import structure
-from ._pagination import Pager
-from ._requests import status_arg
+from ._requests import fork_body, status_arg
+from ._sandbox_commands import SandboxCommands
+from ._sandbox_network import SandboxNetwork
 from ._validate import (
     check_auto_pause,
     check_bool,
-    check_envs,
     check_int,
-    check_remote_path,
     check_seconds,
-    check_str,
-    check_str_list,
-    check_sub_path,
-    id_segment,
 )
-from .errors import APITimeoutError, NotFoundError, ProtocolError, SandboxStateError
+from .errors import APITimeoutError, NotFoundError, SandboxStateError
 from .models import (
-    Bandwidth,
     DestroyResult,
-    EgressView,
     ResizeResult,
-    SandboxDisk,
     SandboxStatus,
     SandboxView,
 )
 from .resources.access_tokens import SandboxAccessToken
 
 if TYPE_CHECKING:
-    from ._transport import Transport
-    from .computer import Computer
-    from .exec import ExecResult, ExecStream
-    from .files import Files
-    from .processes import Processes
     from .session import AsyncSession
 
 __all__ = ["Sandbox", "SandboxStateError"]
@@ -67,22 +54,10 @@ _TERMINAL = frozenset({"destroyed", "failed"})
 DESTROY_ON_EXIT_TIMEOUT = 30.0
 
 
-# The hot path (``sb.exec``) skips the import machinery after the first call.
-_run_exec: Callable[..., Awaitable[ExecResult]] | None = None
-
-
-def _load_run_exec() -> Callable[..., Awaitable[ExecResult]]:
-    global _run_exec
-    from .exec import run_exec
-
-    _run_exec = run_exec
-    return run_exec
-
-
 # -- the handle -----------------------------------------------------------------------------------
 
 
-class Sandbox:
+class Sandbox(SandboxCommands, SandboxNetwork):
     """A handle on one sandbox: its id, the last known view (``data``) and what you can do with it.
 
     Get one from ``session.sandboxes.create(...)``, ``get(id)``, ``by_ip(ip)`` or ``list()``;
@@ -105,13 +80,12 @@ class Sandbox:
         ```
     """
 
-    __slots__ = ("_base", "_session", "_transport", "data")
+    __slots__ = ("_session", "data")
 
     def __init__(self, session: AsyncSession, data: SandboxView) -> None:
+        super().__init__(session._transport, "/v1/sandboxes/" + quote(data.id, safe=""))
         self._session = session
-        self._transport: Transport = session._transport
         self.data = data
-        self._base = "/v1/sandboxes/" + quote(data.id, safe="")
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -133,10 +107,6 @@ class Sandbox:
     def session(self) -> AsyncSession:
         """The ``AsyncSession`` this handle sends its requests through."""
         return self._session
-
-    def _path(self, suffix: str = "") -> str:
-        """``/v1/sandboxes/<quoted id><suffix>``: the prefix every sandbox route shares."""
-        return self._base + suffix
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.data.id} status={str(self.data.status)!r}>"
@@ -275,7 +245,8 @@ class Sandbox:
     ) -> Sandbox:
         """Clone this ``paused`` sandbox into a new one; the source stays paused.
 
-        Every argument left None is inherited from the source.
+        Every argument left None is inherited from the source; those a create takes too are
+        checked as ``CreateSandboxRequest`` checks them.
 
         Args:
             start_paused: Leave the child ``paused`` instead of resuming it.
@@ -308,21 +279,14 @@ class Sandbox:
             ```
         """
         check_seconds("wait_timeout", wait_timeout)
-        body: dict[str, Any] = {}
-        if start_paused is not None:
-            body["start_paused"] = check_bool("start_paused", start_paused)
-        if ssh_pubkeys is not None:
-            body["ssh_pubkeys"] = check_str_list("ssh_pubkeys", ssh_pubkeys)
-        if egress is not None:
-            body["egress"] = check_str_list("egress", egress)
-        if ingress_enabled is not None:
-            body["ingress_enabled"] = check_bool("ingress_enabled", ingress_enabled)
-        if envs is not None:
-            body["envs"] = check_envs("envs", envs)
-        if bandwidth_quota_bytes is not None:
-            body["bandwidth_quota_bytes"] = check_int(
-                "bandwidth_quota_bytes", bandwidth_quota_bytes
-            )
+        body = fork_body(
+            start_paused=start_paused,
+            ssh_pubkeys=ssh_pubkeys,
+            egress=egress,
+            ingress_enabled=ingress_enabled,
+            envs=envs,
+            bandwidth_quota_bytes=bandwidth_quota_bytes,
+        )
         path = self._base + "/fork"
         data = await self._transport.request("POST", path, json=body, timeout=timeout, retry=retry)
         child = Sandbox(self._session, structure(data, SandboxView))
@@ -528,381 +492,7 @@ class Sandbox:
             )
         return template.replace("<port>", str(port))
 
-    # -- commands, files, processes, desktop (other modules, imported lazily) ----------------------
-    # Measured: exec, files, processes and computer add ~25 ms to `import createos_sandbox_async`
-    # (~180 ms), so they load on first use. None of them imports this module at run time.
-
-    async def exec(
-        self,
-        cmd: str,
-        args: Sequence[str] | None = None,
-        *,
-        stdin: str | bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-    ) -> ExecResult:
-        """Run a program to completion and return its output. No shell: see ``sh`` for one.
-
-        With a deadline (``timeout=``, or an enclosing ``anyio.fail_after``/``move_on_after``)
-        the command runs over the stream route so that giving up kills it; without one it is
-        one buffered request. Resent only after 429 or 503 (the command did not start).
-
-        Args:
-            cmd: The program (``"python3"``, ``"/usr/bin/env"``), looked up in ``PATH``.
-            args: Its arguments: a list of str (``"-la"`` alone is refused: ``["-la"]``).
-            stdin: Input for the command, sent whole with the request (str, or UTF-8 bytes).
-            env: Variables for this command; the service only lets it override variables
-                declared in the sandbox's create-time ``envs``. Values are kept secret.
-            timeout: Seconds for the whole call; the command is killed when it expires.
-                Default: the session's request timeout, per attempt.
-            check: Raise ``CommandError`` unless the command exited 0.
-
-        Returns:
-            An ``ExecResult``: ``stdout``, ``stderr``, ``exit_code``, ``exec_ms``, ``ok``.
-
-        Raises:
-            TypeError: ``cmd``, ``args``, ``stdin`` or ``env`` has the wrong type.
-            ValueError: One of them has a wrong value (e.g. a bad env key).
-            CommandError: ``check=True`` and the command failed; ``err.result`` holds the
-                output.
-            APITimeoutError: ``timeout`` expired (the exec is not sent again).
-            ValidationError: The server refused the command (e.g. an env name not declared).
-            NotFoundError: The sandbox is gone or not running.
-            APIConnectionError: No answer (a POST is not resent after that).
-            ProtocolError: The answer is off the wire format, or over 64 MiB.
-
-        Example:
-            ```python
-            res = await sb.exec("python3", ["-c", "print(6 * 7)"], timeout=30)
-            assert res.ok and res.stdout.strip() == "42"
-            ```
-        """
-        run_exec = _run_exec or _load_run_exec()
-        return await run_exec(self, cmd, args, stdin=stdin, env=env, timeout=timeout, check=check)
-
-    async def sh(
-        self,
-        script: str,
-        *,
-        stdin: str | bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-    ) -> ExecResult:
-        """Run ``script`` with ``bash -lc``, for pipes, globs and ``&&``.
-
-        Same as ``exec("bash", ["-lc", script], ...)``.
-
-        Args:
-            script: The shell script.
-            stdin: Input for the script (str, or UTF-8 bytes).
-            env: Variables for this command (see ``exec``).
-            timeout: Seconds for the whole call; the script is killed when it expires.
-            check: Raise ``CommandError`` unless the script exited 0.
-
-        Returns:
-            An ``ExecResult``.
-
-        Raises:
-            CommandError: ``check=True`` and the script failed.
-            TypeError: An argument has the wrong type.
-            ValueError: An argument has a wrong value.
-            APIError: As for ``exec`` (``APITimeoutError``, ``NotFoundError``, ...).
-
-        Example:
-            ```python
-            await sb.sh("cd /workspace && make test", check=True)
-            ```
-        """
-        from .exec import run_sh
-
-        return await run_sh(self, script, stdin=stdin, env=env, timeout=timeout, check=check)
-
-    def exec_stream(
-        self,
-        cmd: str,
-        args: Sequence[str] | None = None,
-        *,
-        stdin: str | bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        idle_timeout: float | None = None,
-    ) -> ExecStream:
-        """Run a program and read its output as it is produced.
-
-        Nothing is sent until the stream is entered with ``async with`` (or ``wait()``/``text()``
-        is awaited). Leaving the block before the exit event closes the connection, and the
-        server kills the command. A stream is sent once and never resent.
-
-        Args:
-            cmd: The program.
-            args: Its arguments, a list of str.
-            stdin: Input for the command, sent whole (str, or UTF-8 bytes).
-            env: Variables for this command (see ``exec``).
-            timeout: Seconds for the whole run; when it expires the command is killed and
-                ``APITimeoutError`` raised. Default: none.
-            idle_timeout: Seconds without a byte (heartbeats count) before
-                ``StreamStalledError``. Default: the session's ``Timeouts.stream_idle`` (30 s).
-
-        Returns:
-            An ``ExecStream``: ``async with`` it, then ``async for event in stream``.
-
-        Raises:
-            TypeError: An argument has the wrong type (raised here, before anything is sent).
-            ValueError: An argument has a wrong value.
-
-        Example:
-            ```python
-            async with sb.exec_stream("bash", ["-c", "echo a; sleep 1; echo b"]) as stream:
-                async for event in stream:
-                    print(event.kind, event.data or event.exit_code)
-            ```
-        """
-        from .exec import ExecStream
-
-        return ExecStream(
-            self, cmd, args, stdin=stdin, env=env, timeout=timeout, idle_timeout=idle_timeout
-        )
-
-    @property
-    def files(self) -> Files:
-        """Uploads and downloads: a ``Files``."""
-        from .files import Files
-
-        return Files(self)
-
-    @property
-    def processes(self) -> Processes:
-        """Managed processes: a ``Processes``."""
-        from .processes import Processes
-
-        return Processes(self)
-
-    @property
-    def computer(self) -> Computer:
-        """The desktop API: a ``Computer``."""
-        from .computer import Computer
-
-        return Computer(self)
-
     @property
     def access_token(self) -> SandboxAccessToken:
         """This sandbox's delegated access token: a ``SandboxAccessToken``."""
         return SandboxAccessToken(self)
-
-    # -- network policy, keys, networks, disks (thin) --------------------------------------------
-
-    async def get_egress(self, *, timeout: float | None = None) -> tuple[str, ...]:
-        """The egress allowlist: where the sandbox may connect to.
-
-        Args:
-            timeout: Seconds for the request, retries included (default: the session's).
-
-        Returns:
-            The rules (hosts, CIDRs); empty means everything is allowed.
-
-        Raises:
-            APIError: An error status.
-        """
-        data = await self._transport.request("GET", self._base + "/egress", timeout=timeout)
-        return structure(data, EgressView).egress
-
-    async def set_egress(
-        self, rules: Sequence[str] | None, *, timeout: float | None = None
-    ) -> tuple[str, ...]:
-        """Replace the egress allowlist.
-
-        Args:
-            rules: The new rules; ``None`` or ``[]`` allows everything.
-            timeout: Seconds for the request, retries included (default: the session's).
-
-        Returns:
-            The rules now in force.
-
-        Raises:
-            TypeError: ``rules`` is not a list of str.
-            ValidationError: The server refused a rule.
-            APIError: Another error status.
-        """
-        body = {"egress": None if rules is None else check_str_list("rules", rules)}
-        path = self._base + "/egress"
-        data = await self._transport.request("PUT", path, json=body, timeout=timeout)
-        return structure(data, EgressView).egress
-
-    async def bandwidth(self, *, timeout: float | None = None) -> Bandwidth:
-        """The sandbox's bandwidth quota and usage.
-
-        Args:
-            timeout: Seconds for the request, retries included (default: the session's).
-
-        Returns:
-            Quota and usage counters, in bytes.
-
-        Raises:
-            APIError: An error status.
-        """
-        data = await self._transport.request("GET", self._base + "/bandwidth", timeout=timeout)
-        return structure(data, Bandwidth)
-
-    async def recharge_bandwidth(
-        self, add_bytes: int, *, timeout: float | None = None
-    ) -> Bandwidth:
-        """Add ``add_bytes`` to the bandwidth quota (uses account credit).
-
-        Args:
-            add_bytes: Bytes to add (at least 1).
-            timeout: Seconds for the request, retries included (default: the session's).
-
-        Returns:
-            Quota and usage after the recharge.
-
-        Raises:
-            TypeError: ``add_bytes`` is not an int.
-            ValueError: ``add_bytes`` is below 1.
-            PaymentRequiredError: The account has no credit.
-            APIError: Another error status.
-        """
-        check_int("add_bytes", add_bytes, 1)
-        data = await self._transport.request(
-            "POST",
-            self._base + "/bandwidth/recharge",
-            json={"add_bytes": add_bytes},
-            timeout=timeout,
-        )
-        return structure(data, Bandwidth)
-
-    async def add_ssh_pubkeys(self, keys: Sequence[str], *, timeout: float | None = None) -> int:
-        """Add OpenSSH public keys to the sandbox.
-
-        Args:
-            keys: One or more public keys (``"ssh-ed25519 AAAA..."``).
-            timeout: Seconds for the request, retries included (default: the session's).
-
-        Returns:
-            How many keys the sandbox has now, after de-duplication.
-
-        Raises:
-            TypeError: ``keys`` is not a list of str.
-            ValueError: ``keys`` is empty.
-            ValidationError: The server refused a key.
-            ProtocolError: The answer has no key count.
-            APIError: Another error status.
-        """
-        key_list = check_str_list("keys", keys)
-        if not key_list:
-            raise ValueError("keys must not be empty")
-        data = await self._transport.request(
-            "POST", self._base + "/ssh-pubkeys", json={"keys": key_list}, timeout=timeout
-        )
-        if not isinstance(data, dict) or not isinstance(data.get("count"), int):
-            raise ProtocolError("POST ssh-pubkeys: response has no integer 'count'")
-        return int(data["count"])
-
-    async def attach_network(self, network_id: str, *, timeout: float | None = None) -> None:
-        """Join a private network (``running`` sandboxes only).
-
-        Args:
-            network_id: The network's id (see ``session.networks``).
-            timeout: Seconds for the request, retries included (default: the session's).
-
-        Raises:
-            ValidationError: The sandbox is not running, or is already a member.
-            NotFoundError: No such network.
-            APIError: Another error status.
-        """
-        body = {"id": check_str("network_id", network_id)}
-        path = self._base + "/networks"
-        await self._transport.request("POST", path, json=body, timeout=timeout)
-
-    async def detach_network(self, network_id: str, *, timeout: float | None = None) -> None:
-        """Leave a private network.
-
-        Args:
-            network_id: The network's id.
-            timeout: Seconds for the request, retries included (default: the session's).
-
-        Raises:
-            NotFoundError: No such network, or the sandbox is not a member.
-            APIError: Another error status.
-        """
-        seg = id_segment("network_id", network_id)
-        await self._transport.request("DELETE", self._base + "/networks/" + seg, timeout=timeout)
-
-    async def list_disks(self, *, timeout: float | None = None) -> list[SandboxDisk]:
-        """Disks mounted in this sandbox, with their mount status.
-
-        Args:
-            timeout: Seconds for each page's request (default: the session's).
-
-        Returns:
-            One entry per mount.
-
-        Raises:
-            APIError: An error status.
-        """
-
-        def convert(item: Any) -> SandboxDisk:
-            return structure(item, SandboxDisk)
-
-        pager = Pager(
-            self._transport,
-            self._base + "/disks",
-            convert,
-            legacy_keys=("disks",),
-            timeout=timeout,
-        )
-        return await pager.to_list()
-
-    async def attach_disk(
-        self,
-        disk_id: str,
-        mount_path: str,
-        *,
-        sub_path: str | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        """Mount a registered disk at ``mount_path`` (``running`` sandboxes only).
-
-        Args:
-            disk_id: The disk's id (``disk_...``) or name (see ``session.disks``).
-            mount_path: An absolute guest path, without ``..``.
-            sub_path: Mount only this relative directory of the bucket.
-            timeout: Seconds for the request, retries included (default: the session's).
-
-        Raises:
-            TypeError: An argument has the wrong type.
-            ValueError: ``mount_path`` is not absolute or holds ``..``, or ``sub_path`` is not
-                relative.
-            ValidationError: The sandbox is not running, or the path is taken (409).
-            NotFoundError: No such disk.
-            APIError: Another error status.
-        """
-        body: dict[str, str] = {
-            "disk_id": check_str("disk_id", disk_id),
-            "mount_path": check_remote_path(mount_path, "mount_path"),
-        }
-        if sub_path:
-            body["sub_path"] = check_sub_path("sub_path", sub_path)
-        await self._transport.request("POST", self._base + "/disks", json=body, timeout=timeout)
-
-    async def detach_disk(
-        self, disk_id: str, mount_path: str, *, timeout: float | None = None
-    ) -> None:
-        """Unmount one mount of a disk.
-
-        Args:
-            disk_id: The disk's id (``disk_...``), not its name.
-            mount_path: Where it is mounted.
-            timeout: Seconds for the request, retries included (default: the session's).
-
-        Raises:
-            ValueError: ``mount_path`` is not an absolute guest path.
-            NotFoundError: No such disk or mount.
-            APIError: Another error status.
-        """
-        seg = id_segment("disk_id", disk_id)
-        path = check_remote_path(mount_path, "mount_path")
-        await self._transport.request(
-            "DELETE", self._base + "/disks/" + seg, params={"mount_path": path}, timeout=timeout
-        )

@@ -127,6 +127,9 @@ class AsyncSession:
             hooks=Hooks.coerce(hooks),
         )
         self.sandboxes = Sandboxes(self)
+        self._networks = Networks(self._transport)
+        self._disks = Disks(self._transport)
+        self._templates: Templates | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._transport.closed else "open"
@@ -170,25 +173,27 @@ class AsyncSession:
         return self._transport.timeouts
 
     # -- resource namespaces ----------------------------------------------------------------------
-    # Templates load on first use (with the stream readers they add ~4 ms to the package import);
-    # networks and disks cost well under 1 ms, so they are imported with this module.
+    # Built once per session. Templates load on first use (with the stream readers they add ~4 ms
+    # to the package import); networks and disks cost well under 1 ms, so they are imported here.
 
     @property
     def templates(self) -> Templates:
         """Template builds of the account: a ``Templates``."""
-        from .resources.templates import Templates
+        if self._templates is None:
+            from .resources.templates import Templates
 
-        return Templates(self._transport)
+            self._templates = Templates(self._transport)
+        return self._templates
 
     @property
     def networks(self) -> Networks:
         """Private networks of the account: a ``Networks``."""
-        return Networks(self._transport)
+        return self._networks
 
     @property
     def disks(self) -> Disks:
         """S3 disks of the account: a ``Disks``."""
-        return Disks(self._transport)
+        return self._disks
 
     # -- catalog and identity ---------------------------------------------------------------------
 

@@ -12,14 +12,17 @@ import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import pytest
 from _servers import Served, fail, ok, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
     APIError,
+    APITimeoutError,
     AsyncSession,
     CreateosError,
+    CreateSandboxRequest,
     RetryPolicy,
     SandboxPool,
     Timeouts,
@@ -131,6 +134,149 @@ CALLS: dict[str, tuple[str, Call]] = {
         lambda s, sb, t: sb.processes.connect("proc_1", idle_timeout=t),
     ),
     "computer.screenshot": ("timeout", lambda s, sb, t: sb.computer.screenshot(timeout=t)),
+    "sandboxes.create_from": (
+        "timeout",
+        lambda s, sb, t: s.sandboxes.create_from(CreateSandboxRequest(shape="s"), timeout=t),
+    ),
+    "sb.access_token.create": ("timeout", lambda s, sb, t: sb.access_token.create(timeout=t)),
+    "sb.access_token.get": ("timeout", lambda s, sb, t: sb.access_token.get(timeout=t)),
+    "sb.access_token.rotate": ("timeout", lambda s, sb, t: sb.access_token.rotate(timeout=t)),
+    "sb.access_token.revoke": ("timeout", lambda s, sb, t: sb.access_token.revoke(timeout=t)),
+    "processes.create": ("timeout", lambda s, sb, t: sb.processes.create("true", timeout=t)),
+    "processes.list": ("timeout", lambda s, sb, t: sb.processes.list(timeout=t)),
+    "processes.get": ("timeout", lambda s, sb, t: sb.processes.get("proc_1", timeout=t)),
+    "processes.kill": ("timeout", lambda s, sb, t: sb.processes.kill("proc_1", timeout=t)),
+    "processes.input": ("timeout", lambda s, sb, t: sb.processes.input("proc_1", "x", timeout=t)),
+    "processes.close_stdin": (
+        "timeout",
+        lambda s, sb, t: sb.processes.close_stdin("proc_1", timeout=t),
+    ),
+    "processes.resize": (
+        "timeout",
+        lambda s, sb, t: sb.processes.resize("proc_1", 2, 2, timeout=t),
+    ),
+    "processes.signal": (
+        "timeout",
+        lambda s, sb, t: sb.processes.signal("proc_1", "TERM", timeout=t),
+    ),
+    "processes.wait": ("timeout", lambda s, sb, t: sb.processes.wait("proc_1", timeout=t)),
+    "computer.screen": ("timeout", lambda s, sb, t: sb.computer.screen(timeout=t)),
+    "computer.cursor": ("timeout", lambda s, sb, t: sb.computer.cursor(timeout=t)),
+    "computer.clipboard": ("timeout", lambda s, sb, t: sb.computer.clipboard(timeout=t)),
+    "computer.set_clipboard": (
+        "timeout",
+        lambda s, sb, t: sb.computer.set_clipboard("x", timeout=t),
+    ),
+    "computer.open": ("timeout", lambda s, sb, t: sb.computer.open("https://x.test", timeout=t)),
+    "computer.launch": ("timeout", lambda s, sb, t: sb.computer.launch("xterm", timeout=t)),
+    "computer.mouse.move": ("timeout", lambda s, sb, t: sb.computer.mouse.move(1, 1, timeout=t)),
+    "computer.mouse.click": ("timeout", lambda s, sb, t: sb.computer.mouse.click(timeout=t)),
+    "computer.mouse.scroll": (
+        "timeout",
+        lambda s, sb, t: sb.computer.mouse.scroll("down", timeout=t),
+    ),
+    "computer.mouse.drag": (
+        "timeout",
+        lambda s, sb, t: sb.computer.mouse.drag((0, 0), (1, 1), timeout=t),
+    ),
+    "computer.mouse.down": ("timeout", lambda s, sb, t: sb.computer.mouse.down(timeout=t)),
+    "computer.mouse.up": ("timeout", lambda s, sb, t: sb.computer.mouse.up(timeout=t)),
+    "computer.keyboard.type": (
+        "timeout",
+        lambda s, sb, t: sb.computer.keyboard.type("x", timeout=t),
+    ),
+    "computer.keyboard.press": (
+        "timeout",
+        lambda s, sb, t: sb.computer.keyboard.press("a", timeout=t),
+    ),
+    "computer.keyboard.down": (
+        "timeout",
+        lambda s, sb, t: sb.computer.keyboard.down("a", timeout=t),
+    ),
+    "computer.keyboard.up": ("timeout", lambda s, sb, t: sb.computer.keyboard.up("a", timeout=t)),
+    "computer.windows.list": ("timeout", lambda s, sb, t: sb.computer.windows.list(timeout=t)),
+    "computer.windows.current": (
+        "timeout",
+        lambda s, sb, t: sb.computer.windows.current(timeout=t),
+    ),
+    "computer.windows.get": ("timeout", lambda s, sb, t: sb.computer.windows.get("w", timeout=t)),
+    "computer.windows.geometry": (
+        "timeout",
+        lambda s, sb, t: sb.computer.windows.geometry("w", timeout=t),
+    ),
+    "computer.windows.focus": (
+        "timeout",
+        lambda s, sb, t: sb.computer.windows.focus("w", timeout=t),
+    ),
+    "computer.windows.move": (
+        "timeout",
+        lambda s, sb, t: sb.computer.windows.move("w", 1, 1, timeout=t),
+    ),
+    "computer.windows.resize": (
+        "timeout",
+        lambda s, sb, t: sb.computer.windows.resize("w", 1, 1, timeout=t),
+    ),
+    "computer.windows.maximize": (
+        "timeout",
+        lambda s, sb, t: sb.computer.windows.maximize("w", timeout=t),
+    ),
+    "computer.windows.minimize": (
+        "timeout",
+        lambda s, sb, t: sb.computer.windows.minimize("w", timeout=t),
+    ),
+    "computer.windows.restore": (
+        "timeout",
+        lambda s, sb, t: sb.computer.windows.restore("w", timeout=t),
+    ),
+    "computer.windows.close": (
+        "timeout",
+        lambda s, sb, t: sb.computer.windows.close("w", timeout=t),
+    ),
+    "computer.screens.list": ("timeout", lambda s, sb, t: sb.computer.screens.list(timeout=t)),
+    "computer.screens.create": ("timeout", lambda s, sb, t: sb.computer.screens.create(timeout=t)),
+    "computer.screens.get": (
+        "timeout",
+        lambda s, sb, t: sb.computer.screens.get("screen-1", timeout=t),
+    ),
+    "computer.screens.resize": (
+        "timeout",
+        lambda s, sb, t: sb.computer.screens.resize("screen-1", width=9, timeout=t),
+    ),
+    "computer.screens.delete": (
+        "timeout",
+        lambda s, sb, t: sb.computer.screens.delete("screen-1", timeout=t),
+    ),
+    "computer.screens.connect": (
+        "timeout",
+        lambda s, sb, t: sb.computer.screens.connect("screen-1", timeout=t),
+    ),
+    "networks.create": ("timeout", lambda s, sb, t: s.networks.create("n", timeout=t)),
+    "networks.list": ("timeout", lambda s, sb, t: s.networks.list(timeout=t)),
+    "networks.get": ("timeout", lambda s, sb, t: s.networks.get("net_1", timeout=t)),
+    "networks.delete": ("timeout", lambda s, sb, t: s.networks.delete("net_1", timeout=t)),
+    "disks.create": (
+        "timeout",
+        lambda s, sb, t: s.disks.create(
+            "d", bucket="b", endpoint="https://s3.test", access_key="a", secret_key="k", timeout=t
+        ),
+    ),
+    "disks.list": ("timeout", lambda s, sb, t: s.disks.list(timeout=t)),
+    "disks.get": ("timeout", lambda s, sb, t: s.disks.get("disk_1", timeout=t)),
+    "disks.rotate_credentials": (
+        "timeout",
+        lambda s, sb, t: s.disks.rotate_credentials(
+            "disk_1", access_key="a", secret_key="k", timeout=t
+        ),
+    ),
+    "disks.delete": ("timeout", lambda s, sb, t: s.disks.delete("disk_1", timeout=t)),
+    "templates.create": (
+        "timeout",
+        lambda s, sb, t: s.templates.create("t", "FROM devbox:1\n", timeout=t),
+    ),
+    "templates.list": ("timeout", lambda s, sb, t: s.templates.list(timeout=t)),
+    "templates.get": ("timeout", lambda s, sb, t: s.templates.get("tpl_1", timeout=t)),
+    "templates.delete": ("timeout", lambda s, sb, t: s.templates.delete("tpl_1", timeout=t)),
+    "templates.wait": ("timeout", lambda s, sb, t: s.templates.wait("tpl_1", timeout=t)),
     "templates.logs": ("timeout", lambda s, sb, t: s.templates.logs("tpl_1", timeout=t)),
     "templates.follow_logs": (
         "timeout",
@@ -262,3 +408,13 @@ async def test_unencodable_or_nul_strings_fail_by_name_before_anything_is_sent(
         await _drive(call(session, sb, value))
     assert srv.count() == before
     assert value not in str(info.value)  # values (maybe secrets) never echoed
+
+
+async def test_a_wait_bounded_by_timeout_ends_with_api_timeout_error(
+    served: tuple[Served, AsyncSession, Any],
+) -> None:
+    """wait_ready's 404s mean "not there yet": only ``timeout=`` ends it, as one deadline."""
+    _, _, sb = served
+    with anyio.fail_after(8):
+        with pytest.raises(APITimeoutError, match="desktop"):
+            await sb.computer.wait_ready(poll_interval=0.05, timeout=0.5)

@@ -165,6 +165,10 @@ def test_wrong_types_name_the_argument() -> None:
         AsyncSession("k", base_url="http://127.0.0.1:1", limits=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="headers"):
         AsyncSession("k", base_url="http://127.0.0.1:1", headers={"a": 1})  # type: ignore[dict-item]
+    # The type is named, never the value (the same idiom as every check in _validate).
+    with pytest.raises(TypeError, match=r"timeout must be .* got str$") as info:
+        AsyncSession("k", base_url="http://127.0.0.1:1", timeout="s3cret")  # type: ignore[arg-type]
+    assert "s3cret" not in str(info.value)
 
 
 @pytest.mark.anyio

@@ -339,6 +339,10 @@ async def test_bad_arguments_fail_before_any_request(server: Any, session: Async
         SandboxPool(session, shape=SHAPE, strategy="clone")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="colour"):
         SandboxPool(session, shape=SHAPE, colour="red")
+    with pytest.raises(ValueError, match="envs: invalid key"):  # checked as a create checks it
+        SandboxPool(session, shape=SHAPE, envs={"1BAD": "v"})
+    with pytest.raises(TypeError, match="name_prefix must be a str"):
+        SandboxPool(session, shape=SHAPE, name_prefix=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="name"):
         SandboxPool(session, shape=SHAPE, name="mine")
     with pytest.raises(ValueError, match="reset"):

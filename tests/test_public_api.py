@@ -27,6 +27,7 @@ EXPECTED = {
     "ExecResult",
     "ExecStream",
     # errors
+    "CreateSandboxRequest",
     "CreateosError",
     "APIError",
     "AuthError",

@@ -6,12 +6,14 @@ import json
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from _servers import Attempts, Served, error, fail, ok, serve
 from aiohttp import web
 
 from createos_sandbox_async import (
     APITimeoutError,
+    CreateSandboxRequest,
     DiskAttachment,
     NetworkEntry,
     NotFoundError,
@@ -262,6 +264,87 @@ async def test_create_sends_only_given_fields_and_normalizes_response() -> None:
     assert sb.preview_url(8080) == f"https://8080-{sb.id}.box.test"
     assert plain.data.ingress_enabled is False
     assert srv.count("GET") == 0  # create is synchronous: no follow-up poll
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"shape": ""}, "shape"),
+        ({"envs": {"1BAD": "v"}}, "envs: invalid key '1BAD'"),
+        ({"disk_mib": -1}, "disk_mib"),
+        ({"networks": "net_1"}, "networks must be a list"),
+        ({"disks": [{"disk_id": "d", "mount_path": "mnt"}]}, r"disks\[0\].mount_path"),
+        ({"node_selector": {"a": 1}}, "node_selector"),
+    ],
+)
+def test_create_request_checks_on_construction(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        CreateSandboxRequest(**{"shape": "s-1vcpu-256mb", **kwargs})
+
+
+def test_create_request_is_frozen_normalised_and_hides_env_values() -> None:
+    request = CreateSandboxRequest(
+        shape="s-1vcpu-256mb",
+        envs={"TOKEN": "hunter2-secret"},
+        egress=["pypi.org"],
+        networks=[NetworkEntry(id="net_2"), {"id": "backend"}],
+        disks=[{"disk_id": "disk_1", "mount_path": "/data"}],
+    )
+    assert request.egress == ("pypi.org",) and request.networks == ("net_2", "backend")
+    assert request.disks == (DiskAttachment(disk_id="disk_1", mount_path="/data"),)
+    assert "hunter2" not in repr(request) and "TOKEN" in repr(request)
+    assert hash(request) == hash(attrs.evolve(request))  # usable as a dict key
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        request.shape = "other"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="name"):
+        attrs.evolve(request, name=" ")  # a copy is checked too
+    assert request.to_wire() == {
+        "shape": "s-1vcpu-256mb",
+        "envs": {"TOKEN": "hunter2-secret"},
+        "egress": ["pypi.org"],
+        "networks": [{"id": "net_2"}, {"id": "backend"}],
+        "disks": [{"disk_id": "disk_1", "mount_path": "/data"}],
+    }
+
+
+async def test_create_from_sends_the_request_body_create_would() -> None:
+    api = FakeAPI()
+    fields: dict[str, Any] = {
+        "shape": "s-1vcpu-256mb",
+        "envs": {"A": "1"},
+        "ingress_enabled": True,
+        "networks": ["net_1"],
+        "auto_pause_after_seconds": 600,
+    }
+    async with serve(api.app()) as srv, srv.session() as session:
+        by_fields = await session.sandboxes.create(**fields)
+        by_request = await session.sandboxes.create_from(CreateSandboxRequest(**fields))
+        with pytest.raises(TypeError, match="request must be a CreateSandboxRequest"):
+            await session.sandboxes.create_from(fields)  # type: ignore[arg-type]
+    first, second = _bodies(srv, "POST", "/v1/sandboxes")
+    assert first == second == CreateSandboxRequest(**fields).to_wire()
+    assert by_request.data.ingress_enabled is by_fields.data.ingress_enabled is True
+    assert srv.count() == 2
+
+
+async def test_fork_checks_shared_arguments_as_create_does() -> None:
+    api = FakeAPI()
+    row = api.add(status="paused")
+    async with serve(api.app()) as srv, srv.session() as session:
+        src = await session.sandboxes.get(row["id"])
+        for kwargs, match in [
+            ({"envs": {"1BAD": "v"}}, "envs: invalid key '1BAD'"),
+            ({"egress": "pypi.org"}, "egress must be a list"),
+            ({"ssh_pubkeys": [1]}, r"ssh_pubkeys\[0\]"),
+            ({"ingress_enabled": "yes"}, "ingress_enabled must be a bool"),
+            ({"start_paused": 1}, "start_paused must be a bool"),
+            ({"bandwidth_quota_bytes": "1"}, "bandwidth_quota_bytes must be an int"),
+        ]:
+            with pytest.raises((ValueError, TypeError), match=match):
+                await src.fork(**kwargs)
+        await src.fork(egress=("a.org",), ssh_pubkeys=["ssh-ed25519 AAAA"])
+    bodies = _bodies(srv, "POST", f"/v1/sandboxes/{row['id']}/fork")
+    assert bodies == [{"egress": ["a.org"], "ssh_pubkeys": ["ssh-ed25519 AAAA"]}]
 
 
 async def test_handle_contract() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._convert import structure
+from .._resource import Resource
 from .._resource_models import AccessTokenCreated, AccessTokenInfo
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["SandboxAccessToken"]
 
 
-class SandboxAccessToken:
+class SandboxAccessToken(Resource):
     """One sandbox's delegated access token: ``sb.access_token``.
 
     The token lets someone else drive just this sandbox (commands, files, processes, pause,
@@ -36,6 +37,7 @@ class SandboxAccessToken:
     __slots__ = ("_sandbox",)
 
     def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(sandbox._transport, sandbox._path("/access-token"))
         self._sandbox = sandbox
 
     def __repr__(self) -> str:
@@ -43,11 +45,14 @@ class SandboxAccessToken:
 
     def _minted(self, created: AccessTokenCreated) -> AccessTokenCreated:
         """Register a fresh plaintext with the transport, so errors and hooks redact it too."""
-        self._sandbox._transport.add_secret(created.token.get_secret_value())
+        self._transport.add_secret(created.token.get_secret_value())
         return created
 
-    async def create(self) -> AccessTokenCreated:
+    async def create(self, *, timeout: float | None = None) -> AccessTokenCreated:
         """Mint the token. Its plaintext is returned only here and by ``rotate``.
+
+        Args:
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The token (a ``SecretStr``: ``token.get_secret_value()``) and its dates.
@@ -56,20 +61,26 @@ class SandboxAccessToken:
             ValidationError: A token is already enabled (409; use ``rotate``).
             PermissionDeniedError: The session's key is itself a delegated token.
         """
-        data = await self._sandbox._transport.request("POST", self._sandbox._path("/access-token"))
+        data = await self._request("POST", timeout=timeout)
         return self._minted(structure(data, AccessTokenCreated))
 
-    async def get(self) -> AccessTokenInfo:
+    async def get(self, *, timeout: float | None = None) -> AccessTokenInfo:
         """Whether a token is enabled, with a redacted hint; never the token itself.
+
+        Args:
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             ``enabled`` and a ``token_hint``.
         """
-        data = await self._sandbox._transport.request("GET", self._sandbox._path("/access-token"))
+        data = await self._request("GET", timeout=timeout)
         return structure(data, AccessTokenInfo)
 
-    async def rotate(self) -> AccessTokenCreated:
+    async def rotate(self, *, timeout: float | None = None) -> AccessTokenCreated:
         """Replace the token; the old one stops working.
+
+        Args:
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The new token.
@@ -77,16 +88,17 @@ class SandboxAccessToken:
         Raises:
             NotFoundError: There is no token to rotate.
         """
-        path = self._sandbox._path("/access-token/rotate")
-        data = await self._sandbox._transport.request("POST", path)
+        data = await self._request("POST", "/rotate", timeout=timeout)
         return self._minted(structure(data, AccessTokenCreated))
 
-    async def revoke(self) -> AccessTokenInfo:
+    async def revoke(self, *, timeout: float | None = None) -> AccessTokenInfo:
         """Disable the token; succeeds when there is none. Immediate in the sandbox's region.
+
+        Args:
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The token's state afterwards.
         """
-        path = self._sandbox._path("/access-token")
-        data = await self._sandbox._transport.request("DELETE", path)
+        data = await self._request("DELETE", timeout=timeout)
         return structure(data, AccessTokenInfo)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._convert import structure
 from .._pagination import Pager
+from .._resource import Resource
 from .._resource_models import Disk
-from .._validate import id_segment
 
 if TYPE_CHECKING:
     from .._transport import Transport
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["Disks"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-
-
-def _disk_path(disk: object) -> str:
-    return "/v1/disks/" + id_segment("disk", disk)
 
 
 def _credentials(access_key: object, secret_key: object) -> dict[str, str]:
@@ -36,17 +32,17 @@ def _credentials(access_key: object, secret_key: object) -> dict[str, str]:
     return {"access_key": access_key, "secret_key": secret_key}
 
 
-class Disks:
+class Disks(Resource):
     """S3 buckets registered as disks that sandboxes mount: ``session.disks``.
 
     Any call may raise ``ServerError`` 503 "disks API not configured": a server setting, not a
     transient failure.
     """
 
-    __slots__ = ("_transport",)
+    __slots__ = ()
 
     def __init__(self, transport: Transport) -> None:
-        self._transport = transport
+        super().__init__(transport, "/v1/disks")
 
     def __repr__(self) -> str:
         return "Disks()"
@@ -61,6 +57,7 @@ class Disks:
         secret_key: str,
         region: str | None = None,
         use_path_style: bool | None = None,
+        timeout: float | None = None,
     ) -> Disk:
         """Register a bucket as a disk; the server checks it is reachable with these keys.
 
@@ -72,6 +69,7 @@ class Disks:
             secret_key: The secret key (a secret: never logged or shown in an error).
             region: The bucket's region.
             use_path_style: Address the bucket path-style instead of virtual-host style.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The disk.
@@ -104,15 +102,22 @@ class Disks:
             "config": config,
             "credentials": _credentials(access_key, secret_key),
         }
-        data = await self._transport.request("POST", "/v1/disks", json=body)
+        data = await self._transport.request("POST", self._base, json=body, timeout=timeout)
         return structure(data, Disk)
 
-    def list(self, *, limit: int | None = None, page_size: int | None = None) -> Pager[Disk]:
+    def list(
+        self,
+        *,
+        limit: int | None = None,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> Pager[Disk]:
         """Every disk of the account, fetched lazily page by page.
 
         Args:
             limit: Yield at most this many.
             page_size: Disks per request.
+            timeout: Seconds for each page's request (default: the session's).
 
         Returns:
             An async iterator of ``Disk``.
@@ -123,18 +128,20 @@ class Disks:
 
         return Pager(
             self._transport,
-            "/v1/disks",
+            self._base,
             convert,
             legacy_keys=("disks",),
             limit=limit,
             page_size=page_size,
+            timeout=timeout,
         )
 
-    async def get(self, disk: str) -> Disk:
+    async def get(self, disk: str, *, timeout: float | None = None) -> Disk:
         """One disk.
 
         Args:
             disk: Its id (``disk_...``) or name.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The disk.
@@ -142,15 +149,20 @@ class Disks:
         Raises:
             NotFoundError: No such disk.
         """
-        return structure(await self._transport.request("GET", _disk_path(disk)), Disk)
+        return structure(
+            await self._transport.request("GET", self._item("disk", disk), timeout=timeout), Disk
+        )
 
-    async def rotate_credentials(self, disk: str, *, access_key: str, secret_key: str) -> Disk:
+    async def rotate_credentials(
+        self, disk: str, *, access_key: str, secret_key: str, timeout: float | None = None
+    ) -> Disk:
         """Replace the stored keys; running sandboxes pick them up on their next resume.
 
         Args:
             disk: Its id or name.
             access_key: The new access key id.
             secret_key: The new secret key.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The disk.
@@ -160,14 +172,17 @@ class Disks:
             ValidationError: The bucket is not reachable with the new keys.
         """
         body = {"credentials": _credentials(access_key, secret_key)}
-        data = await self._transport.request("PATCH", _disk_path(disk), json=body)
+        data = await self._transport.request(
+            "PATCH", self._item("disk", disk), json=body, timeout=timeout
+        )
         return structure(data, Disk)
 
-    async def delete(self, disk: str) -> bool:
+    async def delete(self, disk: str, *, timeout: float | None = None) -> bool:
         """Forget a disk; the bucket's contents are untouched.
 
         Args:
             disk: Its id or name.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             True when the server says it deleted it.
@@ -176,5 +191,5 @@ class Disks:
             ValidationError: It is still mounted in a sandbox (409).
             NotFoundError: No such disk.
         """
-        data = await self._transport.request("DELETE", _disk_path(disk))
+        data = await self._transport.request("DELETE", self._item("disk", disk), timeout=timeout)
         return bool(data.get("deleted")) if isinstance(data, dict) else True

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._convert import structure
 from .._pagination import Pager
-from .._requests import build_create_body, status_arg
+from .._requests import CreateSandboxRequest, status_arg
+from .._resource import Resource
 from .._validate import id_segment
 from ..models import DiskAttachment, NetworkEntry, SandboxStatus, SandboxView, view_from_create
 from ..sandbox import Sandbox
@@ -25,12 +26,13 @@ if TYPE_CHECKING:
 __all__ = ["Sandboxes"]
 
 
-class Sandboxes:
+class Sandboxes(Resource):
     """``session.sandboxes``: create a sandbox, get one by id or IP, list them."""
 
     __slots__ = ("_session",)
 
     def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session._transport, "/v1/sandboxes")
         self._session = session
 
     async def create(
@@ -55,8 +57,9 @@ class Sandboxes:
     ) -> Sandbox:
         """Create a sandbox; returns once it is running (the server holds the request until then).
 
-        Arguments are checked before anything is sent. A create is a POST: it is resent only when
-        the server answered 429 or 503 (it provably did nothing).
+        The arguments are those of ``CreateSandboxRequest``, which this builds (``create_from``
+        takes one ready-made). Arguments are checked before anything is sent. A create is a
+        POST: it is resent only when the server answered 429 or 503 (it provably did nothing).
 
         Args:
             shape: The machine size, e.g. ``"s-1vcpu-256mb"`` (see ``session.shapes()``).
@@ -106,7 +109,7 @@ class Sandboxes:
                 ...
             ```
         """
-        body = build_create_body(
+        request = CreateSandboxRequest(
             shape=shape,
             rootfs=rootfs,
             name=name,
@@ -122,10 +125,38 @@ class Sandboxes:
             region=region,
             node_selector=node_selector,
         )
-        data = await self._session._transport.request(
-            "POST", "/v1/sandboxes", json=body, timeout=timeout, retry=retry
-        )
-        view = view_from_create(data, ingress_enabled=bool(ingress_enabled))
+        return await self.create_from(request, timeout=timeout, retry=retry)
+
+    async def create_from(
+        self, request: CreateSandboxRequest, *, timeout: float | None = None, retry: bool = True
+    ) -> Sandbox:
+        """Create a sandbox from a ``CreateSandboxRequest`` (checked when it was built).
+
+        The same call as ``create``, for arguments kept or passed around as one value.
+
+        Args:
+            request: The create arguments.
+            timeout: Seconds for the whole call, resends included (default: the session's
+                request timeout, per attempt).
+            retry: False never resends.
+
+        Returns:
+            A handle on the new, running sandbox.
+
+        Raises:
+            TypeError: ``request`` is not a ``CreateSandboxRequest``.
+            APIError: As for ``create``.
+
+        Example:
+            ```python
+            request = CreateSandboxRequest(shape="s-1vcpu-256mb", egress=["pypi.org"])
+            sandboxes = [await session.sandboxes.create_from(request) for _ in range(3)]
+            ```
+        """
+        if not isinstance(request, CreateSandboxRequest):
+            raise TypeError(f"request must be a CreateSandboxRequest, got {type(request).__name__}")
+        data = await self._request("POST", json=request.to_wire(), timeout=timeout, retry=retry)
+        view = view_from_create(data, ingress_enabled=bool(request.ingress_enabled))
         return Sandbox(self._session, structure(view, SandboxView))
 
     async def get(self, sandbox_id: str, *, timeout: float | None = None) -> Sandbox:
@@ -143,8 +174,9 @@ class Sandboxes:
             ValueError: ``sandbox_id`` is blank.
             APIError: Another error status.
         """
-        path = "/v1/sandboxes/" + id_segment("sandbox_id", sandbox_id)
-        data = await self._session._transport.request("GET", path, timeout=timeout)
+        data = await self._transport.request(
+            "GET", self._item("sandbox_id", sandbox_id), timeout=timeout
+        )
         return Sandbox(self._session, structure(data, SandboxView))
 
     async def by_ip(self, ip: str, *, timeout: float | None = None) -> Sandbox:
@@ -161,8 +193,8 @@ class Sandboxes:
             NotFoundError: None of your sandboxes has this IP.
             APIError: Another error status.
         """
-        path = "/v1/sandboxes/by-ip/" + id_segment("ip", ip)
-        data = await self._session._transport.request("GET", path, timeout=timeout)
+        path = self._path("/by-ip/") + id_segment("ip", ip)
+        data = await self._transport.request("GET", path, timeout=timeout)
         return Sandbox(self._session, structure(data, SandboxView))
 
     def list(
@@ -206,8 +238,8 @@ class Sandboxes:
             return Sandbox(session, structure(item, SandboxView))
 
         return Pager(
-            session._transport,
-            "/v1/sandboxes",
+            self._transport,
+            self._base,
             convert,
             params=params,
             limit=limit,

@@ -17,6 +17,7 @@ from .._body import BodyStream
 from .._convert import structure
 from .._ndjson import NDJSONDecoder
 from .._pagination import Pager
+from .._resource import Resource
 from .._resource_models import Template, TemplateLogEvent
 from .._validate import check_int, check_optional_seconds, check_seconds, id_segment
 from ..errors import ProtocolError, StreamInterruptedError
@@ -153,7 +154,7 @@ class TemplateLogStream(BodyStream):
         )
 
 
-class Templates:
+class Templates(Resource):
     """Template builds of the account: ``session.templates``.
 
     A template is a root filesystem built from a Dockerfile; create sandboxes from it with
@@ -168,15 +169,17 @@ class Templates:
         ```
     """
 
-    __slots__ = ("_transport",)
+    __slots__ = ()
 
     def __init__(self, transport: Transport) -> None:
-        self._transport = transport
+        super().__init__(transport, "/v1/templates")
 
     def __repr__(self) -> str:
         return "Templates()"
 
-    async def create(self, name: str, dockerfile: str, *, base: str | None = None) -> Template:
+    async def create(
+        self, name: str, dockerfile: str, *, base: str | None = None, timeout: float | None = None
+    ) -> Template:
         """Submit a build; returns at once with status ``pending``.
 
         The Dockerfile must have a single ``FROM`` of an allowed base and no ``COPY``/``ADD``
@@ -186,6 +189,7 @@ class Templates:
             name: The template's name.
             dockerfile: The Dockerfile's text.
             base: The base rootfs.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The template, ``pending``.
@@ -204,15 +208,22 @@ class Templates:
             if not isinstance(base, str) or not base:
                 raise ValueError("base must be a non-empty str")
             body["base"] = base
-        data = await self._transport.request("POST", "/v1/templates", json=body)
+        data = await self._transport.request("POST", self._base, json=body, timeout=timeout)
         return structure(data, Template)
 
-    def list(self, *, limit: int | None = None, page_size: int | None = None) -> Pager[Template]:
+    def list(
+        self,
+        *,
+        limit: int | None = None,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> Pager[Template]:
         """Every template of the account, fetched page by page as you iterate.
 
         Args:
             limit: Yield at most this many.
             page_size: Templates per request.
+            timeout: Seconds for each page's request (default: the session's).
 
         Returns:
             An async iterator of ``Template`` (``await ....to_list()`` for a list).
@@ -223,19 +234,23 @@ class Templates:
 
         return Pager(
             self._transport,
-            "/v1/templates",
+            self._base,
             convert,
             legacy_keys=("templates",),
             limit=limit,
             page_size=page_size,
+            timeout=timeout,
         )
 
-    async def get(self, template_id: str, *, include_dockerfile: bool = False) -> Template:
+    async def get(
+        self, template_id: str, *, include_dockerfile: bool = False, timeout: float | None = None
+    ) -> Template:
         """One template.
 
         Args:
             template_id: The template's id.
             include_dockerfile: Also return its Dockerfile.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Returns:
             The template, with its build ``status``.
@@ -244,19 +259,24 @@ class Templates:
             NotFoundError: No such template.
         """
         params = {"include": "dockerfile"} if include_dockerfile else None
-        data = await self._transport.request("GET", _template_path(template_id), params=params)
+        data = await self._transport.request(
+            "GET", self._item("template_id", template_id), params=params, timeout=timeout
+        )
         return structure(data, Template)
 
-    async def delete(self, template_id: str) -> None:
+    async def delete(self, template_id: str, *, timeout: float | None = None) -> None:
         """Delete a template; sandboxes already built from it are unaffected.
 
         Args:
             template_id: The template's id.
+            timeout: Seconds for the request, retries included (default: the session's).
 
         Raises:
             NotFoundError: No such template.
         """
-        await self._transport.request("DELETE", _template_path(template_id))
+        await self._transport.request(
+            "DELETE", self._item("template_id", template_id), timeout=timeout
+        )
 
     async def logs(
         self, template_id: str, *, attempt: int | None = None, timeout: float | None = None
@@ -275,7 +295,7 @@ class Templates:
             NotFoundError: No such template.
         """
         params = {"attempt": _attempt(attempt)}
-        path = _template_path(template_id, "/logs")
+        path = self._item("template_id", template_id, "/logs")
         parts: list[bytes] = []
         size = 0
         async with self._transport.stream("GET", path, params=params, timeout=timeout) as resp:
@@ -315,7 +335,7 @@ class Templates:
             A ``TemplateLogStream`` of ``TemplateLogEvent``; nothing is sent until it is
             iterated.
         """
-        _template_path(template_id)
+        self._item("template_id", template_id)
         return TemplateLogStream(
             self._transport,
             template_id,
@@ -324,23 +344,32 @@ class Templates:
             timeout,
         )
 
-    async def wait(self, template_id: str, *, poll_interval: float = 2.0) -> Template:
+    async def wait(
+        self, template_id: str, *, poll_interval: float = 2.0, timeout: float | None = None
+    ) -> Template:
         """Poll until the build is ``ready`` or ``failed`` and return the template.
 
-        Bound it with ``anyio.fail_after``: builds can take many minutes.
+        Builds can take many minutes: bound the wait with ``timeout=`` (or ``anyio.fail_after``).
 
         Args:
             template_id: The template's id.
             poll_interval: Seconds between polls.
+            timeout: Seconds for the whole wait, every poll included (default: no bound on the
+                wait; each poll has the session's request timeout).
 
         Returns:
             The template, ``ready`` or ``failed`` (check ``status``; a failed build is not
             raised).
 
         Raises:
+            APITimeoutError: ``timeout`` ran out first.
             NotFoundError: No such template.
         """
         check_seconds("poll_interval", poll_interval)
+        poll = lambda: self._poll(template_id, poll_interval)  # noqa: E731
+        return await self._within(timeout, poll, f"waiting for template {template_id}")
+
+    async def _poll(self, template_id: str, poll_interval: float) -> Template:
         while True:
             template = await self.get(template_id)
             if template.status in _TERMINAL:
