@@ -7,7 +7,7 @@ import datetime as _dt
 import sys
 from typing import Any
 
-from createos_sandbox_async import AsyncSession, DiskAttachment, Sandbox
+from createos_sandbox_async import AsyncSession, DiskAttachment, Sandbox, SandboxStatus
 
 from ._common import (
     FAILED,
@@ -31,18 +31,7 @@ from ._common import (
 DEFAULT_SHAPE = "s-1vcpu-256mb"
 #: What ``ls`` shows without --all/--status (as the official CLI: the ones that cost or resume).
 ACTIVE = ("running", "paused", "pausing", "resuming", "forking")
-STATUSES = (
-    "creating",
-    "running",
-    "pausing",
-    "paused",
-    "resuming",
-    "forking",
-    "error",
-    "destroying",
-    "destroyed",
-    "failed",
-)
+STATUSES = tuple(SandboxStatus)  # the SDK's one list (WIRE §9)
 
 
 def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
