@@ -27,6 +27,7 @@ EXTRAS = {
     "pydantic-ai.md": ("pydantic_ai", "pydantic-ai"),
     "mcp.md": ("mcp", "mcp"),
     "openai-agents.md": ("agents.sandbox", "openai-agents"),
+    "deepagents.md": ("deepagents.backends.sandbox", "langchain"),
 }
 MARKER = re.compile(r"<!--\s*doctest:\s*program\s*-->")
 CONFIG_ENVS = ("CREATEOS_SANDBOX_API_KEY", "CREATEOS_API_KEY", "CREATEOS_SANDBOX_BASE_URL")
