@@ -387,7 +387,7 @@ async def test_clean_eof_without_exit_is_interrupted(api: FakeExecAPI, sb: Any) 
         async with sb.exec_stream("x") as stream:
             async for ev in stream:
                 got.append(ev.data)
-    assert got == ["a", "b"]
+    assert "".join(got) == "ab"  # frames of one read may come as one event
     assert stream.exit_code is None
 
 
