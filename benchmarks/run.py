@@ -735,7 +735,8 @@ def render_markdown(
 
 METHOD = """
 - Server: `benchmarks/_fakeserver.py`, aiohttp's low-level server on uvloop in its own process,
-  pinned to the last CPU; every body is precomputed bytes (streams are sent in 64 KiB pieces, the
+  pinned to the last CPU; every body is precomputed bytes (streams are sent in 64 KiB writes, or
+  pre-encoded 128-byte HTTP chunks for `stream_real_chunk128`; the
   exec result is a constant, uploads are counted and discarded). Its CPU use is recorded per run.
 - Clients: one fresh process per (driver, workload, round), pinned to the remaining CPU(s), so
   start-up, imports and peak RSS are per workload. After one untimed warm-up operation per worker,
@@ -743,13 +744,15 @@ METHOD = """
   for node) repeat the operation until the time box closes. CPU = the client process's user+system
   time (`os.times()`, node's `process.cpuUsage()`) over the timed part.
 - Work is identical and checked: buffered exec returns `"2\\n"` and exit 0; lifecycle is create,
-  exec, delete; streams are ~100-byte NDJSON frames (5% stderr, 0.5% heartbeats that must be
-  skipped, one exit frame) and every driver counts stdout/stderr events and characters and must
-  match the recipe exactly; downloads check the byte count; the harness compares the server's own
-  counters (requests, streams, uploaded bytes) with what each driver reports.
+  exec, delete; streams follow a recipe (`uniform`: ~100-byte lines, 5% stderr, 0.5% heartbeats;
+  `real`: 40-120 character log lines, stdout and stderr in runs, escapes and UTF-8, heartbeats)
+  and every driver counts the characters of each stream, the stdout/stderr alternations and the
+  exit code, which must match the recipe exactly (events may join frames: streams are reported in
+  wire frames/s and output MB/s); downloads check the byte count; the harness compares the
+  server's own counters (requests, streams, bytes) with what each driver reports.
 - Raw aiohttp is the floor: one `ClientSession`, `json.dumps` / `json.loads`, streams split with
-  `bytes.split` over `iter_any()` and one `json.loads` per line. Raw httpx: `AsyncClient`,
-  `response.json()`, `aiter_lines()`.
+  `bytes.split` over `iter_any()`, heartbeats dropped by a bytes compare, one `json.loads` per
+  line. Raw httpx: `AsyncClient`, `response.json()`, `aiter_lines()`.
 - Official Python SDK: its own venv, one `Client` shared by a thread pool of the same concurrency,
   httpx pool sized to the concurrency. Official TS SDK: node, its default undici pool (32
   connections per origin); for the idle-stream workload it is given node's global `fetch` because
