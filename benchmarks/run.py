@@ -115,9 +115,10 @@ class Driver:
     extra: dict[str, Any] = field(default_factory=dict)
     only: tuple[str, ...] = ()  # workload kinds; empty = all
     missing: str = ""  # why it cannot run here
+    skip: tuple[str, ...] = ()  # workload kinds it has no operation for
 
     def runs(self, w: Workload) -> bool:
-        return not self.only or w.kind in self.only
+        return (not self.only or w.kind in self.only) and w.kind not in self.skip
 
 
 def _module_version(python: str, dist: str) -> str:
@@ -184,7 +185,9 @@ def drivers() -> list[Driver]:
             {"json": "orjson"},
             only=("stream",),
         ),
-        Driver("raw_httpx", "raw httpx AsyncClient", [py, f"{d}/raw_httpx.py"]),
+        Driver(
+            "raw_httpx", "raw httpx AsyncClient", [py, f"{d}/raw_httpx.py"], skip=("download_to",)
+        ),
         Driver("sdk", "our SDK (stdlib json)", [py, f"{d}/sdk.py"], {"json": "json"}),
         Driver(
             "sdk_orjson",
@@ -218,6 +221,7 @@ def drivers() -> list[Driver]:
             f"official Python SDK {PY_SDK_VERSION} (threads)",
             [opy or "python3", f"{d}/official_py.py"],
             missing="" if opy else "not installed (benchmarks/run.py --setup)",
+            skip=("download_to",),
         )
     )
     nm = official_node_modules()
@@ -228,6 +232,7 @@ def drivers() -> list[Driver]:
             ["node", f"{d}/official_ts.mjs"],
             {"node_modules": nm},
             missing="" if nm else "not installed (benchmarks/run.py --setup)",
+            skip=("download_to",),
         )
     )
     return out
