@@ -124,7 +124,12 @@ _CREATE_SPLIT = _jsend(
 
 @dataclass(frozen=True)
 class StreamExpect:
-    """What a client must see after parsing a whole stream: counts, not timings."""
+    """What a client must see after parsing a whole stream: counts, not timings.
+
+    ``frames`` counts every wire frame (output, heartbeats, the exit frame): what a client
+    consumes. ``switches`` counts the changes between stdout and stderr along the output frames,
+    a figure that coalescing consecutive frames of one stream into one event leaves unchanged.
+    """
 
     stdout_events: int
     stderr_events: int
@@ -133,23 +138,38 @@ class StreamExpect:
     heartbeats: int
     exit_code: int
     wire_bytes: int
+    frames: int = 0
+    switches: int = 0
 
     @property
     def events(self) -> int:
-        """Events a user sees: output chunks plus the exit event (heartbeats excluded)."""
+        """Events a frame-per-event client yields: output frames plus the exit (no heartbeats)."""
         return self.stdout_events + self.stderr_events + 1
 
+    @property
+    def output_chars(self) -> int:
+        return self.stdout_chars + self.stderr_chars
 
-@lru_cache(maxsize=8)
-def stream_frames(size: int) -> tuple[bytes, StreamExpect]:
-    """Deterministic NDJSON exec frames totalling about ``size`` bytes.
 
-    Lines look like real command output (~100 bytes, ending in an escaped newline); every 20th
-    frame goes to stderr and every 200th is a heartbeat, which clients must skip. Ends with
-    ``{"exit_code":0}``.
+#: Stream recipes: ``uniform`` (the original: ~100-byte lines, every 20th on stderr, every 200th
+#: frame a heartbeat) and ``real`` (log lines of 40-120 characters, stdout and stderr in runs,
+#: some escapes and non-ASCII text, a heartbeat about every 400 frames).
+RECIPES = ("uniform", "real")
+
+
+@lru_cache(maxsize=16)
+def stream_frames(size: int, recipe: str = "uniform") -> tuple[bytes, StreamExpect]:
+    """Deterministic NDJSON exec frames totalling about ``size`` bytes, ending ``{"exit_code":0}``.
+
+    See :data:`RECIPES`. Clients must skip the heartbeats and deliver every character.
     """
+    if recipe == "real":
+        return _real_frames(size)
+    if recipe != "uniform":
+        raise ValueError(f"unknown stream recipe {recipe!r}")
     parts: list[bytes] = []
-    total = n_out = n_err = c_out = c_err = n_hb = 0
+    total = n_out = n_err = c_out = c_err = n_hb = switches = 0
+    last = "stdout"
     i = 0
     pad = "abcdefghijklmnopqrstuvwxyz0123456789" * 3
     while total < size:
@@ -159,28 +179,101 @@ def stream_frames(size: int) -> tuple[bytes, StreamExpect]:
             n_hb += 1
         else:
             text = f"line {i:08d} {pad[: 60 + i % 23]}\n"
-            if i % 20 == 0:
-                frame = b'{"stderr":' + json.dumps(text).encode() + b"}\n"
+            kind = "stderr" if i % 20 == 0 else "stdout"
+            switches += kind != last and (n_out + n_err) > 0
+            last = kind
+            frame = b'{"' + kind.encode() + b'":' + json.dumps(text).encode() + b"}\n"
+            if kind == "stderr":
                 n_err += 1
                 c_err += len(text)
             else:
-                frame = b'{"stdout":' + json.dumps(text).encode() + b"}\n"
                 n_out += 1
                 c_out += len(text)
         parts.append(frame)
         total += len(frame)
     parts.append(b'{"exit_code":0}\n')
     body = b"".join(parts)
-    return body, StreamExpect(n_out, n_err, c_out, c_err, n_hb, 0, len(body))
+    frames = n_out + n_err + n_hb + 1
+    return body, StreamExpect(n_out, n_err, c_out, c_err, n_hb, 0, len(body), frames, switches)
+
+
+_LEVELS = ("INFO", "INFO", "INFO", "DEBUG", "WARN")
+_WORDS = (
+    "GET /api/v1/items 200",
+    "cache miss key=user:1234",
+    "compiling src/main.rs",
+    "test_parse_header ... ok",
+    "retrying in 250ms",
+    "wrote 4096 bytes",
+    "connection from 10.0.0.7:51234",
+    'config "release"',
+    "temps\u00e9rature 21\u00b0C",
+    "done \u2713",
+    "\tat module.fn (file.py:42)",
+)
+
+
+def _real_frames(size: int) -> tuple[bytes, StreamExpect]:
+    """Log-like output: 40-120 characters a line, runs of stdout (1-40 frames) and stderr (1-6)."""
+    import random
+
+    rnd = random.Random(14)
+    parts: list[bytes] = []
+    total = n_out = n_err = c_out = c_err = n_hb = switches = 0
+    kind = "stdout"
+    run = 0
+    i = 0
+    while total < size:
+        i += 1
+        if rnd.random() < 1 / 400:
+            parts.append(b'{"hb":true}\n')
+            n_hb += 1
+            total += 12
+            continue
+        if run == 0:
+            if n_out + n_err:
+                kind = "stderr" if kind == "stdout" else "stdout"
+                switches += 1
+            run = rnd.randint(1, 40) if kind == "stdout" else rnd.randint(1, 6)
+        run -= 1
+        want = rnd.randint(40, 120)
+        head = f"2026-12-04T15:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z "
+        head += f"{rnd.choice(_LEVELS)} {rnd.choice(_WORDS)} "
+        text = (head + "x" * want)[: want - 1] + "\n"  # 40-120 characters
+        # Raw UTF-8 for non-ASCII text, as Go's encoder (the service's agent) writes it.
+        frame = b'{"' + kind.encode() + b'":' + json.dumps(text, ensure_ascii=False).encode()
+        frame += b"}\n"
+        if kind == "stdout":
+            n_out += 1
+            c_out += len(text)
+        else:
+            n_err += 1
+            c_err += len(text)
+        parts.append(frame)
+        total += len(frame)
+    parts.append(b'{"exit_code":0}\n')
+    body = b"".join(parts)
+    frames = n_out + n_err + n_hb + 1
+    return body, StreamExpect(n_out, n_err, c_out, c_err, n_hb, 0, len(body), frames, switches)
 
 
 def _pieces(body: bytes) -> list[bytes]:
     return [body[i : i + PIECE] for i in range(0, len(body), PIECE)]
 
 
-@lru_cache(maxsize=8)
-def _stream_pieces(size: int) -> list[bytes]:
-    return _pieces(stream_frames(size)[0])
+@lru_cache(maxsize=16)
+def _stream_pieces(size: int, recipe: str = "uniform", chunk: int = 0) -> list[bytes]:
+    """The response body in 64 KiB writes. ``chunk`` > 0: pre-encoded HTTP chunks of that many
+    bytes (the handler then writes the chunked framing itself, so tiny chunks cost the server
+    nothing per chunk and the client's parser is what gets measured)."""
+    body = stream_frames(size, recipe)[0]
+    if chunk <= 0:
+        return _pieces(body)
+    enc = b"".join(
+        b"%x\r\n" % len(body[i : i + chunk]) + body[i : i + chunk] + b"\r\n"
+        for i in range(0, len(body), chunk)
+    )
+    return _pieces(enc + b"0\r\n\r\n")
 
 
 @lru_cache(maxsize=8)
@@ -226,7 +319,11 @@ def _serve(fd: int, counters_path: str, row: int) -> None:
         spec = json.loads(await request.read())
         args = spec.get("args") or []
         resp = web.StreamResponse(headers=ndjson_headers)
-        resp.enable_chunked_encoding()
+        if len(args) > 3 and int(args[3]) > 0:  # the body carries its own chunked framing
+            resp.headers["Transfer-Encoding"] = "chunked"
+            resp._length_check = False  # as aiohttp's websockets do: no framing of its own
+        else:
+            resp.enable_chunked_encoding()
         await resp.prepare(request)
         if args and args[0] == "idle":
             counters.add("idle_open")
@@ -237,9 +334,11 @@ def _serve(fd: int, counters_path: str, row: int) -> None:
                 counters.add("idle_closed")
             return resp
         size = int(args[1]) if len(args) > 1 else 1 << 20
+        recipe = args[2] if len(args) > 2 else "uniform"
+        chunk = int(args[3]) if len(args) > 3 else 0
         counters.add("stream")
         sent = 0
-        for piece in _stream_pieces(size):
+        for piece in _stream_pieces(size, recipe, chunk):
             await resp.write(piece)
             sent += len(piece)
         await resp.write_eof()
@@ -312,8 +411,7 @@ def _serve(fd: int, counters_path: str, row: int) -> None:
         await runner.cleanup()
 
     # Warm the caches most runs need before accepting traffic.
-    for size in (1 << 20,):
-        _stream_pieces(size)
+    _stream_pieces(1 << 20)
     try:
         import uvloop
 
@@ -353,7 +451,7 @@ class FakeServer:
         *,
         processes: int = 1,
         server_cpus: set[int] | None = None,
-        warm_sizes: tuple[int, ...] = (),
+        warm_sizes: tuple[int | str, ...] = (),
     ) -> None:
         if not 1 <= processes <= _MAX_PROCS:
             raise ValueError(f"processes must be 1..{_MAX_PROCS}, got {processes}")
@@ -394,7 +492,7 @@ class FakeServer:
         cmd = [sys.executable, os.path.abspath(__file__), "--fd", str(self._sock.fileno())]
         cmd += ["--counters", self._counters_path, "--row", str(row)]
         for size in self.warm_sizes:
-            cmd += ["--warm", str(size)]
+            cmd += ["--warm", str(size)]  # SIZE or "SIZE:RECIPE:CHUNK"
         cpus = self.server_cpus
 
         def pin() -> None:
@@ -522,12 +620,14 @@ if __name__ == "__main__":
     ap.add_argument("--fd", type=int, help="inherited listening socket (set by FakeServer)")
     ap.add_argument("--counters", help="shared counter file (set by FakeServer)")
     ap.add_argument("--row", type=int, default=0)
-    ap.add_argument("--warm", type=int, action="append", default=[])
+    ap.add_argument("--warm", action="append", default=[], help="SIZE[:RECIPE[:CHUNK]]")
     ap.add_argument("--serve", action="store_true", help="start standalone and print the URL")
     ns = ap.parse_args()
     if ns.fd is not None:
         for w in ns.warm:
-            _stream_pieces(w)
+            size, _, rest = w.partition(":")
+            recipe, _, chunk = rest.partition(":")
+            _stream_pieces(int(size), recipe or "uniform", int(chunk or 0))
         _serve(ns.fd, ns.counters, ns.row)
     else:
         with FakeServer() as srv:

@@ -1,14 +1,19 @@
-"""What the streamed-body wrappers share: downloads, process output, template build logs.
+"""The one lifecycle of streamed response bodies: exec streams, downloads, process output, logs.
 
-Each holds one response that ``Transport.stream`` opened and must leave that context exactly once:
-the transport releases the connection when the body was read to EOF and closes it otherwise, so
-nothing half-read is ever reused. ``ExecStream`` does the same by hand on its hot path.
+Each holds one response that ``Transport.stream`` opened and leaves that context exactly once,
+through :func:`end_body`: after a terminal frame (exec's exit, a process's exit, a build log's
+final line) a bounded drain reads the normally empty rest of the body, so the transport, which
+releases a connection read to EOF and closes any other, can put it back in the pool; every other
+way out (``break``, ``aclose()``, an error, cancellation, a deadline) closes it, so nothing
+half-read is ever reused and the server sees the disconnect. ``ExecStream`` keeps its own
+per-event fast path and ends through the same function.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Final, Self
 
+import aiohttp
 import anyio
 
 from ._idle import IdleTimer
@@ -17,11 +22,50 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
-    import aiohttp
-
     from ._transport import Transport
 
-__all__ = ["BodyStream"]
+__all__ = ["DRAIN_BYTES", "DRAIN_SECONDS", "BodyStream", "end_body"]
+
+#: After a terminal frame: how long, and how many bytes, to read for the end of the body so the
+#: connection can be reused. A server that sends more, or takes longer, gets the connection closed.
+DRAIN_SECONDS: Final = 1.0
+DRAIN_BYTES: Final = 64 * 1024
+
+
+async def _drain(content: aiohttp.StreamReader) -> None:
+    """Read the (normally empty) rest of a body, within the drain limits; errors mean "closed"."""
+    left = DRAIN_BYTES
+    try:
+        with anyio.move_on_after(DRAIN_SECONDS):
+            while left > 0 and not content.at_eof():
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                left -= len(chunk)
+    except (aiohttp.ClientError, OSError):
+        pass  # not at EOF: the transport closes the connection instead
+
+
+async def end_body(
+    cm: AbstractAsyncContextManager[aiohttp.ClientResponse],
+    response: aiohttp.ClientResponse | None,
+    *,
+    drain: bool,
+    exc_info: tuple[type[BaseException] | None, BaseException | None, TracebackType | None] = (
+        None,
+        None,
+        None,
+    ),
+) -> None:
+    """Leave the transport's stream context once: after a bounded drain when ``drain`` (the
+    terminal frame was read), at once otherwise. The exit is shielded, also when the drain is
+    cancelled: the connection is released or closed now, not when the GC finds it."""
+    try:
+        if drain and response is not None:
+            await _drain(response.content)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await cm.__aexit__(*exc_info)
 
 
 class BodyStream:
@@ -96,14 +140,14 @@ class BodyStream:
         if timer is not None:
             timer.cancel()
 
-    async def _close_body(self) -> None:
-        """Leave the transport's stream context once: release at EOF, close otherwise."""
+    async def _close_body(self, *, drain: bool = False) -> None:
+        """Leave the transport's stream context once (:func:`end_body`): ``drain`` after the
+        terminal frame, so the connection can be reused; closed on any other way out."""
         self._stop_timer()
         cm, self._cm = self._cm, None
-        self._response = None
+        response, self._response = self._response, None
         if cm is not None:
-            with anyio.CancelScope(shield=True):
-                await cm.__aexit__(None, None, None)
+            await end_body(cm, response, drain=drain)
 
     def __del__(self) -> None:
         # Last resort: drop the socket synchronously so a half-read connection never lingers

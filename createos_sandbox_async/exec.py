@@ -21,6 +21,7 @@ import aiohttp
 import attrs
 from anyio import current_effective_deadline
 
+from ._body import end_body
 from ._exec_wire import (
     BATCH,
     ERROR,
@@ -68,10 +69,6 @@ __all__ = [
 
 _INF: Final = float("inf")
 _STREAM_QUERY: Final = {"stream": True}
-
-#: After the exit frame, how long to wait for the end of the body so the connection can be reused.
-_DRAIN_SECONDS: Final = 1.0
-_DRAIN_BYTES: Final = 64 * 1024
 
 
 class _SandboxLike(Protocol):
@@ -385,32 +382,15 @@ class ExecStream:
         *,
         drain: bool = True,
     ) -> None:
+        """End the body the one shared way (``_body.end_body``): drained after the exit frame so
+        the connection can be reused, closed on any other way out."""
         self._state = "closed"
         self._stop_timer()
         cm, self._cm = self._cm, None
         resp, self._resp = self._resp, None
-        if cm is None:
-            return
-        try:
-            if exc_type is None and drain and self._finished and resp is not None:
-                await self._drain(resp)
-        finally:  # also when cancelled mid-drain: close now, not when the GC finds the stream
-            # The transport releases the connection if the body was read to EOF, else closes it.
-            await cm.__aexit__(exc_type, exc, tb)
-
-    async def _drain(self, resp: aiohttp.ClientResponse) -> None:
-        """After the exit frame, read the (normally empty) rest so the connection can be reused."""
-        content = resp.content
-        left = _DRAIN_BYTES
-        try:
-            async with asyncio.timeout(_DRAIN_SECONDS):
-                while left > 0 and not content.at_eof():
-                    chunk = await content.readany()
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            pass  # not at EOF: the transport will close the connection instead
+        if cm is not None:
+            drain = exc_type is None and drain and self._finished
+            await end_body(cm, resp, drain=drain, exc_info=(exc_type, exc, tb))
 
     # -- iteration ---------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ same URL for the bytes back. Paths must be absolute without ``..``; bodies are a
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import secrets
@@ -21,15 +20,13 @@ import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-import aiohttp
 import anyio
 import anyio.to_thread
 
-from ._body import BodyStream
+from ._download import DownloadStream
 from ._resource import Resource
 from ._tar import safe_extract, tar_directory
 from ._validate import check_int, check_remote_path, check_timeout
-from .errors import APITimeoutError, StreamInterruptedError
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -47,7 +44,6 @@ _READ_BLOCK = 1 << 20
 _WRITE_BATCH = 256 * 1024
 #: Default per-attempt deadline of an upload whose length is unknown (an async iterable).
 _UNKNOWN_SIZE_TIMEOUT = 3600.0
-_INF = float("inf")
 #: Default ``download_iter`` chunk size.
 DEFAULT_CHUNK_SIZE = 256 * 1024
 
@@ -114,88 +110,6 @@ async def _checked_iterable(source: AsyncIterable[Any]) -> AsyncIterator[bytes]:
             yield bytes(chunk)
         else:
             raise TypeError(f"data must yield bytes chunks, got {type(chunk).__name__}")
-
-
-def _stream_error(exc: BaseException) -> StreamInterruptedError:
-    """A body that broke off mid-way is an interrupted stream, whatever aiohttp called it."""
-    return StreamInterruptedError(f"download interrupted: {type(exc).__name__}: {exc}")
-
-
-class DownloadStream(BodyStream):
-    """Async iterator of a guest file's chunks; also an async context manager.
-
-    The request is sent on first iteration. Chunks are what the network delivered, split to at
-    most ``chunk_size`` bytes when one is given. Reading to the end returns the connection to the
-    pool; leaving early (``break`` inside ``async with``, ``aclose()``, an exception,
-    cancellation) closes the connection instead, so nothing half-read is ever reused. Without
-    ``async with``, a stream dropped after ``break`` still closes its connection when collected.
-    No byte for the session's ``stream_idle`` seconds raises :class:`StreamStalledError`.
-
-    Attributes:
-        bytes_read: Bytes received so far.
-
-    Raises:
-        NotFoundError: No such file in the guest (raised on the first iteration).
-        StreamStalledError: Nothing arrived for the idle timeout.
-        StreamInterruptedError: The connection ended before the whole file arrived.
-    """
-
-    def __init__(
-        self,
-        sandbox: Sandbox,
-        path: str,
-        chunk_size: int | None,
-        timeout: float | None,
-        *,
-        whole: bool = False,
-    ) -> None:
-        self._sandbox = sandbox
-        self._path = path
-        self._chunk_size = chunk_size
-        self._timeout = timeout
-        #: ``timeout`` bounds the whole transfer (download, download_to), not only the opening.
-        self._whole = whole
-        self.bytes_read = 0
-
-    def _deadline(self) -> tuple[float | None, APITimeoutError | None]:
-        """For a whole-call ``timeout``: the loop time the body must be over by, and its error."""
-        timeout = self._timeout
-        if not self._whole or timeout is None or timeout == _INF:
-            return None, None
-        error = APITimeoutError(
-            f"download of {self._path} did not finish within timeout={timeout:g} s"
-        )
-        return asyncio.get_running_loop().time() + timeout, error
-
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            if self._response is None:
-                transport = self._sandbox._transport
-                deadline, deadline_error = self._deadline()
-                await self._open_body(
-                    transport,
-                    self._sandbox._path("/files"),
-                    {"path": self._path},
-                    timeout=self._timeout,
-                    idle=transport.timeouts.stream_idle or None,  # 0: no idle bound here
-                    what=f"download of {self._path}",
-                    deadline=deadline,
-                    deadline_error=deadline_error,
-                )
-            chunk = await self._read_body(self._chunk_size)
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            await self.aclose()
-            raise _stream_error(exc) from exc
-        except BaseException:
-            await self.aclose()
-            raise
-        if not chunk:
-            await self.aclose()
-            raise StopAsyncIteration
-        self.bytes_read += len(chunk)
-        return chunk
 
 
 class Files(Resource):
@@ -395,13 +309,9 @@ class Files(Resource):
             StreamStalledError: The body stopped arriving for the idle timeout.
             StreamInterruptedError: The connection ended before the whole file arrived.
         """
-        parts: list[bytes] = []
         remote = check_remote_path(path, "path")
         timeout = check_timeout("timeout", timeout)
-        async with DownloadStream(self._sandbox, remote, None, timeout, whole=True) as chunks:
-            async for chunk in chunks:
-                parts.append(chunk)
-        return b"".join(parts)
+        return await DownloadStream(self._sandbox, remote, None, timeout, whole=True).read_all()
 
     async def download_to(
         self, path: str, local_path: str | os.PathLike[str], *, timeout: float | None = None
@@ -444,7 +354,12 @@ class Files(Resource):
         return written
 
     async def _copy_to(self, remote: str, out: IO[bytes], timeout: float | None) -> int:
-        """Copy a download into ``out``, one worker-thread write per ~1 MiB gathered."""
+        """Copy a download into ``out``, one worker-thread write per ~256 KiB gathered.
+
+        The thread keeps the event loop free of disk waits; on one busy core its hops cost about
+        half the throughput of a blocking ``write`` on tmpfs (benchmarks/README.md), a price
+        paid on purpose: a write to a slow or throttled disk would stall every other task.
+        """
         pending: list[bytes] = []
         pending_size = 0
         written = 0

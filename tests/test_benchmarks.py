@@ -26,8 +26,13 @@ KINDS = {
     "lifecycle_c8": 8,
     "stream_1mib": 1,
     "stream_32mib": 1,
+    "stream_real_1mib": 1,
+    "stream_real_32mib": 1,
+    "stream_real_chunk128": 1,
     "upload_1mib_c4": 4,
     "download_8mib_c4": 4,
+    "download_to_8mib": 1,
+    "download_to_64mib": 1,
     "idle_1000": 100,  # quick mode opens 100
 }
 
@@ -39,7 +44,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         [sys.executable, str(RUN), "--quick", "--no-setup", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=240,
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -69,12 +74,16 @@ def test_counts_match_the_recipe(quick_run: dict[str, Any]) -> None:
         assert r["ops"] >= 1
         w = r["workload"]
         if w.startswith("stream_"):
-            size = (1 if w == "stream_1mib" else 4) << 20
-            assert r["events"] == r["ops"] * stream_frames(size)[1].events
+            size = (4 if w.endswith("32mib") else 1) << 20
+            recipe = "real" if "_real_" in w else "uniform"
+            # drivers report wire frames consumed (a client may join frames into fewer events)
+            assert r["events"] == r["ops"] * stream_frames(size, recipe)[1].frames
         elif w == "upload_1mib_c4":
             assert r["bytes"] == r["ops"] << 20
-        elif w == "download_8mib_c4":
+        elif w in ("download_8mib_c4", "download_to_8mib"):
             assert r["bytes"] == r["ops"] * (8 << 20)
+        elif w == "download_to_64mib":  # 16 MiB in quick mode
+            assert r["bytes"] == r["ops"] * (16 << 20)
         elif w == "idle_1000":
             assert r["ops"] == KINDS[w]
         if w != "idle_1000":

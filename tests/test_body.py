@@ -95,3 +95,62 @@ async def test_dropped_after_break_without_async_with_closes_the_connection(kind
         with anyio.fail_after(10):
             await disconnected.wait()
     assert seen == 1
+
+
+# -- one lifecycle: after the terminal frame, drain and reuse -------------------------------------
+
+TERMINAL = {
+    "exec": (f"/v1/sandboxes/{SID}/exec", b'{"stdout":"a"}\n{"exit_code":0}\n'),
+    "process": (
+        f"/v1/sandboxes/{SID}/processes/proc_1/connect",
+        b'{"type":"data","seq":1,"stream":"stdout","data_base64":"YQ=="}\n'
+        b'{"type":"exit","seq":2,"exit_code":0}\n',
+    ),
+    "template": (
+        "/v1/templates/tpl_1/logs",
+        b'{"line":"step 1"}\n{"final":true,"status":"ready"}\n',
+    ),
+}
+
+
+async def _read_to_the_end(kind: str, sb: Sandbox, session: AsyncSession) -> int:
+    if kind == "exec":
+        async with sb.exec_stream("true") as stream:
+            return len([ev async for ev in stream])
+    stream = opener(kind)(sb, session)
+    async with stream:
+        return len([ev async for ev in stream])
+
+
+@pytest.mark.parametrize("kind", sorted(TERMINAL))
+async def test_after_the_terminal_frame_the_body_is_drained_and_the_connection_reused(
+    kind: str,
+) -> None:
+    """Exec streams, process output and build logs end the same way (``_body.end_body``): the
+    end of the body that follows the terminal frame a moment later is read, so the connection
+    goes back to the pool; the next request arrives on the same connection."""
+    path, body = TERMINAL[kind]
+    peers: list[object] = []
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        await request.read()
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(body)
+        await asyncio.sleep(0.1)  # the end of the body comes after the terminal frame
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_route("*", path, stream)
+    async with run_app(app) as base_url:
+        session = AsyncSession(api_key=API_KEY, base_url=base_url)
+        async with session:
+            sb = Sandbox(session, SandboxView(id=SID))
+            with anyio.fail_after(20):
+                first = await _read_to_the_end(kind, sb, session)
+                second = await _read_to_the_end(kind, sb, session)
+    assert first == second >= 2
+    assert len(peers) == 2 and peers[0] is not None
+    assert peers[0] == peers[1]  # one connection: released after the drain, not closed

@@ -387,7 +387,7 @@ async def test_clean_eof_without_exit_is_interrupted(api: FakeExecAPI, sb: Any) 
         async with sb.exec_stream("x") as stream:
             async for ev in stream:
                 got.append(ev.data)
-    assert got == ["a", "b"]
+    assert "".join(got) == "ab"  # frames of one read may come as one event
     assert stream.exit_code is None
 
 
@@ -719,3 +719,31 @@ async def test_emulator_404_to_stream_falls_back(emulator: LocalServer, emu_sb: 
         ExecEvent("exit", "", 2),
     ]
     assert emulator.request_count("POST", "/v1/sandboxes/*/exec") - before == 2
+
+
+async def test_frames_of_one_write_come_as_one_event_per_run(api: FakeExecAPI, sb: Any) -> None:
+    """Runs of stdout and stderr written at once: every byte of each stream, the order of the
+    runs, the exit last and no heartbeat; consecutive frames of one stream joined (issue 14)."""
+    body = (
+        b'{"stdout":"a1\\n"}\n{"stdout":"a2\\n"}\n{"hb":true}\n{"stdout":"a3\\n"}\n'
+        b'{"stderr":"e1\\n"}\n{"stderr":"e2\\n"}\n{"stdout":"b1\\n"}\n{"exit_code":7}\n'
+    )
+
+    async def script(request: web.Request, resp: web.StreamResponse) -> None:
+        await resp.write(body)  # one write: one read on loopback
+
+    api.stream = script
+    async with sb.exec_stream("x") as stream:
+        events = [ev async for ev in stream]
+    glued: list[tuple[str, str]] = []
+    for ev in events[:-1]:
+        if glued and glued[-1][0] == ev.kind:
+            glued[-1] = (ev.kind, glued[-1][1] + ev.data)
+        else:
+            glued.append((ev.kind, ev.data))
+    assert glued == [("stdout", "a1\na2\na3\n"), ("stderr", "e1\ne2\n"), ("stdout", "b1\n")]
+    assert events[-1] == ExecEvent("exit", "", 7) and stream.exit_code == 7
+    assert stream.heartbeats == 1
+    # One event per run (+ the exit), and at most one more where the heartbeat ended a decode
+    # batch: 5 at most, where one event per frame made 7.
+    assert len(events) <= len(glued) + stream.heartbeats + 1

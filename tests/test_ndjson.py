@@ -26,6 +26,17 @@ def feed_all(dec: NDJSONDecoder, chunks: list[bytes]) -> list[Any]:
     return out
 
 
+def merged(events: list[ExecEvent]) -> list[ExecEvent]:
+    """Consecutive stdout (stderr) events glued: what a stream means, whatever its batching."""
+    out: list[ExecEvent] = []
+    for ev in events:
+        if out and ev.kind in ("stdout", "stderr") and out[-1].kind == ev.kind:
+            out[-1] = ExecEvent(ev.kind, out[-1].data + ev.data)
+        else:
+            out.append(ev)
+    return out
+
+
 def parse(chunks: list[bytes], **kw: Any) -> tuple[list[ExecEvent], FrameParser]:
     p = FrameParser(**kw)
     events: list[ExecEvent] = []
@@ -268,8 +279,10 @@ def test_any_frames_cut_anywhere_parse_to_the_same_events(
     expected.append(ExecEvent("exit", "", exit_code))
     points = sorted({c % (len(body) + 1) for c in cuts})
     chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+    expected = merged([ev for ev in expected if ev.data or ev.kind == "exit"])
     events, p = parse(chunks)
-    assert events == expected
+    assert merged(events) == expected
+    assert all(ev.data for ev in events if ev.kind != "exit")
     assert p.heartbeats == sum(1 for (k, _), _ in frames if k == "hb")
     assert p.exit_code == exit_code
     batched = FrameParser()
@@ -279,7 +292,7 @@ def test_any_frames_cut_anywhere_parse_to_the_same_events(
         while batched.decoder.queued:
             events.extend(batched.pop(batch))
     events.extend(batched.finish())
-    assert events == expected
+    assert merged(events) == expected
     assert batched.heartbeats == p.heartbeats
 
 
@@ -349,8 +362,52 @@ def test_a_batch_of_events_stays_bounded_when_lines_get_shorter() -> None:
         sizes.append(len(batch))
         events += batch
     assert max(sizes) <= 200 and len(sizes) > 15
-    assert [e.data for e in events[3:-1]] == [str(i) for i in range(3000)]
+    assert "".join(e.data for e in events[1:-1]) == "".join(str(i) for i in range(3000))
+    assert [e.kind for e in events[:2]] == ["stdout", "stderr"]
     assert events[-1] == ExecEvent("exit", "", 0) and p.exit_code == 0
+
+
+def test_frames_of_one_read_merge_per_run_keeping_every_byte_and_the_order() -> None:
+    # Runs of stdout and stderr, heartbeats among them, in one read: one event per run, each
+    # run's text whole and in order, the interleaving kept, heartbeats gone, the exit last.
+    runs = [("stdout", 5), ("stderr", 2), ("stdout", 1), ("stderr", 7), ("stdout", 3)]
+    lines: list[bytes] = []
+    want: list[ExecEvent] = []
+    n = 0
+    for kind, count in runs:
+        texts = [f'{kind} {n + k} é\t"q"\n' for k in range(count)]
+        n += count
+        for k, text in enumerate(texts):
+            lines.append(json.dumps({kind: text}).encode())
+            if k == 1:
+                lines.append(EXEC_HEARTBEAT)
+        want.append(ExecEvent(kind, "".join(texts)))  # type: ignore[arg-type]
+    lines.append(b'{"exit_code":4}')
+    want.append(ExecEvent("exit", "", 4))
+    events, p = parse([b"\n".join(lines) + b"\n"])
+    assert merged(events) == want
+    # Within one batch the merge is complete; heartbeats end a batch, so a run they split may
+    # come as two events of the same kind, never more than one per heartbeat.
+    assert len(events) <= len(want) + p.heartbeats
+    assert p.heartbeats == sum(1 for _, c in runs if c > 1) and p.exit_code == 4
+
+
+def test_merging_does_not_cross_an_exit_or_error_frame() -> None:
+    body = b'{"stdout":"a"}\n{"error":"boom"}\n{"stdout":"b"}\n{"exit_code":1}\n{"stdout":"c"}\n'
+    events, _ = parse([body])
+    assert events[:4] == [
+        ExecEvent("stdout", "a"),
+        ExecEvent("error", "boom"),
+        ExecEvent("stdout", "b"),
+        ExecEvent("exit", "", 1),
+    ]
+
+
+def test_a_non_string_output_value_in_a_batch_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="'stdout' is a int"):
+        parse([b'{"stdout":"a"}\n{"stdout":5}\n{"exit_code":0}\n'])
+    with pytest.raises(ProtocolError, match="not a JSON object"):
+        parse([b'{"stdout":"a"}\n[1]\n'])
 
 
 def test_finish_decodes_queued_lines_and_the_unterminated_tail() -> None:

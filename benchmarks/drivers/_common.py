@@ -43,13 +43,29 @@ class Job:
         self.size: int = raw.get("size", 0)
         self.expect: dict[str, int] = raw.get("expect", {})
         self.json_lib: str = raw.get("json", "json")
+        self.recipe: str = raw.get("recipe", "uniform")
+        self.chunk: int = raw.get("chunk", 0)
 
     @property
     def path(self) -> str:
         return f"/v1/sandboxes/{self.sandbox_id}"
 
     def stream_args(self) -> list[str]:
-        return ["stream", str(self.size)]
+        return ["stream", str(self.size), self.recipe, str(self.chunk)]
+
+
+def scratch_file(job: Job) -> str:
+    """The file download_to workloads (concurrency 1) rewrite each operation; in /dev/shm when
+    there is one, so the disk is not what gets measured. Removed at exit."""
+    import atexit
+    import tempfile
+
+    fd, path = tempfile.mkstemp(
+        prefix="bench-dl-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+    )
+    os.close(fd)
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    return path
 
 
 def load_job() -> Job:
@@ -122,13 +138,27 @@ def check_stream(
     err_chars: int,
     exit_code: int | None,
 ) -> int:
-    """Compare one parsed stream with the server's recipe; returns the user-visible event count."""
+    """Compare one frame-per-event stream with the server's recipe; returns the wire frames
+    consumed (the figure every driver reports as ``events``)."""
     e = job.expect
     got = (out_events, err_events, out_chars, err_chars, exit_code)
     want = (e["stdout_events"], e["stderr_events"], e["stdout_chars"], e["stderr_chars"], 0)
     if got != want:
         raise AssertionError(f"stream mismatch: got {got}, want {want}")
-    return out_events + err_events + 1
+    return e["frames"]
+
+
+def check_output(
+    job: Job, out_chars: int, err_chars: int, switches: int, exit_code: int | None
+) -> int:
+    """The same check for a client that may merge consecutive frames of one stream into one
+    event: every character of each stream, the same stdout/stderr alternation, exit 0."""
+    e = job.expect
+    got = (out_chars, err_chars, switches, exit_code)
+    want = (e["stdout_chars"], e["stderr_chars"], e["switches"], 0)
+    if got != want:
+        raise AssertionError(f"stream mismatch: got {got}, want {want}")
+    return e["frames"]
 
 
 def check_exec(stdout: str, exit_code: int) -> None:

@@ -63,7 +63,9 @@ const ops = {
   },
   async stream(t) {
     let nOut = 0, nErr = 0, cOut = 0, cErr = 0, code = null;
-    for await (const ev of sb.streamCommand("bench", ["stream", String(job.size)])) {
+    for await (const ev of sb.streamCommand("bench", [
+      "stream", String(job.size), job.recipe || "uniform", String(job.chunk || 0),
+    ])) {
       switch (ev.type) {
         case "heartbeat":
           continue;
@@ -84,7 +86,7 @@ const ops = {
     const got = [nOut, nErr, cOut, cErr, code];
     const want = [e.stdout_events, e.stderr_events, e.stdout_chars, e.stderr_chars, 0];
     if (got.join() !== want.join()) throw new Error(`stream mismatch: ${got} vs ${want}`);
-    t.add(e.wire_bytes, nOut + nErr + 1);
+    t.add(e.wire_bytes, e.frames);
   },
   async upload(t) {
     await sb.files.upload("/workspace/up.bin", payload);

@@ -45,18 +45,22 @@ async def main(job: c.Job) -> dict[str, Any]:
         wire = job.expect.get("wire_bytes", 0)
 
         async def op_stream(t: c.Tally) -> None:
-            n_out = n_err = c_out = c_err = 0
+            c_out = c_err = switches = 0
+            last = "stdout"
             async with sb.exec_stream("bench", stream_args) as stream:
                 async for ev in stream:
                     kind = ev.kind
                     if kind == "stdout":
-                        n_out += 1
                         c_out += len(ev.data)
                     elif kind == "stderr":
-                        n_err += 1
                         c_err += len(ev.data)
-            events = c.check_stream(job, n_out, n_err, c_out, c_err, stream.exit_code)
-            t.add(wire, events)
+                    else:
+                        continue
+                    if kind != last:
+                        switches += 1
+                        last = kind
+            frames = c.check_output(job, c_out, c_err, switches, stream.exit_code)
+            t.add(wire, frames)
 
         payload = bytes(job.size if job.kind == "upload" else 0)
 
@@ -69,6 +73,14 @@ async def main(job: c.Job) -> dict[str, Any]:
             if len(data) != job.size:
                 raise AssertionError(f"downloaded {len(data)} bytes, want {job.size}")
             t.add(len(data))
+
+        target = c.scratch_file(job)
+
+        async def op_download_to(t: c.Tally) -> None:
+            n = await sb.files.download_to(f"/bench/{job.size}", target)
+            if n != job.size:
+                raise AssertionError(f"downloaded {n} bytes, want {job.size}")
+            t.add(n)
 
         async def open_idle() -> Any:
             stream = sb.exec_stream("bench", ["idle"])
@@ -84,6 +96,7 @@ async def main(job: c.Job) -> dict[str, Any]:
             "stream": op_stream,
             "upload": op_upload,
             "download": op_download,
+            "download_to": op_download_to,
         }
         if job.kind == "idle":
             return await c.run_idle_async(job, open_idle, close_idle)

@@ -121,8 +121,8 @@ class TemplateLogStream(BodyStream):
             return
         if chunk:
             self._accept(self._decoder.feed(chunk))
-            if self._done:
-                await self._close_body()
+            if self._done:  # the final frame: drained, the connection goes back to the pool
+                await self._close_body(drain=True)
             return
         self._accept(self._decoder.finish())
         if not self._done:

@@ -177,6 +177,8 @@ frames = st.dictionaries(
 
 
 def _parse(chunks: list[bytes], limit: int) -> tuple[list[ExecEvent], int | None]:
+    """Events with consecutive output of one stream glued: the parser merges frames of one
+    batch, so event boundaries (never the text or its order) depend on the chunking."""
     parser = FrameParser()
     events: list[ExecEvent] = []
     for chunk in chunks:
@@ -184,7 +186,13 @@ def _parse(chunks: list[bytes], limit: int) -> tuple[list[ExecEvent], int | None
         while parser.queued:
             events += parser.pop(limit)
     events += parser.finish()
-    return events, parser.exit_code
+    glued: list[ExecEvent] = []
+    for ev in events:
+        if glued and ev.kind in ("stdout", "stderr") and glued[-1].kind == ev.kind:
+            glued[-1] = ExecEvent(ev.kind, glued[-1].data + ev.data)
+        else:
+            glued.append(ev)
+    return glued, parser.exit_code
 
 
 def test_exec_frames_any_chunking_same_events_or_one_protocol_error(
