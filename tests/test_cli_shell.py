@@ -90,15 +90,18 @@ class Terminal:
         except OSError:  # EIO: every slave fd is closed
             return b""
 
-    async def expect(self, needle: bytes, timeout: float = DEADLINE) -> None:
-        """Read until ``needle`` shows up after what was matched before."""
+    async def expect(self, needle: bytes, timeout: float = DEADLINE) -> bytes:
+        """Read until ``needle`` shows up after what was matched before; returns what came
+        before it (since the last match)."""
         with anyio.fail_after(timeout):
             while needle not in self.seen:
                 chunk = await self._read()
                 if not chunk:
                     raise AssertionError(f"terminal closed before {needle!r}: {self.seen[-500:]!r}")
                 self.seen += chunk
-        self.seen = self.seen[self.seen.index(needle) + len(needle) :]
+        at = self.seen.index(needle)
+        before, self.seen = self.seen[:at], self.seen[at + len(needle) :]
+        return before
 
     async def wait(self, timeout: float = DEADLINE) -> int:
         """The child's exit status; the terminal is drained meanwhile so it never blocks."""
@@ -145,13 +148,16 @@ async def test_shell_is_a_raw_pty_with_resize_ctrl_c_and_the_exit_code(
 
         # A window size change reaches the remote PTY (the resize and the next command race:
         # ask again until the new size shows, a bounded number of times).
+        # The marker is computed remotely, so the PTY's echo of the command line never matches
+        # it: what comes before the marker is the command's own output, stty's included.
         term.resize(33, 101)
+        sizes = b""
         for attempt in range(20):
-            term.send(f"stty size; echo size-done-{attempt}\r".encode())
-            await term.expect(f"size-done-{attempt}\r\n".encode())
-            if b"33 101" in term.seen or attempt == 19:
+            term.send(f"stty size; echo size-done-$((1000+{attempt}))\r".encode())
+            sizes = await term.expect(f"size-done-{1000 + attempt}\r\n".encode())
+            if b"33 101" in sizes:
                 break
-        assert b"33 101" in term.seen, term.seen[-300:]
+        assert b"33 101" in sizes, sizes[-300:]
 
         # Ctrl-C is a key like any other: it interrupts the remote command, not the CLI.
         term.send(b"sleep 4323\r")
