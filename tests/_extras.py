@@ -23,4 +23,4 @@ def need(module: str, extra: str) -> ModuleType:
         hint = f"{module} is not installed: pip install 'createos-sandbox-async[{extra}]' ({exc})"
         if os.environ.get("CREATEOS_REQUIRE_EXTRAS") == "1":
             pytest.fail(hint)
-        pytest.skip(hint)
+        pytest.skip(hint, allow_module_level=True)
