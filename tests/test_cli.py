@@ -611,9 +611,7 @@ async def test_mcp_without_the_extra_says_what_to_install(server: LocalServer) -
         "from createos_sandbox_async.cli import main; raise SystemExit(main(['mcp']))"
     )
     with anyio.fail_after(60):
-        proc = await anyio.run_process(
-            [sys.executable, "-c", blocked], check=False, stdin=subprocess.DEVNULL
-        )
+        proc = await anyio.run_process([sys.executable, "-c", blocked], check=False, input=b"")
     assert proc.returncode == 2
     err = proc.stderr.decode()
     assert err.count("\n") == 1 and "createos-sandbox-async[mcp]" in err

@@ -201,7 +201,7 @@ async def test_shell_refuses_without_a_terminal(server: LocalServer, box: Any) -
     env.update(CREATEOS_SANDBOX_API_KEY=server.api_key, CREATEOS_SANDBOX_BASE_URL=server.base_url)
     argv = [sys.executable, "-m", "createos_sandbox_async", "shell", box.id]
     with anyio.fail_after(60):
-        proc = await anyio.run_process(argv, env=env, check=False, stdin=subprocess.DEVNULL)
+        proc = await anyio.run_process(argv, env=env, check=False, input=b"")
     assert proc.returncode == 2
     assert proc.stderr.decode().startswith("error: shell needs a terminal")
     assert await box.processes.list() == []

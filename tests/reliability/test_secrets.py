@@ -172,9 +172,7 @@ async def cli(base_url: str, key: str, *args: str) -> str:
     env.pop("CREATEOS_API_KEY", None)
     cmd = [sys.executable, "-m", "createos_sandbox_async", *args]
     with anyio.fail_after(60):
-        proc = await anyio.run_process(
-            cmd, env=env, check=False, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        proc = await anyio.run_process(cmd, env=env, check=False, input=b"", stderr=subprocess.PIPE)
     return proc.stdout.decode() + proc.stderr.decode()
 
 
