@@ -75,9 +75,9 @@ async def cli(
     if key == "":
         del env["CREATEOS_SANDBOX_API_KEY"]
     cmd = [sys.executable, "-m", "createos_sandbox_async", *args]
-    kw: dict[str, Any] = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    # An empty pipe, not /dev/null: anyio 4.2 (the oldest allowed) has no stdin= in run_process.
     with anyio.fail_after(60):  # run_process kills the child when this deadline cancels it
-        proc = await anyio.run_process(cmd, env=env, check=False, **kw)
+        proc = await anyio.run_process(cmd, env=env, check=False, input=stdin or b"")
     run = Run(proc)
     assert server.api_key not in run.out + run.err
     assert "Traceback" not in run.err, run.err
