@@ -25,6 +25,7 @@ from ._config import Limits, Timeouts
 from ._credentials import merge_headers, request_secrets
 from ._hooks import CompleteEvent, Hook, Hooks, RequestEvent, ResponseEvent, RetryEvent
 from ._observe import after, before, completed_call, completed_stream, retrying
+from ._reader import lean
 from ._response import (
     MAX_BODY,
     decode_jsend,
@@ -569,6 +570,7 @@ class Transport:
                     retry_after=resp.headers.get("Retry-After"),
                     secrets=secrets,
                 )
+            lean(resp.content)
             yield resp
         finally:
             if resp.content.at_eof():
