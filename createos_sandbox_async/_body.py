@@ -34,6 +34,8 @@ DRAIN_BYTES: Final = 64 * 1024
 
 async def _drain(content: aiohttp.StreamReader) -> None:
     """Read the (normally empty) rest of a body, within the drain limits; errors mean "closed"."""
+    if content.at_eof():  # the usual case: the end arrived with the terminal frame
+        return
     left = DRAIN_BYTES
     try:
         with anyio.move_on_after(DRAIN_SECONDS):
