@@ -831,6 +831,9 @@ METHOD = """
 - Idle streams: open N exec streams at once (each gets one heartbeat, then silence), measure the
   client's RSS with all open minus before, divide by N, close all; the server checks that all N
   opened and closed.
+- Calls in flight: start N buffered execs at once through one session; the server holds each
+  until the client, told on a side connection that all N arrived, has read its RSS (from /proc,
+  no tracemalloc); growth over N is the figure; then all are released and checked.
 - Ratios are per round (same workload, same round) and the median over rounds is reported.
 - Two effects to keep in mind when reading wall-clock ratios on a loaded machine. (1) The
   scheduler gives a process with many runnable threads (the official Python SDK's thread pool,
