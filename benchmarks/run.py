@@ -700,7 +700,8 @@ def render_markdown(
     )
     out += ["", "## Targets (ratios measured in this run)", ""]
     out.append(
-        "`measured` is the target's own figure (median of per-round ratios). `by CPU` restates "
+        "`measured` is the target's own figure (median of per-round ratios; for a bound in MiB "
+        "the median of the figure itself). `by CPU` restates "
         "a throughput target as client CPU per operation (b's CPU / a's CPU: higher is better), "
         "which other load on the shared machine disturbs far less than wall-clock throughput."
     )
@@ -1021,6 +1022,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     plot_path = out_dir / "results.png"
     plotted = plot(summary, wls, runnable, plot_path)
+    if not plotted:
+        print(f"matplotlib not installed: {plot_path.name} not updated", flush=True)
     md = render_markdown(summary, records, wls, drvs, meta, plot_path.name if plotted else None)
     (out_dir / "RESULTS.md").write_text(md)
     (out_dir / "results.json").write_text(
