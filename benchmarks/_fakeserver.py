@@ -18,6 +18,10 @@ Routes (any sandbox id, any API key):
   until the client goes away
 - ``PUT /v1/sandboxes/{id}/files?path=...`` -> counts and discards the body
 - ``GET /v1/sandboxes/{id}/files?path=/bench/<bytes>`` -> that many bytes
+- ``POST /v1/sandboxes/{id}/exec`` with body args ``["hold"]`` -> the same buffered result, but
+  only once ``POST /bench/release`` is called (at most 300 s later); ``GET /bench/held?n=N``
+  answers (with the count) once N such calls are being held, so a client can look at its own
+  memory with all of them in flight. One server process (the default) for these two routes.
 
 Use it from another script::
 
@@ -62,6 +66,7 @@ COUNTERS = (
     "upload_bytes",
     "download",
     "download_bytes",
+    "hold",
     "other",
 )
 _SLOT = {name: i for i, name in enumerate(COUNTERS)}
@@ -314,6 +319,38 @@ def _serve(fd: int, counters_path: str, row: int) -> None:
     octet_headers = {"Content-Type": "application/octet-stream"}
     upload_ok = b'{"status":"success","data":{"path":"/bench","bytes":'
     seq = 0
+    # Held buffered execs: each waits on the gate that was current when it arrived.
+    held = 0
+    gate = asyncio.Event()
+    held_changed = asyncio.Condition()
+
+    async def exec_hold() -> web.Response:
+        nonlocal held
+        counters.add("hold")
+        my_gate = gate
+        async with held_changed:
+            held += 1
+            held_changed.notify_all()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(my_gate.wait(), 300)
+        finally:
+            held -= 1
+        return web.Response(body=_EXEC_BODY, headers=json_headers)
+
+    async def bench_control(request: web.BaseRequest) -> web.Response:
+        """``GET /bench/held?n=N`` waits (<= 120 s) for N held execs; ``POST /bench/release``."""
+        nonlocal gate
+        if request.path == "/bench/release" and request.method == "POST":
+            released, old = held, gate
+            gate = asyncio.Event()  # calls arriving from now on wait for the next release
+            old.set()
+            return web.json_response({"released": released})
+        want = int(request.query.get("n", "1"))
+        async with held_changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(held_changed.wait_for(lambda: held >= want), 120)
+        return web.json_response({"held": held}, status=200 if held >= want else 504)
 
     async def exec_stream(request: web.BaseRequest) -> web.StreamResponse:
         spec = json.loads(await request.read())
@@ -361,12 +398,16 @@ def _serve(fd: int, counters_path: str, row: int) -> None:
         nonlocal seq
         method = request.method
         path = request.path
+        if path.startswith("/bench/"):
+            return await bench_control(request)
         if path.startswith("/v1/sandboxes"):
             rest = path[14:]  # after "/v1/sandboxes/"
             if rest.endswith("/exec") and method == "POST":
                 if request.query_string:  # only ?stream=true is ever sent
                     return await exec_stream(request)
-                await request.read()
+                body = await request.read()
+                if b'"hold"' in body:  # a bytes search, not a parse: exec_c16 stays cheap
+                    return await exec_hold()
                 counters.add("exec")
                 return web.Response(body=_EXEC_BODY, headers=json_headers)
             if rest.endswith("/files"):

@@ -44,7 +44,7 @@ TS_SDK_VERSION = "0.7.1"
 @dataclass(frozen=True)
 class Workload:
     name: str
-    kind: str  # exec | lifecycle | stream | upload | download | download_to | idle
+    kind: str  # exec | lifecycle | stream | upload | download | download_to | idle | inflight
     concurrency: int
     size: int = 0
     label: str = ""
@@ -60,7 +60,13 @@ class Workload:
             "download": ("mb_per_s", "MB/s"),
             "download_to": ("mb_per_s", "MB/s"),
             "idle": ("kib_per_stream", "KiB/stream"),
+            "inflight": ("kib_per_call", "KiB/call"),
         }.get(self.kind, ("ops_per_s", "ops/s"))
+
+    @property
+    def memory(self) -> bool:
+        """A memory workload: its figure is RSS (lower is better), not throughput."""
+        return self.kind in ("idle", "inflight")
 
     @property
     def warm(self) -> str:
@@ -103,6 +109,14 @@ def workloads(quick: bool) -> list[Workload]:
             "idle",
             100 if quick else 1000,
             label="100 idle streams (quick)" if quick else "1,000 idle streams",
+        ),
+        Workload(
+            "inflight_10000",
+            "inflight",
+            200 if quick else 10_000,
+            label="200 buffered execs in flight (quick)"
+            if quick
+            else "10,000 buffered execs in flight",
         ),
     ]
 
@@ -186,7 +200,10 @@ def drivers() -> list[Driver]:
             only=("stream",),
         ),
         Driver(
-            "raw_httpx", "raw httpx AsyncClient", [py, f"{d}/raw_httpx.py"], skip=("download_to",)
+            "raw_httpx",
+            "raw httpx AsyncClient",
+            [py, f"{d}/raw_httpx.py"],
+            skip=("download_to", "inflight"),
         ),
         Driver("sdk", "our SDK (stdlib json)", [py, f"{d}/sdk.py"], {"json": "json"}),
         Driver(
@@ -221,7 +238,7 @@ def drivers() -> list[Driver]:
             f"official Python SDK {PY_SDK_VERSION} (threads)",
             [opy or "python3", f"{d}/official_py.py"],
             missing="" if opy else "not installed (benchmarks/run.py --setup)",
-            skip=("download_to",),
+            skip=("download_to", "inflight"),  # 10,000 threads
         )
     )
     nm = official_node_modules()
@@ -232,7 +249,7 @@ def drivers() -> list[Driver]:
             ["node", f"{d}/official_ts.mjs"],
             {"node_modules": nm},
             missing="" if nm else "not installed (benchmarks/run.py --setup)",
-            skip=("download_to",),
+            skip=("download_to", "inflight"),
         )
     )
     return out
@@ -260,6 +277,8 @@ def expected_counts(w: Workload, res: dict[str, Any]) -> dict[str, int]:
         return {"upload": n, "upload_bytes": n * w.size}
     if w.kind in ("download", "download_to"):
         return {"download": n, "download_bytes": n * w.size}
+    if w.kind == "inflight":  # the warm-up is a plain exec, the measured calls are held
+        return {"hold": res["ops"], "exec": res.get("warm_ops", 0)}
     return {"idle_open": n, "idle_closed": n}
 
 
@@ -354,6 +373,10 @@ def derive(rec: dict[str, Any]) -> None:
     rec["cpu_us_per_op"] = rec["cpu_s"] / ops * 1e6
     if "rss_per_stream_kib" in rec:
         rec["kib_per_stream"] = rec["rss_per_stream_kib"]
+        rec["rss_growth_mib"] = rec["rss_per_stream_kib"] * ops / 1024
+    if "rss_per_call_kib" in rec:
+        rec["kib_per_call"] = rec["rss_per_call_kib"]
+        rec["rss_growth_mib"] = rec["rss_per_call_kib"] * ops / 1024
     rec["server_busy"] = rec["server_cpu_s"] / wall if wall else 0.0
     rec["client_share"] = rec["cpu_s"] / wall if wall else 0.0
     rec["faults_per_op"] = rec.get("minor_faults", 0) / ops
@@ -397,6 +420,7 @@ def summarise(records: list[dict[str, Any]], wls: list[Workload], drvs: list[Dri
                 "server_busy": statistics.median(r["server_busy"] for r in rows),
                 "client_share": statistics.median(r["client_share"] for r in rows),
                 "faults_per_op": statistics.median(r["faults_per_op"] for r in rows),
+                "rss_growth_mib": statistics.median(r.get("rss_growth_mib", 0) for r in rows),
                 "ratio": statistics.median(ratios) if ratios else None,
                 "ratio_min": min(ratios) if ratios else None,
                 "ratio_max": max(ratios) if ratios else None,
@@ -434,6 +458,8 @@ _STREAM_KEYS = (("frames_per_s", "frames/s"), ("output_mb_per_s", "output MB/s")
 
 @dataclass(frozen=True)
 class Target:
+    """``a``'s ``key`` over ``b``'s (same round), or ``a``'s own figure when ``b`` is empty."""
+
     text: str
     workload: str
     a: str
@@ -441,6 +467,7 @@ class Target:
     key: str
     bound: float
     lower_is_better: bool = False
+    unit: str = "x"  # how the measured figure is shown: a ratio, or e.g. " MiB"
 
 
 TARGETS = [
@@ -541,13 +568,41 @@ TARGETS = [
         "mb_per_s",
         1.0,
     ),
+    Target(
+        "RSS per in-flight buffered exec (10,000 through one session) <= 1.2x raw aiohttp",
+        "inflight_10000",
+        "sdk",
+        BASELINE,
+        "kib_per_call",
+        1.2,
+        True,
+    ),
+    Target(
+        "RSS growth with 1,000 open exec streams <= 24 MiB",
+        "idle_1000",
+        "sdk",
+        "",
+        "rss_growth_mib",
+        24.0,
+        True,
+        " MiB",
+    ),
 ]
+
+
+def own_value(records: list[dict[str, Any]], workload: str, a: str, key: str) -> float | None:
+    """Median over rounds of one driver's own figure."""
+    vals = [r[key] for r in records if r["workload"] == workload and r["ok"] and r["driver"] == a]
+    return statistics.median(vals) if vals else None
 
 
 def check_targets(records: list[dict[str, Any]]) -> list[tuple[Target, float | None, str]]:
     out = []
     for t in TARGETS:
-        v = pair_ratio(records, t.workload, t.a, t.b, t.key)
+        if t.b:
+            v = pair_ratio(records, t.workload, t.a, t.b, t.key)
+        else:
+            v = own_value(records, t.workload, t.a, t.key)
         if v is None:
             verdict = "n/a"
         elif (v <= t.bound) if t.lower_is_better else (v >= t.bound):
@@ -645,7 +700,8 @@ def render_markdown(
     )
     out += ["", "## Targets (ratios measured in this run)", ""]
     out.append(
-        "`measured` is the target's own figure (median of per-round ratios). `by CPU` restates "
+        "`measured` is the target's own figure (median of per-round ratios; for a bound in MiB "
+        "the median of the figure itself). `by CPU` restates "
         "a throughput target as client CPU per operation (b's CPU / a's CPU: higher is better), "
         "which other load on the shared machine disturbs far less than wall-clock throughput."
     )
@@ -657,7 +713,7 @@ def render_markdown(
             c = pair_ratio(records, t.workload, t.b, t.a, "cpu_us_per_op")
             by_cpu = f"{c:.3f}x" if c is not None else "–"
             cpu_verdict = "n/a" if c is None else ("met" if c >= t.bound else "MISSED")
-        shown = f"{v:.3f}x" if v is not None else "–"
+        shown = f"{v:.3f}{t.unit}" if v is not None else "–"
         out.append(f"| {t.text} | {shown} | {verdict} | {by_cpu} | {cpu_verdict} |")
     rss = {
         w.label: summary.get(w.name, {}).get("sdk", {}).get("peak_rss_mib")
@@ -667,10 +723,21 @@ def render_markdown(
     if rss and all(v is not None for v in rss.values()):
         shown_rss = ", ".join(f"{k}: {v:.0f} MiB" for k, v in rss.items())
         out += ["", f"Our SDK's peak RSS by file size (flat = streamed to disk): {shown_rss}."]
+    growth = [
+        f"{w.label}: "
+        + ", ".join(
+            f"{names[d]} {per[d]['rss_growth_mib']:.1f} MiB" for d in (BASELINE, "sdk") if d in per
+        )
+        for w in wls
+        if w.memory and (per := summary.get(w.name, {}))
+    ]
+    if growth:
+        out += ["", "Client RSS growth with everything open (medians): " + "; ".join(growth) + "."]
     out += ["", "## Ratio to raw aiohttp per workload", ""]
     out.append(
         "Median over rounds of (driver / raw aiohttp in the same round). Throughput: higher is "
-        "better; CPU per operation and KiB per idle stream: lower is better."
+        "better; CPU per operation, KiB per idle stream and KiB per in-flight call: lower is "
+        "better."
     )
     out.append("")
     shown = [d for d in drvs if any(d.name in summary.get(w.name, {}) for w in wls)]
@@ -681,7 +748,7 @@ def render_markdown(
         _, unit = w.metric
         cells = [fmt(per[d.name]["ratio"]) if d.name in per else "" for d in shown]
         out.append(f"| {w.label} | {unit} | " + " | ".join(cells) + " |")
-        if w.kind != "idle":
+        if not w.memory:
             cells = [fmt(per[d.name]["cpu_ratio"]) if d.name in per else "" for d in shown]
             out.append(f"| {w.label} | CPU/op | " + " | ".join(cells) + " |")
     if plot_name:
@@ -765,6 +832,9 @@ METHOD = """
 - Idle streams: open N exec streams at once (each gets one heartbeat, then silence), measure the
   client's RSS with all open minus before, divide by N, close all; the server checks that all N
   opened and closed.
+- Calls in flight: start N buffered execs at once through one session; the server holds each
+  until the client, told on a side connection that all N arrived, has read its RSS (from /proc,
+  no tracemalloc); growth over N is the figure; then all are released and checked.
 - Ratios are per round (same workload, same round) and the median over rounds is reported.
 - Two effects to keep in mind when reading wall-clock ratios on a loaded machine. (1) The
   scheduler gives a process with many runnable threads (the official Python SDK's thread pool,
@@ -800,10 +870,10 @@ def plot(summary: dict, wls: list[Workload], drvs: list[Driver], path: Path) -> 
             for j, w in enumerate(wls):
                 s = summary.get(w.name, {}).get(d.name)
                 val = s[metric] if s else None
-                if metric == "cpu_ratio" and w.kind == "idle":
+                if metric == "cpu_ratio" and w.memory:
                     val = None
                 if val:
-                    if metric == "ratio" and w.kind == "idle":
+                    if metric == "ratio" and w.memory:
                         val = 1 / val  # memory: "how many times leaner", higher is better
                     xs.append(j + (i - (len(shown) - 1) / 2) * width)
                     ys.append(val)
@@ -818,7 +888,7 @@ def plot(summary: dict, wls: list[Workload], drvs: list[Driver], path: Path) -> 
     top.legend(fontsize=8, ncol=2)
     bottom.set_xticks(range(len(wls)))
     bottom.set_xticklabels(
-        [w.label + ("\n(top: raw RSS / driver RSS)" if w.kind == "idle" else "") for w in wls],
+        [w.label + ("\n(top: raw RSS / driver RSS)" if w.memory else "") for w in wls],
         rotation=20,
         ha="right",
         fontsize=8,
@@ -838,7 +908,7 @@ def print_table(summary: dict, wls: list[Workload], drvs: list[Driver]) -> None:
         row = f"{w.name:<20} {'x raw':<10}"
         row += "".join(f"{fmt(per[d.name]['ratio']) if d.name in per else '':>14}" for d in shown)
         print(row)
-        if w.kind != "idle":
+        if not w.memory:
             row = f"{'':<20} {'cpu x raw':<10}"
             row += "".join(
                 f"{fmt(per[d.name]['cpu_ratio']) if d.name in per else '':>14}" for d in shown
@@ -952,6 +1022,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     plot_path = out_dir / "results.png"
     plotted = plot(summary, wls, runnable, plot_path)
+    if not plotted:
+        print(f"matplotlib not installed: {plot_path.name} not updated", flush=True)
     md = render_markdown(summary, records, wls, drvs, meta, plot_path.name if plotted else None)
     (out_dir / "RESULTS.md").write_text(md)
     (out_dir / "results.json").write_text(
@@ -961,7 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summary, wls, runnable)
     print()
     for t, v, verdict in check_targets(records):
-        print(f"{verdict:>7}  {fmt(v)}x  {t.text}")
+        print(f"{verdict:>7}  {fmt(v)}{t.unit}  {t.text}")
     print(f"\nwrote {out_dir / 'RESULTS.md'} in {elapsed:.0f} s")
     bad = [r for r in records if not r["ok"]]
     return 1 if bad else 0
@@ -987,11 +1059,12 @@ def render_only(out_dir: Path) -> int:
 
 
 def _raise_nofile() -> None:
-    """1,000 streams need more than the usual 1,024 descriptors; children inherit the limit."""
+    """1,000 streams and 10,000 in-flight calls need more than the usual 1,024 descriptors, in
+    the client and in the fake server alike; children inherit the limit."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 

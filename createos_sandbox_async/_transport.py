@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 import aiohttp
+from multidict import istr
 from yarl import URL
 
 from ._config import Limits, Timeouts
@@ -100,6 +101,14 @@ def _user_agent() -> str:
     return f"createos-sandbox-async/{__version__} python/{py} aiohttp/{aiohttp.__version__}"
 
 
+def _interned(headers: Mapping[str, str]) -> dict[str, str]:
+    """The same headers keyed by ``istr``: aiohttp copies every request's headers into a
+    case-insensitive multidict, which folds the case of each plain ``str`` name anew for every
+    request and keeps it while the call is in flight; an ``istr`` carries its folded form. With
+    10,000 calls in flight that is ~0.3 KiB each for our four headers."""
+    return {istr(k): v for k, v in headers.items()}
+
+
 class Transport:
     """One aiohttp pool plus the rules every request obeys. Owned by an ``AsyncSession``."""
 
@@ -152,11 +161,13 @@ class Transport:
         for key, value in (headers or {}).items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise TypeError("headers must map str to str")
-        base = merge_headers(base, headers or {}, allow_key=False)
+        base = _interned(merge_headers(base, headers or {}, allow_key=False))
         self._noauth_headers = base
-        self._auth_headers = {**base, "X-Api-Key": api_key} if api_key else dict(base)
-        self._json_noauth_headers = {**base, "Content-Type": "application/json"}
-        self._json_auth_headers = {**self._auth_headers, "Content-Type": "application/json"}
+        self._auth_headers = _interned({**base, "X-Api-Key": api_key} if api_key else base)
+        self._json_noauth_headers = _interned({**base, "Content-Type": "application/json"})
+        self._json_auth_headers = _interned(
+            {**self._auth_headers, "Content-Type": "application/json"}
+        )
         self._timeout = self._client_timeout(timeouts.request)
         self._stream_timeout = self._client_timeout(None)
 
@@ -296,7 +307,7 @@ class Transport:
 
     # -- buffered requests -------------------------------------------------------------------------
 
-    async def request(
+    def request(
         self,
         method: str,
         path: str,
@@ -310,8 +321,12 @@ class Transport:
         retry: bool = True,
         send_timeout: float | None = None,
         decode: Callable[[int, bytes, aiohttp.ClientResponse], Any] | None = None,
-    ) -> Any:
-        """``_request`` (below), then ``on_complete`` when a hook listens for it."""
+    ) -> Awaitable[Any]:
+        """``_request`` (below), then ``on_complete`` when a hook listens for it.
+
+        A plain function returning the awaitable, not a coroutine of its own: a buffered call in
+        flight then holds one coroutine frame fewer (~0.4 KiB each of 10,000 concurrent calls).
+        """
         call = self._request(
             method,
             path,
@@ -327,8 +342,8 @@ class Transport:
         )
         hook = self._hooks.on_complete
         if hook is None:
-            return await call
-        return await completed_call(method, path, call, hook)
+            return call
+        return completed_call(method, path, call, hook)
 
     async def _request(
         self,

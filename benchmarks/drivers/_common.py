@@ -211,6 +211,80 @@ async def run_idle_async(
     return result(job, tally, wall, cpu, rss_per_stream_kib=(rss1 - rss0) / len(handles))
 
 
+async def _control(job: Job, method: str, target: str) -> dict[str, Any]:
+    """One request to the fake server's ``/bench/`` routes on a connection of its own (stdlib
+    asyncio streams), so the client under test gains neither a connection nor an object."""
+    host, port = job.base_url.split("://", 1)[1].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        raw = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"{method} {target}: {head[:100]!r} {body[:200]!r}")
+    return json.loads(body)
+
+
+def raise_nofile(need: int) -> None:
+    """Raise the soft descriptor limit to the hard one when ``need`` sockets would not fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and soft < need + 64:
+        raise RuntimeError(f"{need} connections need more descriptors than the limit {soft}")
+
+
+async def run_inflight_async(
+    job: Job, call: Callable[[], Awaitable[None]], warm: Callable[[], Awaitable[None]]
+) -> dict[str, Any]:
+    """``concurrency`` buffered execs in flight at once through one session: the server holds
+    each (``["hold"]``) until all have arrived and the client has measured its RSS, then
+    releases them; every call must then complete and check its result.
+
+    RSS is read from /proc (no tracemalloc running) after a warm-up exec and a GC, and again
+    when the server reports all N held: the difference over N is what one in-flight call costs,
+    its connection included."""
+    import gc
+
+    n = job.concurrency
+    raise_nofile(n)
+    scratch = Tally()
+    for _ in range(job.warmup):
+        await warm()  # a plain exec: imports, first connection, lazy state
+        scratch.add()
+    gc.collect()
+    rss0 = current_rss_kib()
+    t0 = time.perf_counter()
+    c0 = cpu_seconds()
+    tasks = [asyncio.ensure_future(call()) for _ in range(n)]
+    try:
+        await _control(job, "GET", f"/bench/held?n={n}")
+        rss1 = current_rss_kib()
+        wall = time.perf_counter() - t0
+        cpu = cpu_seconds() - c0
+        await _control(job, "POST", "/bench/release")
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+    tally = Tally()
+    tally.ops = n
+    return result(
+        job,
+        tally,
+        wall,
+        cpu,
+        warm_ops=scratch.ops,
+        rss_per_call_kib=(rss1 - rss0) / n,
+    )
+
+
 def run_threads(job: Job, op: Callable[[Tally], None]) -> dict[str, Any]:
     """The thread-pool twin of :func:`run_async`, for synchronous clients."""
     lock = threading.Lock()

@@ -28,7 +28,7 @@ async def main(job: c.Job) -> dict[str, Any]:
     exec_url = base + job.path + "/exec"
     files_url = base + job.path + "/files"
     no_total = aiohttp.ClientTimeout(total=None, sock_connect=30)
-    limit = max(100, job.concurrency)
+    limit = max(100, job.concurrency + 1)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
 
     async def call(method: str, url: str, body: object) -> Any:
@@ -151,6 +151,14 @@ async def main(job: c.Job) -> dict[str, Any]:
     async def close_idle(r: aiohttp.ClientResponse) -> None:
         r.close()
 
+    async def hold_once() -> None:
+        data = await call("POST", exec_url, {"cmd": "bench", "args": ["hold"]})
+        res = data["result"]
+        c.check_exec(res["stdout"], res["exit_code"])
+
+    async def warm_once() -> None:
+        await exec_once(exec_url)
+
     ops = {
         "exec": op_exec,
         "lifecycle": op_lifecycle,
@@ -162,6 +170,8 @@ async def main(job: c.Job) -> dict[str, Any]:
     try:
         if job.kind == "idle":
             return await c.run_idle_async(job, open_idle, close_idle)
+        if job.kind == "inflight":
+            return await c.run_inflight_async(job, hold_once, warm_once)
         return await c.run_async(job, ops[job.kind])
     finally:
         await session.close()

@@ -22,7 +22,7 @@ from createos_sandbox_async import AsyncSession  # noqa: E402
 
 async def main(job: c.Job) -> dict[str, Any]:
     session = AsyncSession(
-        job.api_key, base_url=job.base_url, max_connections=max(100, job.concurrency)
+        job.api_key, base_url=job.base_url, max_connections=max(100, job.concurrency + 1)
     )
     async with session:
         sb = await session.sandboxes.get(job.sandbox_id)
@@ -90,6 +90,14 @@ async def main(job: c.Job) -> dict[str, Any]:
         async def close_idle(stream: Any) -> None:
             await stream.aclose()
 
+        async def hold_once() -> None:
+            res = await sb.exec("bench", ["hold"])
+            c.check_exec(res.stdout, res.exit_code)
+
+        async def warm_once() -> None:
+            res = await sb.exec(c.EXEC_CMD, c.EXEC_ARGS)
+            c.check_exec(res.stdout, res.exit_code)
+
         ops = {
             "exec": op_exec,
             "lifecycle": op_lifecycle,
@@ -100,6 +108,8 @@ async def main(job: c.Job) -> dict[str, Any]:
         }
         if job.kind == "idle":
             return await c.run_idle_async(job, open_idle, close_idle)
+        if job.kind == "inflight":
+            return await c.run_inflight_async(job, hold_once, warm_once)
         return await c.run_async(job, ops[job.kind])
 
 
