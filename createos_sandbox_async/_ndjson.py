@@ -61,6 +61,7 @@ class NDJSONDecoder:
     __slots__ = (
         "_block",
         "_end",
+        "_head",
         "_line",
         "_line_bytes",
         "_loads",
@@ -92,6 +93,8 @@ class NDJSONDecoder:
         self._block = b""
         self._pos = 1
         self._end = 0
+        # A line completed across two chunks, newline included: decoded before _block's lines.
+        self._head = b""
         self._line = 0  # lines consumed so far, for error messages
         self._line_bytes = _FIRST_LINE_BYTES  # average line length seen, to size a batch
 
@@ -103,7 +106,7 @@ class NDJSONDecoder:
     @property
     def queued(self) -> int:
         """Bytes of complete lines (newlines included) waiting for :meth:`pop`."""
-        return self._end + 1 - self._pos
+        return len(self._head) + self._end + 1 - self._pos
 
     def feed(self, chunk: bytes) -> list[Any]:
         """Values of the lines this chunk completes, in order."""
@@ -119,15 +122,27 @@ class NDJSONDecoder:
                 if self._pending > self.max_line:
                     self._too_long(self._pending)
                 self._parts.append(chunk)
-            return self._end + 1 - self._pos
-        if self._parts:
+            return self.queued
+        start = 0
+        if not self._parts:
+            block, end = chunk, nl
+        elif self._pos > self._end and not self._head:
+            # The usual case: the line left unfinished by the last chunk ends early in this one.
+            # That line becomes the head, decoded on its own; the chunk is queued as it is,
+            # rather than copied whole behind the tail (~1.5% of a stream's CPU).
+            start = chunk.find(b"\n") + 1
+            self._parts.append(chunk[:start])
+            self._head = b"".join(self._parts)
+            self._parts = []
+            if len(self._head) > self.max_line + 1:
+                self._too_long(len(self._head) - 1)
+            block, end = chunk, nl
+        else:
             head = len(chunk) - nl
             self._parts.append(chunk)
             block = b"".join(self._parts)
             self._parts = []
             end = len(block) - head  # the last newline, in block
-        else:
-            block, end = chunk, nl
         rest = len(chunk) - nl - 1
         if rest:
             self._parts.append(chunk[nl + 1 :])
@@ -136,15 +151,15 @@ class NDJSONDecoder:
                 self._too_long(rest)
         else:
             self._pending = 0
-        if end > self.max_line:  # cheap test first: only a long block can hold a long line
-            longest = max(map(len, block[:end].split(b"\n")))
+        if end - start > self.max_line:  # cheap test first: only a long block can hold a long line
+            longest = max(map(len, block[start:end].split(b"\n")))
             if longest > self.max_line:
                 self._too_long(longest)
         if self._pos <= self._end:  # pushed before everything was popped: keep the rest first
             block = self._block[self._pos : self._end + 1] + block[: end + 1]
             end = len(block) - 1
-        self._block, self._pos, self._end = block, 0, end
-        return end + 1
+        self._block, self._pos, self._end = block, start, end
+        return self.queued
 
     def pop(self, limit: int = 256) -> list[Any]:
         """Decode about ``limit`` queued lines (heartbeats, blank and SSE lines yield nothing).
@@ -153,6 +168,14 @@ class NDJSONDecoder:
         far (finding a byte offset is cheap, counting lines is not), or just before a heartbeat
         line, which is skipped: it never reaches the decoder and is never copied around.
         """
+        head = self._head
+        if head:  # the line completed across two chunks: before the rest of the second one
+            self._head = b""
+            if head[:-1] == self.heartbeat:
+                self._line += 1
+                self.heartbeats += 1
+                return []
+            return self._decode(head, 0, len(head) - 1)
         pos, end = self._pos, self._end
         if pos > end:
             return []
@@ -200,7 +223,7 @@ class NDJSONDecoder:
 
     def _pop_all(self) -> list[Any]:
         values: list[Any] = []
-        while self._pos <= self._end:
+        while self._head or self._pos <= self._end:
             values += self.pop(self._end + 1)
         return values
 

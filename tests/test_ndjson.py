@@ -423,3 +423,32 @@ def test_bad_line_number_counts_heartbeats_and_earlier_chunks() -> None:
     assert dec.feed(b'{"stdout":"a"}\n' + EXEC_HEARTBEAT + b"\n") == [{"stdout": "a"}]
     with pytest.raises(ProtocolError, match="line 4 "):
         dec.feed(EXEC_HEARTBEAT + b'\n{"stdout":x}\n')
+
+
+def test_a_line_across_two_chunks_comes_first_and_the_second_chunk_is_not_copied() -> None:
+    dec = NDJSONDecoder()
+    dec.push(b'{"stdout":"a"}\n{"stdo')
+    assert dec.pop(100) == [{"stdout": "a"}]
+    second = b'ut":"b"}\n{"stdout":"c"}\n{"stdout":"d"}\n{"std'
+    assert dec.push(second) == len(b'{"stdout":"b"}\n{"stdout":"c"}\n{"stdout":"d"}\n')
+    assert dec._block is second  # queued in place: only the straddling line was joined
+    assert dec.pop(100) == [{"stdout": "b"}]  # the straddling line, on its own
+    assert dec.pop(100) == [{"stdout": "c"}, {"stdout": "d"}]
+    assert dec.queued == 0 and dec.pending == 5
+    assert dec.feed(b'err":"e"}\n') == [{"stderr": "e"}]
+
+
+def test_a_straddling_line_counts_in_line_numbers_heartbeats_and_the_line_bound() -> None:
+    dec = NDJSONDecoder()
+    dec.push(b'{"stdout":"a"}\n' + EXEC_HEARTBEAT[:4])
+    dec.pop(100)
+    dec.push(EXEC_HEARTBEAT[4:] + b'\n{"stdout":"b"}\n{"stdout":x}\n')
+    got: list[Any] = []
+    with pytest.raises(ProtocolError, match="line 4 "):
+        while dec.queued:
+            got += dec.pop(100)
+    assert got == [] and dec.heartbeats == 1  # the bad line poisons its batch, "b" included
+    bounded = NDJSONDecoder(max_line=20)
+    bounded.push(b'{"stdout":"' + b"y" * 8)
+    with pytest.raises(ProtocolError, match="max_line=20"):
+        bounded.push(b'yyyy"}\n{"stdout":"z"}\n')  # 25 bytes once joined
