@@ -13,11 +13,13 @@ same URL for the bytes back. Paths must be absolute without ``..``; bodies are a
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import secrets
 import stat
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import anyio
@@ -39,8 +41,11 @@ MAX_FILE_SIZE = 524_288_000
 #: Blocks read from local files per worker-thread hop: 1 MiB measured ~0.35 ms CPU/MiB against
 #: ~0.55 for 256 KiB (aiohttp's own file payload) at the same MB/s; memory stays flat.
 _READ_BLOCK = 1 << 20
-#: Bytes gathered before one worker-thread write in ``download_to``: 256 KiB measured best;
-#: bigger batches let the chunks fall out of the CPU cache before they are copied to the file.
+#: A ``download_to`` write on the event loop that slept this long (seconds) moves the rest of that
+#: download to a worker thread: the disk is throttled, remote or failing, and the loop must not
+#: wait on it again. A write into the page cache takes tens of microseconds per network chunk.
+_SLOW_WRITE = 0.002
+#: Bytes gathered before one worker-thread write once a download has moved to the thread.
 _WRITE_BATCH = 256 * 1024
 #: Default per-attempt deadline of an upload whose length is unknown (an async iterable).
 _UNKNOWN_SIZE_TIMEOUT = 3600.0
@@ -342,8 +347,11 @@ class Files(Resource):
         timeout = check_timeout("timeout", timeout)
         target, tmp, fd = _create_temp_beside(local_path)
         try:
-            with os.fdopen(fd, "wb") as out:  # buffered: write() never stops short
-                written = await self._copy_to(remote, out, timeout)
+            with os.fdopen(fd, "wb", buffering=0) as out:  # closed at once on any error
+                sink = _FileSink(out)
+                stream = DownloadStream(self._sandbox, remote, None, timeout, whole=True)
+                written = await stream.copy_into(sink.write, sink.write_async)
+                await sink.finish()
             os.replace(tmp, target)
         except BaseException:
             try:
@@ -351,29 +359,6 @@ class Files(Resource):
             except FileNotFoundError:
                 pass
             raise
-        return written
-
-    async def _copy_to(self, remote: str, out: IO[bytes], timeout: float | None) -> int:
-        """Copy a download into ``out``, one worker-thread write per ~256 KiB gathered.
-
-        The thread keeps the event loop free of disk waits; on one busy core its hops cost about
-        half the throughput of a blocking ``write`` on tmpfs (benchmarks/README.md), a price
-        paid on purpose: a write to a slow or throttled disk would stall every other task.
-        """
-        pending: list[bytes] = []
-        pending_size = 0
-        written = 0
-        async with DownloadStream(self._sandbox, remote, None, timeout, whole=True) as chunks:
-            async for chunk in chunks:
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if pending_size >= _WRITE_BATCH:
-                    await anyio.to_thread.run_sync(out.writelines, pending)
-                    written += pending_size
-                    pending, pending_size = [], 0
-        if pending:
-            await anyio.to_thread.run_sync(out.writelines, pending)
-            written += pending_size
         return written
 
     # -- directories ----------------------------------------------------------------------------
@@ -475,6 +460,92 @@ class Files(Resource):
                 await self._sandbox.exec("rm", ["-f", "--", guest_path], timeout=10)
             except Exception:  # the transfer's own outcome matters more than the cleanup
                 pass
+
+
+class _FileSink:
+    """Where ``download_to`` puts a download: written on the event loop while writes are quick.
+
+    A write into the page cache costs less than a hop to a worker thread, so each chunk is
+    written as it arrives (no batch held in memory, no thread hop), the way a hand-written
+    client does. Each such write is timed; the first one that took ``_SLOW_WRITE`` or longer and
+    slept in the kernel (a throttled, remote or failing disk; on Linux a voluntary context
+    switch of this thread, so a busy CPU preempting us does not count) moves the rest of the
+    download, and the final close, to a worker thread in ``_WRITE_BATCH`` batches. So the loop
+    waits on at most one slow write per download.
+    """
+
+    __slots__ = ("_file", "_pending", "_pending_size", "threaded")
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        #: True once a slow write moved the rest of the download to a worker thread.
+        self.threaded = False
+
+    def write(self, chunk: bytes) -> bool:
+        """Write ``chunk`` now; True when that was slow and the rest must go to the thread."""
+        sleeps = _voluntary_switches()
+        start = time.perf_counter()
+        _write_all(self._file, chunk)
+        if time.perf_counter() - start < _SLOW_WRITE or _voluntary_switches() == sleeps:
+            return False  # quick, or only preempted by another process (no wait on the disk)
+        self.threaded = True
+        return True
+
+    async def write_async(self, chunk: bytes) -> None:
+        """Gather ``chunk``; write a full batch in a worker thread (waited for, also on cancel)."""
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+        if self._pending_size >= _WRITE_BATCH:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._pending, self._pending_size = self._pending, [], 0
+        await anyio.to_thread.run_sync(_write_batch, self._file, batch)
+
+    async def finish(self) -> None:
+        """Write what is gathered and close the file (in the thread once writes were slow)."""
+        if self._pending:
+            await self._flush()
+        if self.threaded:
+            await anyio.to_thread.run_sync(self._file.close)
+        else:
+            self._file.close()
+
+
+def _rusage_sleeps() -> int:
+    """How often this thread has slept in the kernel so far (Linux: voluntary switches)."""
+    return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
+
+
+try:
+    import resource
+
+    _RUSAGE_THREAD: int = resource.RUSAGE_THREAD  # type: ignore[attr-defined, unused-ignore]
+    _voluntary_switches: Callable[[], int] = _rusage_sleeps
+except (ImportError, AttributeError):  # not Linux: every slow write counts as a wait on the disk
+    _voluntary_switches = itertools.count().__next__
+
+
+def _write_all(file: IO[bytes], data: bytes | memoryview) -> None:
+    """Write all of ``data`` to an unbuffered file (``write`` may stop short)."""
+    done = file.write(data)
+    size = len(data)
+    if done == size:
+        return
+    view = memoryview(data)
+    while done < size:
+        n = file.write(view[done:])
+        if not n:
+            raise OSError(f"wrote {done} of {size} bytes of a chunk; the file takes no more")
+        done += n
+
+
+def _write_batch(file: IO[bytes], batch: list[bytes]) -> None:
+    """A worker thread's part of ``download_to``: write the gathered chunks in order."""
+    for chunk in batch:
+        _write_all(file, chunk)
 
 
 # Local filesystem checks: a stat or two, done before any request so bad arguments fail first.

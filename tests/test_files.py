@@ -9,20 +9,28 @@ the end (skipped until ``createos_sandbox_async.local`` offers ``LocalServer``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
+import itertools
 import os
 import random
+import signal
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import pytest
 from _servers import run_app
 from aiohttp import web
 
+import createos_sandbox_async.files as files_mod
 from createos_sandbox_async import (
     APITimeoutError,
     AsyncSession,
@@ -149,6 +157,23 @@ async def test_round_trip_bytes(size: int) -> None:
         back = await sb.files.download("/work/blob.bin")
     assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
     assert len(back) == size
+
+
+@pytest.mark.parametrize("size", [(256 << 10) - 1, 256 << 10, 1 << 20])
+async def test_bytes_uploads_around_the_slicing_size(size: int) -> None:
+    """From 256 KiB a bytes body goes out as slices led by an empty one (the head is sent alone,
+    not copied together with the body): same bytes, a Content-Length, resent whole on a 503."""
+    data = _random(size, size)
+    async with files_server() as (fake, sb):
+        fake.put_status = [503]
+        await sb.files.upload("/s.bin", data)
+        assert fake.store["/s.bin"] == data
+        puts = [h for m, _, _, h in fake.requests if m == "PUT"]
+    assert len(puts) == 2
+    for headers in puts:
+        assert headers["Content-Length"] == str(size)
+        assert "Transfer-Encoding" not in headers
+        assert headers["Content-Type"] == "application/octet-stream"
 
 
 async def test_upload_from_path_streams_with_content_length(tmp_path: Path) -> None:
@@ -398,6 +423,156 @@ async def test_download_iter_read_to_the_end_releases_the_connection() -> None:
         assert connector is not None
         assert sum(len(v) for v in connector._conns.values()) == 1
         assert not fake.disconnected.is_set()
+
+
+# -- download_to's writes: on the loop while quick, in a worker thread after a slow one ----------
+
+
+@pytest.fixture
+def thread_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every download_to write counts as slow (the non-Linux rule, with no threshold), so all but
+    the first chunk go through the worker thread; yields the thread ids of those batch writes."""
+    threads: list[int] = []
+    real = files_mod._write_batch
+
+    def spy(file: Any, batch: list[bytes]) -> None:
+        threads.append(threading.get_ident())
+        real(file, batch)
+
+    monkeypatch.setattr(files_mod, "_SLOW_WRITE", 0.0)
+    monkeypatch.setattr(files_mod, "_voluntary_switches", itertools.count().__next__)
+    monkeypatch.setattr(files_mod, "_write_batch", spy)
+    return threads
+
+
+async def test_a_slow_write_moves_the_rest_of_the_file_to_a_thread() -> None:
+    """A write that waits in the kernel (here on a pipe nobody reads for 50 ms) tells the sink
+    to leave the event loop; the rest arrives in order, written and closed by a worker thread."""
+    r, w = os.pipe()
+    received = bytearray()
+
+    def reader() -> None:
+        time.sleep(0.05)  # the slowness under test: the first write cannot finish before this
+        while chunk := os.read(r, 1 << 16):
+            received.extend(chunk)
+        os.close(r)
+
+    parts = [_random(256 * 1024, 11), _random(200_000, 12), _random(100_000, 13)]
+    writers: list[int] = []
+    real = files_mod._write_batch
+
+    def spy(file: Any, batch: list[bytes]) -> None:
+        writers.append(threading.get_ident())
+        real(file, batch)
+
+    drain = threading.Thread(target=reader)
+    drain.start()
+    try:
+        sink = files_mod._FileSink(os.fdopen(w, "wb", buffering=0))
+        files_mod._write_batch = spy
+        try:
+            assert sink.write(parts[0]) is True  # slept on the full pipe for >= 50 ms
+            assert sink.threaded
+            for part in parts[1:]:
+                await sink.write_async(part)
+            await sink.finish()  # the last batch and the close happen in the thread
+        finally:
+            files_mod._write_batch = real
+    finally:
+        await anyio.to_thread.run_sync(drain.join, 20)
+    assert not drain.is_alive()  # the reader saw EOF: the file was closed
+    assert bytes(received) == b"".join(parts)
+    assert writers and threading.get_ident() not in writers
+
+
+async def test_download_to_after_a_slow_write_finishes_in_a_thread(
+    tmp_path: Path, thread_writes: list[int]
+) -> None:
+    data = _random(5 * (1 << 20) + 3, 21)
+    target = tmp_path / "t.bin"
+    async with files_server() as (fake, sb):
+        fake.store["/t.bin"] = data
+        assert await sb.files.download_to("/t.bin", target) == len(data)
+    assert target.read_bytes() == data
+    assert _names(tmp_path) == ["t.bin"]
+    assert thread_writes and threading.get_ident() not in thread_writes
+
+
+@pytest.mark.parametrize("mode", ["inline", "thread"])
+async def test_a_write_error_mid_download_leaves_no_partial_file(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> None:
+    """The local disk fails half-way (a real EFBIG from RLIMIT_FSIZE): the error surfaces as it
+    is, the half-written temp file is gone, the old file is untouched, the connection dropped."""
+    resource = pytest.importorskip("resource")
+    if mode == "thread":
+        request.getfixturevalue("thread_writes")
+    target = tmp_path / "keep.bin"
+    target.write_bytes(b"previous")
+    async with files_server() as (fake, sb):
+        fake.store["/big"] = _random(4 << 20, 22)
+        fake.stall_after = 3 << 20  # the rest waits for the client: it must hang up itself
+        fake.store["/small"] = b"s" * 1000
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
+        try:
+            with pytest.raises(OSError) as caught:
+                await sb.files.download_to("/big", target)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old_handler)
+        assert caught.value.errno == errno.EFBIG
+        with anyio.fail_after(20):
+            await fake.disconnected.wait()  # not left half-read in the pool
+        fake.stall_after = None
+        assert await sb.files.download_to("/small", tmp_path / "next.bin") == 1000
+    assert target.read_bytes() == b"previous"
+    assert _names(tmp_path) == ["keep.bin", "next.bin"]
+
+
+async def test_cancelling_download_to_waits_for_its_thread_write(
+    tmp_path: Path, thread_writes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while a worker thread writes: the task ends only after that write returned (no
+    thread left writing into a removed file), the temp file is gone, the connection dropped."""
+    started, release = threading.Event(), threading.Event()
+    log: list[str] = []
+    real = files_mod._write_batch
+
+    def blocking(file: Any, batch: list[bytes]) -> None:
+        started.set()
+        release.wait(20)
+        real(file, batch)
+        log.append("write returned")
+
+    monkeypatch.setattr(files_mod, "_write_batch", blocking)
+    target = tmp_path / "c.bin"
+    async with files_server() as (fake, sb):
+        fake.store["/c"] = _random(4 << 20, 23)
+        fake.stall_after = 3 << 20
+        scope = anyio.CancelScope()
+        async with anyio.create_task_group() as tg:
+
+            async def fetch() -> None:
+                with scope:
+                    try:
+                        await sb.files.download_to("/c", target)
+                    finally:
+                        log.append("download_to left")
+
+            tg.start_soon(fetch)
+            with anyio.fail_after(20):
+                await anyio.to_thread.run_sync(started.wait, 20)
+            scope.cancel()
+            for _ in range(20):
+                await anyio.lowlevel.checkpoint()
+            assert log == []  # still waiting for the write in the thread
+            release.set()
+        assert log == ["write returned", "download_to left"]
+        with anyio.fail_after(20):
+            await fake.disconnected.wait()
+    assert _names(tmp_path) == []
 
 
 # -- directories: need tar in a real guest (the emulator) ---------------------------------------
