@@ -470,6 +470,27 @@ class Target:
     unit: str = "x"  # how the measured figure is shown: a ratio, or e.g. " MiB"
 
 
+#: Workload and driver name of the emulator latency record (benchmarks/emulator_latency.py).
+EMULATOR = "emulator_latency"
+
+
+def emulator_record(runs: int) -> dict[str, Any] | None:
+    """p50/p90 of the local emulator's create and exec (and a bare spawn), or None when it cannot
+    run here (no bubblewrap). Measured after the client/server rounds, on its own."""
+    cmd = [sys.executable, str(HERE / "emulator_latency.py"), "--runs", str(runs), "--json"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"emulator latency not measured: {exc}", flush=True)
+        return None
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"emulator latency not measured: {tail[:200]}", flush=True)
+        return None
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"driver": EMULATOR, "workload": EMULATOR, "ok": True, "round": 0, **figures}
+
+
 TARGETS = [
     Target(
         "CPU per buffered exec (c=16) <= 1.15x raw aiohttp",
@@ -576,6 +597,26 @@ TARGETS = [
         "kib_per_call",
         1.2,
         True,
+    ),
+    Target(
+        "emulator: buffered exec of `true`, p50 <= 2.5 ms",
+        EMULATOR,
+        EMULATOR,
+        "",
+        "exec_p50_ms",
+        2.5,
+        True,
+        " ms",
+    ),
+    Target(
+        "emulator: create, p50 <= 10 ms",
+        EMULATOR,
+        EMULATOR,
+        "",
+        "create_p50_ms",
+        10.0,
+        True,
+        " ms",
     ),
     Target(
         "RSS growth with 1,000 open exec streams <= 24 MiB",
@@ -698,6 +739,20 @@ def render_markdown(
         f"{meta['duration']} s per measurement, {meta['elapsed_s']:.0f} s in all. "
         "Regenerate with `.venv/bin/python benchmarks/run.py` (see README.md)."
     )
+    emu = next((r for r in records if r["driver"] == EMULATOR), None)
+    if emu is not None:
+        when = meta.get("emulator_measured", "after the rounds")
+        out.append("")
+        out.append(
+            f"Emulator latency ({when}, {emu['runs']} runs each, raw aiohttp against a "
+            f"`LocalServer` under bubblewrap; `benchmarks/emulator_latency.py`): create p50 "
+            f"{emu['create_p50_ms']:.2f} ms (p90 {emu['create_p90_ms']:.2f}), "
+            f"buffered exec of `true` p50 {emu['exec_p50_ms']:.2f} ms (p90 "
+            f"{emu['exec_p90_ms']:.2f}), streamed `echo hi` p50 "
+            f"{emu['exec_stream_p50_ms']:.2f} ms; "
+            f"a bare spawn of `true` p50 {emu['spawn_p50_ms']:.2f} ms, `GET /healthz` p50 "
+            f"{emu['healthz_p50_ms']:.2f} ms."
+        )
     out += ["", "## Targets (ratios measured in this run)", ""]
     out.append(
         "`measured` is the target's own figure (median of per-round ratios; for a bound in MiB "
@@ -932,6 +987,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rewrite RESULTS.md and the plot from the results.json in --out (no measuring)",
     )
+    ap.add_argument(
+        "--emulator-only",
+        action="store_true",
+        help="measure only the emulator's latency into the results.json in --out, then rewrite",
+    )
     ap.add_argument("--setup", action="store_true", help="install the official SDKs first")
     ap.add_argument("--no-setup", action="store_true", help="never install the official SDKs")
     ap.add_argument(
@@ -945,8 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
         help="set in every driver's environment, e.g. MALLOC_TRIM_THRESHOLD_=268435456",
     )
     ns = ap.parse_args(argv)
-    if ns.render_only:
-        return render_only(Path(ns.out) if ns.out else HERE)
+    if ns.render_only or ns.emulator_only:
+        return render_only(Path(ns.out) if ns.out else HERE, emulator=ns.emulator_only)
     quick = ns.quick
     rounds = ns.rounds or (1 if quick else 5)
     duration = ns.duration or (0.15 if quick else 1.5)
@@ -1008,6 +1068,15 @@ def main(argv: list[str] | None = None) -> int:
                     key = w.metric[0]
                     shown = fmt(rec.get(key), 1) if rec["ok"] else rec.get("error", "")[:200]
                     print(f"  r{rnd} {w.name:<18} {d.name:<20} {status} {shown}", flush=True)
+    if not ns.workloads or EMULATOR in ns.workloads.split(","):
+        emu = emulator_record(20 if quick else 200)
+        if emu is not None:
+            records.append(emu)
+            print(
+                f"  emulator: create p50 {emu['create_p50_ms']:.2f} ms, exec p50 "
+                f"{emu['exec_p50_ms']:.2f} ms (spawn p50 {emu['spawn_p50_ms']:.2f} ms)",
+                flush=True,
+            )
     elapsed = time.monotonic() - t_start
     summary = summarise(records, wls, runnable)
     meta = {
@@ -1039,10 +1108,19 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad else 0
 
 
-def render_only(out_dir: Path) -> int:
-    """Regenerate the report from a previous run's results.json (same data, current text)."""
+def render_only(out_dir: Path, *, emulator: bool = False) -> int:
+    """Regenerate the report from a previous run's results.json (same data, current text);
+    ``emulator``: measure the emulator's latency now and put it in place of any earlier one."""
     data = json.loads((out_dir / "results.json").read_text())
     meta, records = data["meta"], data["records"]
+    if emulator:
+        emu = emulator_record(20 if meta["mode"] == "quick" else 200)
+        if emu is None:
+            return 1
+        records = [r for r in records if r["driver"] != EMULATOR] + [emu]
+        meta["emulator_measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        data["records"] = records
+        (out_dir / "results.json").write_text(json.dumps(data, indent=1))
     wls = workloads(meta["mode"] == "quick")
     drvs = drivers()
     ran = {r["driver"] for r in records}
