@@ -231,8 +231,7 @@ class NDJSONDecoder:
         """Fast path: the lines of ``block[pos:stop]`` decoded by one ``loads`` of a JSON array.
 
         The array is built with two copies of the text (a join through a memoryview, then the
-        newlines made ``,\n``, whose growth counts the lines), not four (a slice first, a join
-        last).
+        newlines made ``,\n``, whose growth counts the lines), not three (a slice first).
         """
         first = self._line
         size = stop - pos
